@@ -1,0 +1,1 @@
+"""Project infrastructure helpers (local services for development and tests)."""

@@ -1,0 +1,205 @@
+"""One immutable model per thing that happened to an order, in the past tense.
+
+Each event moves the order to one status word of the original system
+(pending, routing, building, submitted, retrying, completed, failed).
+Money is `Decimal` in whole tokens; it travels as a JSON string so that no
+float ever touches it.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Amount = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+PositiveAmount = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+Fraction = Annotated[Decimal, Field(ge=0, le=1, allow_inf_nan=False)]
+TokenSymbol = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,10}$")]
+VenueName = Literal["RAYDIUM", "METEORA"]
+
+
+class OrderStatus(StrEnum):
+    """The status words clients see, kept from the original system."""
+
+    PENDING = "pending"
+    ROUTING = "routing"
+    BUILDING = "building"
+    SUBMITTED = "submitted"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (OrderStatus.COMPLETED, OrderStatus.FAILED)
+
+
+class FailureCode(StrEnum):
+    """Why an attempt or an order failed; a client can act on each."""
+
+    SLIPPAGE_EXCEEDED = "SLIPPAGE_EXCEEDED"
+    QUOTE_EXPIRED = "QUOTE_EXPIRED"
+    INSUFFICIENT_LIQUIDITY = "INSUFFICIENT_LIQUIDITY"
+    NO_ROUTE = "NO_ROUTE"
+    VENUE_UNAVAILABLE = "VENUE_UNAVAILABLE"
+    VENUE_TIMEOUT = "VENUE_TIMEOUT"
+    RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+    STATUS: ClassVar[OrderStatus]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class OrderSubmitted(_Event):
+    """A client's market order, accepted once this is durably in the log."""
+
+    TYPE: ClassVar[str] = "OrderSubmitted"
+    STATUS: ClassVar[OrderStatus] = OrderStatus.PENDING
+
+    token_in: TokenSymbol
+    token_out: TokenSymbol
+    amount: PositiveAmount
+    slippage: Fraction
+    client_order_id: str | None = Field(default=None, max_length=64)
+    owner: str | None = None
+
+
+class VenueQuote(_Frozen):
+    """What one venue offered for the whole amount, as seen when routing."""
+
+    venue: VenueName
+    amount_out: Amount
+    fee: Amount
+    price_impact: Decimal
+    error: str | None = None
+
+
+class RouteLeg(_Frozen):
+    """One swap of a route plan: a venue, a hop, a share of the amount."""
+
+    venue: VenueName
+    token_in: TokenSymbol
+    token_out: TokenSymbol
+    amount_in: Amount
+    amount_out: Amount
+    fee: Amount
+    share: Fraction
+
+
+class RoutePlan(_Frozen):
+    """The chosen execution, the same shape the quote endpoint returns."""
+
+    kind: Literal["single", "split", "multihop"]
+    legs: tuple[RouteLeg, ...]
+    amount_out: Amount
+    min_amount_out: Amount
+    price_impact: Decimal
+    split_improvement_bps: Decimal
+    market_slot: int
+    quoted_at: float
+
+
+class OrderRouted(_Event):
+    """Both venues were quoted; the event keeps the quotes and why one route won."""
+
+    TYPE: ClassVar[str] = "OrderRouted"
+    STATUS: ClassVar[OrderStatus] = OrderStatus.ROUTING
+
+    attempt: int = Field(ge=1)
+    quotes: tuple[VenueQuote, ...]
+    plan: RoutePlan
+    reason: str
+
+
+class TransactionBuilt(_Event):
+    """The swap transaction is built with its slippage guard."""
+
+    TYPE: ClassVar[str] = "TransactionBuilt"
+    STATUS: ClassVar[OrderStatus] = OrderStatus.BUILDING
+
+    attempt: int = Field(ge=1)
+    min_amount_out: Amount
+
+
+class TransactionSubmitted(_Event):
+    """The transaction went to the chain under this signature."""
+
+    TYPE: ClassVar[str] = "TransactionSubmitted"
+    STATUS: ClassVar[OrderStatus] = OrderStatus.SUBMITTED
+
+    attempt: int = Field(ge=1)
+    tx_hash: str = Field(min_length=80, max_length=90)
+
+
+class OrderRetrying(_Event):
+    """An attempt failed for a reason a retry can help; the next one waits `delay_seconds`."""
+
+    TYPE: ClassVar[str] = "OrderRetrying"
+    STATUS: ClassVar[OrderStatus] = OrderStatus.RETRYING
+
+    attempt: int = Field(ge=1)
+    code: FailureCode
+    error: str
+    delay_seconds: Decimal = Field(ge=0)
+
+
+class OrderCompleted(_Event):
+    """The swap confirmed: the fill."""
+
+    TYPE: ClassVar[str] = "OrderCompleted"
+    STATUS: ClassVar[OrderStatus] = OrderStatus.COMPLETED
+
+    tx_hash: str
+    selected_dex: str
+    amount_in: PositiveAmount
+    amount_out: Amount
+    executed_price: Amount
+    fee: Amount
+
+
+class OrderFailed(_Event):
+    """The order ended without a fill, with a reason the client can act on."""
+
+    TYPE: ClassVar[str] = "OrderFailed"
+    STATUS: ClassVar[OrderStatus] = OrderStatus.FAILED
+
+    code: FailureCode
+    error: str
+    retryable: bool
+    attempts: int = Field(ge=0)
+    tx_hash: str | None = None
+
+
+OrderEvent = (
+    OrderSubmitted
+    | OrderRouted
+    | TransactionBuilt
+    | TransactionSubmitted
+    | OrderRetrying
+    | OrderCompleted
+    | OrderFailed
+)
+
+EVENT_TYPES: dict[str, type[OrderEvent]] = {
+    cls.TYPE: cls
+    for cls in (
+        OrderSubmitted,
+        OrderRouted,
+        TransactionBuilt,
+        TransactionSubmitted,
+        OrderRetrying,
+        OrderCompleted,
+        OrderFailed,
+    )
+}

@@ -1,0 +1,40 @@
+"""Turns a payload written by an older version of an event into the current one.
+
+An upcaster is registered for each (type, version it reads); they chain, so a
+v1 payload passes through v1->v2, v2->v3, ... until it is current. The log
+itself is never rewritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from schemas.events import EVENT_TYPES
+
+Payload = dict[str, Any]
+Upcaster = Callable[[Payload], Payload]
+
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def upcaster(event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+    """Register a function that lifts `event_type` from `from_version` to the next version."""
+
+    def register(function: Upcaster) -> Upcaster:
+        UPCASTERS[(event_type, from_version)] = function
+        return function
+
+    return register
+
+
+def upcast(event_type: str, version: int, payload: Payload) -> Payload:
+    """Apply the registered upcasters until the payload is at the current version."""
+    current = EVENT_TYPES[event_type].VERSION
+    while version < current:
+        step = UPCASTERS.get((event_type, version))
+        if step is None:
+            raise KeyError(f"no upcaster for {event_type} v{version}")
+        payload = step(payload)
+        version += 1
+    return payload

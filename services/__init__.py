@@ -1,0 +1,1 @@
+"""Order execution engine: api -> log -> router -> log -> projector -> PostgreSQL -> api."""

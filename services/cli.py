@@ -1,0 +1,156 @@
+"""`oee`: one entry point that starts every part of the system and the operator tools."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+import typer
+
+from services.common.errors import DependencyUnavailable
+from services.common.settings import Settings, get_settings
+
+app = typer.Typer(help="Order execution engine for Solana DEXs, event-sourced on Kafka.", no_args_is_help=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """An unreachable dependency ends the command with one line and exit code 2, not a trace."""
+
+    @wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except DependencyUnavailable as exc:
+            typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(2) from None
+
+    return run
+
+
+def _require(settings: Settings) -> Settings:
+    """Single processes need their dependencies named; only `oee up` starts its own."""
+    missing = [
+        name
+        for name, value in (
+            ("KAFKA_BOOTSTRAP_SERVERS", settings.kafka_bootstrap_servers),
+            ("DATABASE_URL", settings.database_url),
+        )
+        if value is None
+    ]
+    if missing:
+        # Fall back to the ports `oee up` uses, so a second terminal just works.
+        return settings.model_copy(
+            update={
+                "kafka_bootstrap_servers": settings.kafka_bootstrap_servers
+                or f"127.0.0.1:{settings.kafka_port}",
+                "database_url": settings.database_url
+                or f"postgresql://postgres@127.0.0.1:{settings.postgres_port}/postgres",
+            }
+        )
+    return settings
+
+
+@app.command()
+@one_line_errors
+def migrate() -> None:
+    """Apply the numbered SQL migrations not yet applied."""
+    from services.common.db import migrate as apply
+
+    settings = _require(get_settings())
+    assert settings.database_url
+    applied = apply(settings.database_url)
+    typer.echo(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m.version:04d} {m.name}" for m in applied))
+
+
+@app.command()
+@one_line_errors
+def api() -> None:
+    """Serve the HTTP and WebSocket API."""
+    from services.api.main import serve
+
+    serve(_require(get_settings()))
+
+
+@app.command()
+@one_line_errors
+def router() -> None:
+    """Route and execute submitted orders (a faust-streaming worker)."""
+    from services.router.main import serve
+
+    serve(_require(get_settings()))
+
+
+@app.command()
+@one_line_errors
+def projector() -> None:
+    """Build the PostgreSQL read models from the order event log."""
+    from services.projector.main import serve
+
+    serve(_require(get_settings()))
+
+
+@app.command()
+@one_line_errors
+def up() -> None:
+    """Start Kafka and PostgreSQL (unless configured), then the API, router and projector; Ctrl-C stops all."""
+    from services.common.dependencies import LocalDependencies
+
+    settings = get_settings()
+    dependencies = LocalDependencies(settings)
+    with dependencies as effective:
+        for line in dependencies.started:
+            typer.echo(f"started {line}")
+        env = os.environ | {
+            "KAFKA_BOOTSTRAP_SERVERS": str(effective.kafka_bootstrap_servers),
+            "DATABASE_URL": str(effective.database_url),
+        }
+        children = {
+            name: subprocess.Popen([sys.executable, "-m", "services.cli", name], env=env)
+            for name in ("projector", "router", "api")
+        }
+        base = f"http://{effective.api_host}:{effective.api_port}"
+        typer.secho(f"API on {base}  docs {base}/docs  health {base}/health  (Ctrl-C stops everything)", fg="green")
+        _supervise(children)
+
+
+def _supervise(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Wait for Ctrl-C (or a child dying), then stop every child within a bounded time."""
+    stop = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        while not stop:
+            dead = [name for name, child in children.items() if child.poll() is not None]
+            if dead:
+                typer.secho(f"{', '.join(dead)} exited; stopping the rest", err=True, fg="red")
+                break
+            time.sleep(0.5)
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for child in children.values():
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+if __name__ == "__main__":
+    app()

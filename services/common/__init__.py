@@ -1,0 +1,1 @@
+"""Plumbing shared by every process: settings, logging, Kafka and PostgreSQL edges."""

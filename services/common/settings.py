@@ -1,0 +1,76 @@
+"""Every setting of every process, in one typed place.
+
+Each has a default that works on a laptop. `KAFKA_BOOTSTRAP_SERVERS` and
+`DATABASE_URL` keep their conventional names (no prefix) and, when set, win
+over the project's own launchers; everything else is `OEE_*`.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    """Configuration read from the environment (and an optional `.env`)."""
+
+    model_config = SettingsConfigDict(env_prefix="OEE_", env_file=".env", extra="ignore")
+
+    # Where the dependencies are. Unset means: start our own (see infra/).
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "OEE_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "OEE_DATABASE_URL")
+    )
+    data_dir: Path = PROJECT_ROOT / ".oee"
+    kafka_port: int = 9092
+    postgres_port: int = 54320
+
+    # The log.
+    orders_topic: str = "orders.events"
+    orders_topic_partitions: int = 12
+    dead_letter_topic: str = "orders.deadletter"
+
+    # The API.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    max_body_bytes: int = 16 * 1024
+    default_slippage: Decimal = Decimal("0.01")
+    max_order_amount: Decimal = Decimal("1000000000")
+    ws_queue_size: int = 1000
+    produce_timeout_seconds: float = 5.0
+
+    # The router.
+    router_max_in_flight: int = 1000
+    retry_delays_seconds: tuple[float, ...] = (2.0, 4.0, 8.0)
+    quote_ttl_seconds: float = 2.0
+    split_threshold_bps: Decimal = Decimal("1")
+    market_seed: int = 42
+    venue_latency: Literal["realistic", "zero"] = "realistic"
+    venue_failure_rate: Decimal = Decimal("0.02")
+
+    log_format: Literal["console", "json"] = "console"
+    log_level: str = "INFO"
+
+    @property
+    def kafka_data_dir(self) -> Path:
+        return self.data_dir / "kafka"
+
+    @property
+    def postgres_data_dir(self) -> Path:
+        return self.data_dir / "postgres"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Read the environment once per process."""
+    return Settings()

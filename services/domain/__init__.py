@@ -1,0 +1,1 @@
+"""Pure domain values shared by the services: tokens and their units."""

@@ -1,0 +1,1 @@
+"""Projector: consumes the order event log and keeps the PostgreSQL read models."""

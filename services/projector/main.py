@@ -1,0 +1,144 @@
+"""The projector process: log -> `project` -> PostgreSQL, one transaction per batch."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from services.common.db import open_pool
+from services.common.kafka import (
+    DeadLetter,
+    durable_producer,
+    send_to_dead_letter,
+    start_producer,
+    unreachable,
+)
+from services.common.logging import configure_logging
+from services.common.process import retry_while_down, stop_event_on_signals
+from services.common.settings import Settings
+from services.projector.projection import LogRecord, order_ids_in, project
+from services.projector.store import ReadModelStore
+
+log = logging.getLogger(__name__)
+CONSUMER_GROUP = "oee-projector"
+
+
+class _SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Resume each assigned partition where PostgreSQL says, not where Kafka's group offset says."""
+
+    def __init__(self, projector: Projector) -> None:
+        self._projector = projector
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._projector.seek_to_stored_positions(assigned)
+
+
+def is_db_outage(exc: BaseException) -> bool:
+    return isinstance(exc, psycopg.OperationalError | PoolTimeout)
+
+
+class Projector:
+    """Consumes the order log and applies it to one read-model schema, exactly once."""
+
+    def __init__(self, settings: Settings, pool: AsyncConnectionPool, store: ReadModelStore) -> None:
+        assert settings.kafka_bootstrap_servers
+        self.settings = settings
+        self.topic = settings.orders_topic
+        self.pool = pool
+        self.store = store
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=CONSUMER_GROUP,
+            client_id="oee-projector",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_poll_records=2000,
+        )
+        self.producer = durable_producer(settings.kafka_bootstrap_servers, client_id="oee-projector-dlq")
+        self.applied = 0
+
+    async def seek_to_stored_positions(self, assigned: list[TopicPartition]) -> None:
+        async with self.pool.connection() as conn:
+            positions = await self.store.positions(conn, self.topic)
+        for tp in assigned:
+            if tp.partition in positions:
+                self.consumer.seek(tp, positions[tp.partition])
+            else:
+                await self.consumer.seek_to_beginning(tp)
+
+    async def start(self) -> None:
+        servers = str(self.settings.kafka_bootstrap_servers)
+        await start_producer(self.producer, servers)
+        self.consumer.subscribe([self.topic], listener=_SeekToStoredPositions(self))
+        try:
+            await self.consumer.start()
+        except (KafkaError, OSError) as exc:
+            await self.producer.stop()
+            raise unreachable(servers, exc) from None
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+        await self.producer.stop()
+
+    async def apply(self, records: list[LogRecord]) -> int:
+        """Project one batch: rows, dead letters and positions, atomically in PostgreSQL."""
+        async with self.pool.connection() as conn, conn.transaction():
+            prior = await self.store.load_states(conn, order_ids_in(records))
+            projection = project(records, prior)
+            for rejected in projection.rejected:
+                record = rejected.record
+                await send_to_dead_letter(
+                    self.producer,
+                    self.settings.dead_letter_topic,
+                    DeadLetter(record.topic, record.partition, record.offset, rejected.reason, CONSUMER_GROUP),
+                    record.key,
+                    record.value,
+                )
+            await self.store.write(conn, self.topic, projection)
+        self.applied += len(projection.events)
+        return len(projection.events)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=2000)
+            records = [
+                LogRecord(m.topic, m.partition, m.offset, m.key, m.value)
+                for messages in batches.values()
+                for m in messages
+            ]
+            if not records:
+                continue
+            applied = await retry_while_down(
+                lambda: self.apply(records), is_outage=is_db_outage, what="PostgreSQL", stop=stop
+            )
+            if applied is None:
+                return  # asked to stop while PostgreSQL was down: the batch is read again next start
+
+
+async def _main(settings: Settings) -> None:
+    assert settings.database_url
+    stop = stop_event_on_signals()
+    pool = await open_pool(settings.database_url, max_size=4)
+    projector = Projector(settings, pool, ReadModelStore())
+    try:
+        await projector.start()
+        log.info("projector consuming %s", settings.orders_topic)
+        await projector.run(stop)
+    finally:
+        await projector.stop()
+        await pool.close()
+
+
+def serve(settings: Settings) -> None:
+    """Run the projector until SIGTERM/SIGINT."""
+    configure_logging(settings, "projector")
+    asyncio.run(_main(settings))
