@@ -1,0 +1,1 @@
+"""The router: turns submitted orders into route plans and executions."""
