@@ -68,4 +68,6 @@ def from_dict(raw: dict[str, Any]) -> Envelope:
 def _first_error(exc: ValidationError) -> str:
     error = exc.errors()[0]
     where = ".".join(str(part) for part in error["loc"])
-    return f"{where}: {error['msg']}" + (f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
+    return f"{where}: {error['msg']}" + (
+        f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    )

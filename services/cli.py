@@ -16,7 +16,9 @@ import typer
 from services.common.errors import DependencyUnavailable
 from services.common.settings import Settings, get_settings
 
-app = typer.Typer(help="Order execution engine for Solana DEXs, event-sourced on Kafka.", no_args_is_help=True)
+app = typer.Typer(
+    help="Order execution engine for Solana DEXs, event-sourced on Kafka.", no_args_is_help=True
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -68,7 +70,10 @@ def migrate() -> None:
     settings = _require(get_settings())
     assert settings.database_url
     applied = apply(settings.database_url)
-    typer.echo(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m.version:04d} {m.name}" for m in applied))
+    typer.echo(
+        f"applied {len(applied)} migration(s)"
+        + "".join(f"\n  {m.version:04d} {m.name}" for m in applied)
+    )
 
 
 @app.command()
@@ -118,7 +123,10 @@ def up() -> None:
             for name in ("projector", "router", "api")
         }
         base = f"http://{effective.api_host}:{effective.api_port}"
-        typer.secho(f"API on {base}  docs {base}/docs  health {base}/health  (Ctrl-C stops everything)", fg="green")
+        typer.secho(
+            f"API on {base}  docs {base}/docs  health {base}/health  (Ctrl-C stops everything)",
+            fg="green",
+        )
         _supervise(children)
 
 

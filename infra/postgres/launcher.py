@@ -121,16 +121,34 @@ class EmbeddedPostgres:
         _prepare_permissions(self.data_dir)
         self.log_file.touch()
         options = [
-            "-c", "listen_addresses=127.0.0.1",
-            "-c", f"unix_socket_directories={self.data_dir}",
-            "-c", "max_connections=200",
-            "-c", "shared_buffers=128MB",
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"unix_socket_directories={self.data_dir}",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=128MB",
         ]
         if not self.durable:
-            options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            options += [
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
         log = self.log_file.open("ab")
         self._process = subprocess.Popen(
-            [str(_bin_dir() / "postgres"), "-D", str(self.data_dir), "-p", str(self.port), *options],
+            [
+                str(_bin_dir() / "postgres"),
+                "-D",
+                str(self.data_dir),
+                "-p",
+                str(self.port),
+                *options,
+            ],
             user=_run_as(),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -145,7 +163,9 @@ class EmbeddedPostgres:
                 )
             if time.monotonic() > deadline:
                 self.stop()
-                raise PostgresLauncherError(f"postgres did not start in {timeout:.0f}s: {self._log_tail()}")
+                raise PostgresLauncherError(
+                    f"postgres did not start in {timeout:.0f}s: {self._log_tail()}"
+                )
             time.sleep(0.1)
         return self
 
@@ -187,6 +207,9 @@ class EmbeddedPostgres:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()

@@ -34,7 +34,9 @@ class LocalDependencies:
                 broker = KafkaBroker(settings.kafka_data_dir, settings.kafka_port)
                 self._stack.enter_context(broker)
                 updates["kafka_bootstrap_servers"] = broker.bootstrap_servers
-                self.started.append(f"Kafka on {broker.bootstrap_servers} (data in {broker.data_dir})")
+                self.started.append(
+                    f"Kafka on {broker.bootstrap_servers} (data in {broker.data_dir})"
+                )
             if settings.database_url is None:
                 postgres = EmbeddedPostgres(settings.postgres_data_dir, settings.postgres_port)
                 self._stack.enter_context(postgres)
@@ -52,7 +54,10 @@ class LocalDependencies:
         return effective
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self._stack.close()
 

@@ -60,7 +60,9 @@ async def ensure_topics(servers: str, specs: Iterable[TopicSpec], timeout: float
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(s.name, num_partitions=s.partitions, replication_factor=1, topic_configs=s.config)
+            NewTopic(
+                s.name, num_partitions=s.partitions, replication_factor=1, topic_configs=s.config
+            )
             for s in specs
             if s.name not in existing
         ]

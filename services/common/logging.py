@@ -21,7 +21,9 @@ def configure_logging(settings: Settings, process: str) -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.CallsiteParameterAdder([structlog.processors.CallsiteParameter.MODULE]),
+        structlog.processors.CallsiteParameterAdder(
+            [structlog.processors.CallsiteParameter.MODULE]
+        ),
     ]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -40,7 +40,12 @@ async def retry_while_down(
         except Exception as exc:
             if not is_outage(exc):
                 raise
-            log.warning("%s unavailable (%s); retrying in %.1fs", what, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, delay)
+            log.warning(
+                "%s unavailable (%s); retrying in %.1fs",
+                what,
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                delay,
+            )
         try:
             await asyncio.wait_for(stop.wait(), delay)
             return None

@@ -144,6 +144,7 @@ def _(event: TransactionSubmitted, state: OrderState, envelope: Envelope) -> Cha
 @_apply.register
 def _(event: OrderRetrying, state: OrderState, envelope: Envelope) -> Changes:
     return {
+        "attempts": event.attempt,
         "error_code": event.code.value,
         "error": event.error,
         "retry_at": envelope.occurred_at + timedelta(seconds=float(event.delay_seconds)),

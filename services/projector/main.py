@@ -48,7 +48,9 @@ def is_db_outage(exc: BaseException) -> bool:
 class Projector:
     """Consumes the order log and applies it to one read-model schema, exactly once."""
 
-    def __init__(self, settings: Settings, pool: AsyncConnectionPool, store: ReadModelStore) -> None:
+    def __init__(
+        self, settings: Settings, pool: AsyncConnectionPool, store: ReadModelStore
+    ) -> None:
         assert settings.kafka_bootstrap_servers
         self.settings = settings
         self.topic = settings.orders_topic
@@ -63,7 +65,9 @@ class Projector:
             isolation_level="read_committed",
             max_poll_records=2000,
         )
-        self.producer = durable_producer(settings.kafka_bootstrap_servers, client_id="oee-projector-dlq")
+        self.producer = durable_producer(
+            settings.kafka_bootstrap_servers, client_id="oee-projector-dlq"
+        )
         self.applied = 0
 
     async def seek_to_stored_positions(self, assigned: list[TopicPartition]) -> None:
@@ -99,7 +103,13 @@ class Projector:
                 await send_to_dead_letter(
                     self.producer,
                     self.settings.dead_letter_topic,
-                    DeadLetter(record.topic, record.partition, record.offset, rejected.reason, CONSUMER_GROUP),
+                    DeadLetter(
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        rejected.reason,
+                        CONSUMER_GROUP,
+                    ),
                     record.key,
                     record.value,
                 )

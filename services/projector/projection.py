@@ -92,7 +92,9 @@ def project(
             continue
         result.states[envelope.order_id] = new_state
         payload = envelope.model_dump(mode="json")["payload"]
-        result.events.append(EventRow(envelope, payload, event_hash, record.partition, record.offset))
+        result.events.append(
+            EventRow(envelope, payload, event_hash, record.partition, record.offset)
+        )
     return result
 
 

@@ -14,7 +14,6 @@ from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 
 from schemas.codec import from_dict
-from schemas.envelope import record_hash
 from services.domain.order import OrderState, evolve
 from services.projector.projection import ORDER_COLUMNS, Projection, order_row
 
@@ -58,7 +57,9 @@ class ReadModelStore:
     async def positions(self, conn: AsyncConnection, topic: str) -> dict[int, int]:
         """Next offset to read per partition, as last committed with the rows."""
         cursor = await conn.execute(
-            sql.SQL("SELECT partition, next_offset FROM {} WHERE topic = %s").format(self._positions),
+            sql.SQL("SELECT partition, next_offset FROM {} WHERE topic = %s").format(
+                self._positions
+            ),
             (topic,),
         )
         return {partition: offset for partition, offset in await cursor.fetchall()}
@@ -127,7 +128,10 @@ class ReadModelStore:
                 await cursor.executemany(
                     self._upsert_order,
                     [
-                        {k: Jsonb(v) if k in _JSON_COLUMNS and v is not None else v for k, v in order_row(s).items()}
+                        {
+                            k: Jsonb(v) if k in _JSON_COLUMNS and v is not None else v
+                            for k, v in order_row(s).items()
+                        }
                         for s in projection.states.values()
                     ],
                 )

@@ -1,0 +1,1 @@
+"""The simulated Solana chain: pools and a ledger with durable state in PostgreSQL."""

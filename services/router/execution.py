@@ -1,0 +1,238 @@
+"""One order's way from `pending` to `completed` or `failed`.
+
+`next_step` is pure: from the order's folded state it says what to do next.
+`OrderExecution` does it and appends the resulting event. Because every step
+starts from the state the log describes, a router that restarts after a crash
+resumes each order exactly where the log says it stands; and because the
+transaction signature is the order's, a resent swap returns the first fill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import Enum
+
+from schemas import events
+from schemas.events import FailureCode, OrderStatus
+from services.chain.client import ChainClient, TransientChainError
+from services.chain.ledger import Receipt, SwapInstruction, Transaction
+from services.chain.signatures import signature_for
+from services.domain.order import OrderState
+from services.domain.tokens import from_base_units, to_base_units
+from services.router.quoting import VenuesUnavailable, quote_order
+from services.router.routing import NoRouteError
+from services.venues.adapters import VenueAdapter
+from services.venues.pool import InsufficientLiquidityError, Venue
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[OrderState, events.OrderEvent], Awaitable[OrderState]]
+
+
+class Step(Enum):
+    ROUTE = "route"
+    WAIT_THEN_ROUTE = "wait_then_route"
+    BUILD = "build"
+    SUBMIT = "submit"
+    CONFIRM = "confirm"
+    DONE = "done"
+
+
+def next_step(state: OrderState) -> Step:
+    """What the order needs next, from its state alone."""
+    return {
+        OrderStatus.PENDING: Step.ROUTE,
+        OrderStatus.RETRYING: Step.WAIT_THEN_ROUTE,
+        OrderStatus.ROUTING: Step.BUILD,
+        OrderStatus.BUILDING: Step.SUBMIT,
+        OrderStatus.SUBMITTED: Step.CONFIRM,
+        OrderStatus.COMPLETED: Step.DONE,
+        OrderStatus.FAILED: Step.DONE,
+    }[state.status]
+
+
+@dataclass(frozen=True)
+class ExecutionPolicy:
+    retry_delays: tuple[float, ...]
+    quote_ttl_seconds: float
+    split_threshold_bps: Decimal
+    chain_seed: int
+
+
+class OrderExecution:
+    """Drives orders through their lifecycle with the venues and the chain as ports."""
+
+    def __init__(
+        self,
+        policy: ExecutionPolicy,
+        venues: Sequence[VenueAdapter],
+        chain: ChainClient,
+        emit: Emit,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.policy = policy
+        self.venues = venues
+        self.chain = chain
+        self.emit = emit
+        self.clock = clock
+
+    async def run(self, state: OrderState) -> OrderState:
+        """Take the order to a final state from wherever it stands."""
+        while (step := next_step(state)) is not Step.DONE:
+            state = await self._do(step, state)
+        return state
+
+    async def _do(self, step: Step, state: OrderState) -> OrderState:
+        if step is Step.WAIT_THEN_ROUTE:
+            assert state.retry_at is not None
+            delay = (state.retry_at - self.clock()).total_seconds()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            return await self._route(state, state.attempts + 1)
+        if step is Step.ROUTE:
+            return await self._route(state, max(state.attempts, 1))
+        assert state.plan is not None
+        if step is Step.BUILD:
+            return await self.emit(
+                state,
+                events.TransactionBuilt(
+                    attempt=state.attempts, min_amount_out=state.plan.min_amount_out
+                ),
+            )
+        if step is Step.SUBMIT:
+            if self._expired(state):
+                return await self._route(state, state.attempts)  # re-quote, same attempt
+            signature = signature_for(state.order_id, self.policy.chain_seed)
+            return await self.emit(
+                state, events.TransactionSubmitted(attempt=state.attempts, tx_hash=signature)
+            )
+        return await self._confirm(state)
+
+    def _expired(self, state: OrderState) -> bool:
+        assert state.plan is not None
+        age = self.clock().timestamp() - state.plan.quoted_at
+        return age > self.policy.quote_ttl_seconds
+
+    async def _route(self, state: OrderState, attempt: int) -> OrderState:
+        try:
+            quote = await quote_order(
+                self.venues,
+                state.token_in,
+                state.token_out,
+                state.amount,
+                state.slippage,
+                split_threshold_bps=self.policy.split_threshold_bps,
+            )
+        except VenuesUnavailable as exc:
+            return await self._retry_or_fail(
+                state, attempt, FailureCode.VENUE_UNAVAILABLE, str(exc)
+            )
+        except NoRouteError as exc:
+            return await self._fail(state, FailureCode.NO_ROUTE, str(exc), attempt)
+        except InsufficientLiquidityError as exc:
+            return await self._fail(state, FailureCode.INSUFFICIENT_LIQUIDITY, str(exc), attempt)
+        return await self.emit(
+            state,
+            events.OrderRouted(
+                attempt=attempt, quotes=quote.quotes, plan=quote.plan, reason=quote.reason
+            ),
+        )
+
+    async def _confirm(self, state: OrderState) -> OrderState:
+        tx = transaction_for(state, self.policy.chain_seed)
+        try:
+            receipt = await self.chain.send_and_confirm(tx, state.attempts)
+        except TransientChainError as exc:
+            return await self._retry_or_fail(state, state.attempts, FailureCode(exc.code), str(exc))
+        if receipt.status == "failed":
+            code = _failure_code(receipt.error_code)
+            return await self._fail(
+                state, code, receipt.error or code.value, state.attempts, receipt.signature
+            )
+        return await self.emit(state, completed(state, receipt))
+
+    async def _retry_or_fail(
+        self, state: OrderState, attempt: int, code: FailureCode, error: str
+    ) -> OrderState:
+        delays = self.policy.retry_delays
+        if attempt > len(delays):
+            return await self._fail(
+                state, code, f"{error} (gave up after {attempt} attempts)", attempt, retryable=True
+            )
+        delay = Decimal(str(delays[attempt - 1]))
+        log.info(
+            "order %s attempt %s failed (%s); retrying in %ss", state.order_id, attempt, code, delay
+        )
+        state = await self.emit(
+            state,
+            events.OrderRetrying(attempt=attempt, code=code, error=error, delay_seconds=delay),
+        )
+        return state
+
+    async def _fail(
+        self,
+        state: OrderState,
+        code: FailureCode,
+        error: str,
+        attempts: int,
+        tx_hash: str | None = None,
+        *,
+        retryable: bool = False,
+    ) -> OrderState:
+        return await self.emit(
+            state,
+            events.OrderFailed(
+                code=code, error=error, retryable=retryable, attempts=attempts, tx_hash=tx_hash
+            ),
+        )
+
+
+def _failure_code(chain_code: str | None) -> FailureCode:
+    """The chain's error code as a failure code (slippage and liquidity are the ones it reports)."""
+    try:
+        return FailureCode(chain_code)
+    except ValueError:
+        return FailureCode.INVALID_TRANSACTION
+
+
+def transaction_for(state: OrderState, chain_seed: int) -> Transaction:
+    """The swap transaction for the order's current plan, signed with the order's signature."""
+    assert state.plan is not None and state.min_amount_out is not None
+    instructions = tuple(
+        SwapInstruction(
+            venue=Venue(leg.venue),
+            token_in=leg.token_in,
+            token_out=leg.token_out,
+            amount_in=to_base_units(leg.token_in, leg.amount_in),
+            hop=0 if leg.token_in == state.token_in else 1,
+        )
+        for leg in state.plan.legs
+    )
+    return Transaction(
+        signature=signature_for(state.order_id, chain_seed),
+        order_id=state.order_id,
+        token_in=state.token_in,
+        token_out=state.token_out,
+        amount_in=to_base_units(state.token_in, state.amount),
+        min_amount_out=to_base_units(state.token_out, state.min_amount_out),
+        instructions=instructions,
+    )
+
+
+def completed(state: OrderState, receipt: Receipt) -> events.OrderCompleted:
+    """The fill as the chain reports it (which may be an earlier landing of the same order)."""
+    amount_in = from_base_units(state.token_in, receipt.amount_in)
+    amount_out = from_base_units(state.token_out, receipt.amount_out)
+    return events.OrderCompleted(
+        tx_hash=receipt.signature,
+        selected_dex=state.selected_dex or "",
+        amount_in=amount_in,
+        amount_out=amount_out,
+        executed_price=(amount_out / amount_in).quantize(Decimal("1e-12")),
+        fee=from_base_units(state.token_in, receipt.fee),
+    )

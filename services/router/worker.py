@@ -1,0 +1,199 @@
+"""Which orders this router process works on, and when it is safe to start them.
+
+Ownership follows Kafka partitions. When a partition is assigned the router
+first *catches up*: it reads the partition from its stored resume position up
+to the end the log had at that moment, only folding events, so it learns where
+every order stands, including orders a crashed predecessor left half-done.
+Then it resumes each unfinished order, and only then handles live records.
+
+The resume position of a partition is the offset of its oldest unfinished
+submission (or the next offset when none is unfinished). It is kept in
+PostgreSQL by the runtime, not in Kafka's committed offsets: faust commits
+offsets on its own schedule, and a committed offset past an unfinished order
+would lose it on restart. Nothing relies on Kafka transactions either: every
+step is idempotent (deterministic event ids and sequences, one transaction
+signature per order), which the kill tests check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from schemas.codec import UndecodableEvent, decode
+from schemas.envelope import record_hash
+from services.domain.order import OrderState, OutOfSequence, evolve
+
+log = logging.getLogger(__name__)
+
+# Finished orders are remembered by their last sequence only, to drop late duplicates.
+FINISHED_MEMORY = 200_000
+
+DeadLetterSink = Callable[[int, int, bytes | None, bytes | None, str], Awaitable[None]]
+RunOrder = Callable[[OrderState], Awaitable[OrderState]]
+
+
+@dataclass
+class _Partition:
+    """What the router knows about one assigned partition."""
+
+    catch_up_until: int  # records below this offset are read by the catch-up, not live
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    next_offset: int = 0
+    orders: dict[uuid.UUID, OrderState] = field(default_factory=dict)  # unfinished only
+    submitted_at: dict[uuid.UUID, int] = field(default_factory=dict)  # unfinished -> offset
+    finished: OrderedDict[uuid.UUID, int] = field(default_factory=OrderedDict)  # -> last sequence
+
+    @property
+    def resume_offset(self) -> int:
+        return min(self.submitted_at.values(), default=self.next_offset)
+
+
+class OrderRouter:
+    """Tracks the orders of this process's partitions and runs each unfinished one once."""
+
+    def __init__(
+        self, run_order: RunOrder, dead_letter: DeadLetterSink, max_in_flight: int
+    ) -> None:
+        self._run_order = run_order
+        self._dead_letter = dead_letter
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._partitions: dict[int, _Partition] = {}
+        self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    def resume_offsets(self) -> dict[int, int]:
+        """Where a successor must start reading each partition to miss no unfinished order."""
+        return {p: part.resume_offset for p, part in self._partitions.items()}
+
+    def begin_catch_up(self, partition: int, start: int, end: int) -> None:
+        """Take a partition; records in [start, end) will be folded by `fold` before going live."""
+        self._partitions[partition] = _Partition(catch_up_until=end, next_offset=start)
+
+    async def fold(
+        self, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> None:
+        """Catch-up: learn from a record without starting any work."""
+        await self._handle(self._partitions[partition], partition, offset, key, value, live=False)
+
+    async def finish_catch_up(self, partition: int) -> None:
+        """The partition is known up to its end: resume unfinished orders, then go live."""
+        part = self._partitions[partition]
+        part.next_offset = max(part.next_offset, part.catch_up_until)
+        if part.orders:
+            log.info("resuming %d unfinished orders of partition %d", len(part.orders), partition)
+        for order_id in list(part.orders):
+            await self._start(partition, order_id)
+        part.ready.set()
+
+    async def on_live_record(
+        self, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> None:
+        """Handle one live record of the order log, in partition order."""
+        part = self._partitions.get(partition)
+        if part is None:
+            return  # not ours: fetched across a rebalance
+        await part.ready.wait()
+        if offset < part.catch_up_until:
+            return  # the catch-up read it already (or it precedes every unfinished order)
+        await self._handle(part, partition, offset, key, value, live=True)
+
+    async def revoke(self, partition: int) -> None:
+        """Give a partition up: stop its orders' work; the next owner resumes them from the log."""
+        part = self._partitions.pop(partition, None)
+        if part is None:
+            return
+        part.ready.set()  # release a live record waiting on a catch-up that will not finish
+        tasks = [self._tasks.pop(order_id) for order_id in part.orders if order_id in self._tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def drain(self, timeout: float) -> None:
+        """On shutdown: let in-flight orders finish for up to `timeout`, then cancel the rest."""
+        tasks = list(self._tasks.values())
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _handle(
+        self,
+        part: _Partition,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        live: bool,
+    ) -> None:
+        part.next_offset = max(part.next_offset, offset + 1)
+        try:
+            envelope = decode(value)
+        except UndecodableEvent as exc:
+            await self._dead_letter(partition, offset, key, value, str(exc))
+            return
+        order_id = envelope.order_id
+        last_final = part.finished.get(order_id)
+        if last_final is not None:
+            if envelope.sequence > last_final:
+                await self._dead_letter(
+                    partition, offset, key, value, "event after the order's final event"
+                )
+            return
+        known = part.orders.get(order_id)
+        if known is not None and envelope.sequence <= known.sequence:
+            return  # a duplicate, or our own event coming back: already folded
+        try:
+            state = evolve(known, envelope, record_hash(value or b""))
+        except OutOfSequence as exc:
+            await self._dead_letter(partition, offset, key, value, str(exc))
+            return
+        if known is None:
+            part.submitted_at[order_id] = offset
+        part.orders[order_id] = state
+        if state.is_final:
+            self._finished(part, order_id)
+        elif live and known is None:
+            await self._start(partition, order_id)
+
+    async def _start(self, partition: int, order_id: uuid.UUID) -> None:
+        if order_id in self._tasks:
+            return
+        await self._slots.acquire()  # backpressure: at most max_in_flight orders at once
+        self._tasks[order_id] = asyncio.create_task(
+            self._work(partition, order_id), name=f"order-{order_id}"
+        )
+
+    async def _work(self, partition: int, order_id: uuid.UUID) -> None:
+        try:
+            part = self._partitions[partition]
+            final = await self._run_order(part.orders[order_id])
+            if self._partitions.get(partition) is part and order_id in part.orders:
+                part.orders[order_id] = final
+                self._finished(part, order_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The order stays unfinished: the next assignment of its partition resumes it.
+            log.exception("order %s stopped on an unexpected error", order_id)
+        finally:
+            self._tasks.pop(order_id, None)
+            self._slots.release()
+
+    @staticmethod
+    def _finished(part: _Partition, order_id: uuid.UUID) -> None:
+        state = part.orders.pop(order_id)
+        part.submitted_at.pop(order_id, None)
+        part.finished[order_id] = state.sequence
+        if len(part.finished) > FINISHED_MEMORY:
+            part.finished.popitem(last=False)
