@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     orders_topic: str = "orders.events"
     orders_topic_partitions: int = 12
     dead_letter_topic: str = "orders.deadletter"
+    # Consumer groups are "<prefix>-router" and "<prefix>-projector"; tests use their own.
+    consumer_group_prefix: str = "oee"
 
     # The API.
     api_host: str = "127.0.0.1"
@@ -60,6 +62,14 @@ class Settings(BaseSettings):
 
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
+
+    @property
+    def router_group(self) -> str:
+        return f"{self.consumer_group_prefix}-router"
+
+    @property
+    def projector_group(self) -> str:
+        return f"{self.consumer_group_prefix}-projector"
 
     @property
     def kafka_data_dir(self) -> Path:

@@ -25,7 +25,6 @@ from services.projector.projection import LogRecord, order_ids_in, project
 from services.projector.store import ReadModelStore
 
 log = logging.getLogger(__name__)
-CONSUMER_GROUP = "oee-projector"
 
 
 class _SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -58,12 +57,14 @@ class Projector:
         self.store = store
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id=CONSUMER_GROUP,
+            group_id=settings.projector_group,
             client_id="oee-projector",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_poll_records=2000,
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
         )
         self.producer = durable_producer(
             settings.kafka_bootstrap_servers, client_id="oee-projector-dlq"
@@ -108,7 +109,7 @@ class Projector:
                         record.partition,
                         record.offset,
                         rejected.reason,
-                        CONSUMER_GROUP,
+                        self.settings.projector_group,
                     ),
                     record.key,
                     record.value,

@@ -30,7 +30,6 @@ from services.venues.market import Market
 from services.venues.pool import Venue
 
 log = logging.getLogger(__name__)
-CONSUMER_GROUP = "oee-router"
 QUOTE_LATENCY = {Venue.RAYDIUM: (0.05, 0.15), Venue.METEORA: (0.08, 0.2)}
 CONFIRM_LATENCY = (2.0, 3.0)
 SHUTDOWN_GRACE_SECONDS = 10.0
@@ -118,7 +117,7 @@ class RouterRuntime:
         self, partition: int, offset: int, key: bytes | None, value: bytes | None, reason: str
     ) -> None:
         assert self.producer is not None
-        letter = DeadLetter(self.settings.orders_topic, partition, offset, reason, CONSUMER_GROUP)
+        letter = DeadLetter(self.settings.orders_topic, partition, offset, reason, self.settings.router_group)
         await send_to_dead_letter(
             self.producer, self.settings.dead_letter_topic, letter, key, value
         )
@@ -198,7 +197,7 @@ def create_app(settings: Settings) -> tuple[faust.App, RouterRuntime]:
     datadir = settings.data_dir / "router"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        CONSUMER_GROUP,
+        settings.router_group,
         broker=[f"kafka://{server}" for server in runtime.servers.split(",")],
         web_enabled=False,
         processing_guarantee="at_least_once",
@@ -210,6 +209,9 @@ def create_app(settings: Settings) -> tuple[faust.App, RouterRuntime]:
         store="memory://",
         datadir=str(datadir),
         producer_acks=-1,
+        # A killed router's partitions move to a survivor after this long, not faust's 60 s.
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
     )
     catch_ups: set[asyncio.Task[None]] = set()
     topic = app.topic(
