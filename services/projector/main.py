@@ -10,12 +10,14 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from services.common.db import open_pool
+from services.common.db import migrate, open_pool
 from services.common.kafka import (
     DeadLetter,
     durable_producer,
+    ensure_topics,
     send_to_dead_letter,
     start_producer,
+    topic_specs,
     unreachable,
 )
 from services.common.logging import configure_logging
@@ -136,8 +138,10 @@ class Projector:
 
 
 async def _main(settings: Settings) -> None:
-    assert settings.database_url
+    assert settings.database_url and settings.kafka_bootstrap_servers
     stop = stop_event_on_signals()
+    await asyncio.to_thread(migrate, settings.database_url)
+    await ensure_topics(settings.kafka_bootstrap_servers, topic_specs(settings))
     pool = await open_pool(settings.database_url, max_size=4)
     projector = Projector(settings, pool, ReadModelStore())
     try:

@@ -18,8 +18,15 @@ from schemas.envelope import Envelope, record_hash
 from schemas.events import OrderEvent
 from services.chain.client import SimulatedRpc
 from services.chain.ledger import Ledger
-from services.common.db import open_pool
-from services.common.kafka import DeadLetter, durable_producer, send_to_dead_letter, start_producer
+from services.common.db import migrate, open_pool
+from services.common.kafka import (
+    DeadLetter,
+    durable_producer,
+    ensure_topics,
+    send_to_dead_letter,
+    start_producer,
+    topic_specs,
+)
 from services.common.logging import configure_logging
 from services.common.settings import Settings
 from services.domain.order import OrderState, evolve
@@ -53,6 +60,8 @@ class RouterRuntime:
         async with self._started:
             if self.router is not None:
                 return self.router
+            await asyncio.to_thread(migrate, str(self.settings.database_url))
+            await ensure_topics(self.servers, topic_specs(self.settings))
             self.db = await open_pool(str(self.settings.database_url), max_size=8)
             self.producer = durable_producer(self.servers, client_id="oee-router")
             await start_producer(self.producer, self.servers)
