@@ -63,6 +63,7 @@ class Receipt:
     amount_out: int
     fee: int
     slot: int
+    venues: tuple[str, ...]  # the venues its swaps ran on, sorted
     error_code: str | None = None
     error: str | None = None
 
@@ -129,7 +130,8 @@ class Ledger:
     async def _receipt(self, conn: psycopg.AsyncConnection[Any], signature: str) -> Receipt | None:
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
-                "SELECT signature, order_id, status, amount_in, amount_out, fee, slot, error_code, error"
+                "SELECT signature, order_id, status, amount_in, amount_out, fee, slot,"
+                " error_code, error, legs"
                 " FROM chain.transactions WHERE signature = %s",
                 (signature,),
             )
@@ -138,6 +140,7 @@ class Ledger:
             return None
         for field in ("amount_in", "amount_out", "fee"):
             row[field] = int(row[field])
+        row["venues"] = tuple(sorted({leg["venue"] for leg in row.pop("legs")}))
         return Receipt(**row)
 
     async def execute(self, tx: Transaction) -> Receipt:
@@ -215,16 +218,9 @@ class Ledger:
                     slot,
                 ),
             )  # fmt: skip
+        venues = tuple(sorted({i.venue.value for i in tx.instructions}))
         return Receipt(
-            tx.signature,
-            tx.order_id,
-            status,
-            tx.amount_in,
-            amount_out,
-            fee,
-            slot,
-            error_code,
-            error,
+            tx.signature, tx.order_id, status, tx.amount_in, amount_out, fee, slot, venues, error_code, error
         )
 
 

@@ -148,7 +148,11 @@ class OrderExecution:
         try:
             receipt = await self.chain.send_and_confirm(tx, state.attempts)
         except TransientChainError as exc:
-            return await self._retry_or_fail(state, state.attempts, FailureCode(exc.code), str(exc))
+            # A lost confirmation may hide a landed swap: ask the chain before retrying.
+            landed = await self.chain.receipt(tx.signature)
+            if landed is None:
+                return await self._retry_or_fail(state, state.attempts, FailureCode(exc.code), str(exc))
+            receipt = landed
         if receipt.status == "failed":
             code = _failure_code(receipt.error_code)
             return await self._fail(
@@ -230,7 +234,7 @@ def completed(state: OrderState, receipt: Receipt) -> events.OrderCompleted:
     amount_out = from_base_units(state.token_out, receipt.amount_out)
     return events.OrderCompleted(
         tx_hash=receipt.signature,
-        selected_dex=state.selected_dex or "",
+        selected_dex="+".join(receipt.venues),
         amount_in=amount_in,
         amount_out=amount_out,
         executed_price=(amount_out / amount_in).quantize(Decimal("1e-12")),

@@ -1,0 +1,477 @@
+"""The router's partition bookkeeping: catch-up, live records, dead letters, backpressure.
+
+`run_order` is a fake that records which orders it ran and can be held on a gate, so
+every test sees exactly when the router starts (and stops) an order's work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from decimal import Decimal
+
+from schemas import events
+from schemas.codec import encode
+from schemas.envelope import Envelope, genesis_hash
+from schemas.events import FailureCode, OrderStatus
+from services.domain.order import OrderState
+from services.router.worker import OrderRouter
+
+WAIT = 2.0  # seconds; generous, since every wait here ends in milliseconds when correct
+
+
+class FakeRunner:
+    """Records each run; with `block`, a run waits until its order is released."""
+
+    def __init__(self, *, block: bool = False) -> None:
+        self.block = block
+        self.started: list[uuid.UUID] = []
+        self.finished: list[uuid.UUID] = []
+        self.cancelled: list[uuid.UUID] = []
+        self.failing: set[uuid.UUID] = set()
+        self._gates: dict[uuid.UUID, asyncio.Event] = {}
+
+    def gate(self, order_id: uuid.UUID) -> asyncio.Event:
+        return self._gates.setdefault(order_id, asyncio.Event())
+
+    def release(self, order_id: uuid.UUID) -> None:
+        self.gate(order_id).set()
+
+    async def __call__(self, state: OrderState) -> OrderState:
+        self.started.append(state.order_id)
+        try:
+            if self.block:
+                await self.gate(state.order_id).wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(state.order_id)
+            raise
+        if state.order_id in self.failing:
+            raise RuntimeError("unexpected bug while running the order")
+        self.finished.append(state.order_id)
+        # The run appends routed, built, submitted and completed: four more events.
+        return dataclasses.replace(state, status=OrderStatus.COMPLETED, sequence=state.sequence + 4)
+
+
+class DeadLetters:
+    def __init__(self) -> None:
+        self.letters: list[tuple[int, int, bytes | None, bytes | None, str]] = []
+
+    async def __call__(
+        self, partition: int, offset: int, key: bytes | None, value: bytes | None, reason: str
+    ) -> None:
+        self.letters.append((partition, offset, key, value, reason))
+
+    @property
+    def where(self) -> list[tuple[int, int]]:
+        return [(p, o) for p, o, *_ in self.letters]
+
+
+def key(order_id: uuid.UUID) -> bytes:
+    return str(order_id).encode()
+
+
+def record(order_id: uuid.UUID, sequence: int, payload: events.OrderEvent | None = None) -> bytes:
+    """An order event as bytes on the log; a submission unless told otherwise."""
+    if payload is None:
+        payload = events.OrderSubmitted(
+            token_in="SOL", token_out="USDC", amount=Decimal("0.5"), slippage=Decimal("0.01")
+        )
+    return encode(
+        Envelope.new(
+            order_id=order_id,
+            sequence=sequence,
+            producer="test",
+            prev_hash=genesis_hash(order_id),  # the router does not check the chain of hashes
+            payload=payload,
+        )
+    )
+
+
+def routed_event() -> events.OrderRouted:
+    plan = events.RoutePlan(
+        kind="single", legs=(), amount_out=Decimal(75), min_amount_out=Decimal(74),
+        price_impact=Decimal(0), split_improvement_bps=Decimal(0), market_slot=1, quoted_at=0.0,
+    )  # fmt: skip
+    return events.OrderRouted(attempt=1, quotes=(), plan=plan, reason="best single venue")
+
+
+FAILED = events.OrderFailed(code=FailureCode.NO_ROUTE, error="no pool", retryable=False, attempts=1)
+
+
+def make_router(
+    runner: FakeRunner, sink: DeadLetters | None = None, max_in_flight: int = 10
+) -> OrderRouter:
+    return OrderRouter(runner, sink or DeadLetters(), max_in_flight)
+
+
+async def until(condition: Callable[[], object]) -> None:
+    """Poll for a condition the router exposes no event for, failing after WAIT seconds."""
+    for _ in range(int(WAIT / 0.001)):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("condition not reached in time")
+
+
+async def settle(router: OrderRouter) -> None:
+    """Wait until no order is running."""
+    await until(lambda: router.in_flight == 0)
+
+
+async def live(
+    router: OrderRouter, partition: int, offset: int, order_id: uuid.UUID, value: bytes
+) -> None:
+    await router.on_live_record(partition, offset, key(order_id), value)
+
+
+async def test_catch_up_runs_nothing_then_resumes_exactly_the_unfinished_orders() -> None:
+    runner = FakeRunner()
+    router = make_router(runner)
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    log = [
+        (a, record(a, 1)),
+        (b, record(b, 1)),
+        (a, record(a, 2, routed_event())),
+        (b, record(b, 2, FAILED)),  # b is finished: it must never run
+        (c, record(c, 1)),
+    ]
+    router.begin_catch_up(0, 0, len(log))
+    for offset, (order_id, value) in enumerate(log):
+        await router.fold(0, offset, key(order_id), value)
+    await asyncio.sleep(0.01)
+    assert runner.started == []
+    assert router.in_flight == 0
+
+    await router.finish_catch_up(0)
+    await settle(router)
+
+    assert Counter(runner.started) == Counter({a: 1, c: 1})
+    assert set(runner.finished) == {a, c}
+    assert router.resume_offsets() == {0: len(log)}
+
+
+async def test_resumed_orders_start_from_their_folded_state() -> None:
+    seen: list[OrderState] = []
+
+    async def run(state: OrderState) -> OrderState:
+        seen.append(state)
+        return dataclasses.replace(state, status=OrderStatus.COMPLETED, sequence=5)
+
+    router = OrderRouter(run, DeadLetters(), 4)
+    a = uuid.uuid4()
+    router.begin_catch_up(0, 0, 2)
+    await router.fold(0, 0, key(a), record(a, 1))
+    await router.fold(0, 1, key(a), record(a, 2, routed_event()))
+    await router.finish_catch_up(0)
+    await settle(router)
+
+    assert [(s.order_id, s.status, s.sequence) for s in seen] == [(a, OrderStatus.ROUTING, 2)]
+
+
+async def test_live_submission_starts_one_run() -> None:
+    runner = FakeRunner()
+    router = make_router(runner)
+    router.begin_catch_up(0, 7, 7)
+    await router.finish_catch_up(0)
+    a = uuid.uuid4()
+
+    await live(router, 0, 7, a, record(a, 1))
+    await settle(router)
+
+    assert runner.started == [a]
+    assert router.resume_offsets() == {0: 8}
+
+
+async def test_duplicate_submission_records_start_one_run() -> None:
+    runner = FakeRunner(block=True)
+    router = make_router(runner)
+    router.begin_catch_up(0, 0, 0)
+    await router.finish_catch_up(0)
+    a = uuid.uuid4()
+
+    await live(router, 0, 0, a, record(a, 1))
+    await live(router, 0, 1, a, record(a, 1))  # the producer's retry wrote it twice
+    await until(lambda: runner.started)
+    runner.release(a)
+    await settle(router)
+    await live(router, 0, 2, a, record(a, 1))  # and once more after it finished
+
+    await settle(router)
+    assert runner.started == [a]
+
+
+async def test_own_events_coming_back_are_neither_run_nor_dead_lettered() -> None:
+    runner = FakeRunner(block=True)
+    sink = DeadLetters()
+    router = make_router(runner, sink)
+    router.begin_catch_up(0, 0, 0)
+    await router.finish_catch_up(0)
+    a = uuid.uuid4()
+
+    await live(router, 0, 0, a, record(a, 1))
+    await live(router, 0, 1, a, record(a, 2, routed_event()))  # while it runs
+    runner.release(a)
+    await settle(router)
+    await live(router, 0, 2, a, record(a, 5, FAILED))  # its final event, after the run ended
+
+    assert runner.started == [a]
+    assert sink.letters == []
+
+
+async def test_live_records_below_the_catch_up_end_are_ignored() -> None:
+    runner = FakeRunner()
+    sink = DeadLetters()
+    router = make_router(runner, sink)
+    router.begin_catch_up(0, 0, 3)
+    a = uuid.uuid4()
+    await router.fold(0, 0, key(a), record(a, 1))
+    await router.fold(0, 1, key(a), record(a, 2, FAILED))
+    await router.finish_catch_up(0)
+    b = uuid.uuid4()
+
+    # Fetched again across a rebalance: the catch-up already read these offsets.
+    await live(router, 0, 1, a, record(a, 2, FAILED))
+    await live(router, 0, 2, b, record(b, 1))
+    await live(router, 0, 2, b, b"poison the catch-up already handled")
+    await settle(router)
+
+    assert runner.started == []
+    assert sink.letters == []
+    assert router.resume_offsets() == {0: 3}
+
+
+async def test_records_of_partitions_not_owned_are_ignored() -> None:
+    runner = FakeRunner()
+    router = make_router(runner)
+    a = uuid.uuid4()
+
+    await live(router, 5, 0, a, record(a, 1))
+
+    assert runner.started == []
+    assert router.resume_offsets() == {}
+
+
+async def test_poison_and_out_of_sequence_records_go_to_the_dead_letter_sink() -> None:
+    runner = FakeRunner()
+    sink = DeadLetters()
+    router = make_router(runner, sink)
+    router.begin_catch_up(0, 0, 0)
+    await router.finish_catch_up(0)
+    a, b, c, d = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    finished = uuid.uuid4()
+
+    await live(router, 0, 0, a, b"\x00not json at all")
+    await live(router, 0, 1, a, b"")
+    await router.on_live_record(0, 2, None, None)
+    await live(router, 0, 3, b, record(b, 3, routed_event()))  # no submission before it
+    await live(router, 0, 4, c, record(c, 2, routed_event()))  # first event not a submission
+    await live(router, 0, 5, finished, record(finished, 1))
+    await settle(router)
+    await live(router, 0, 6, finished, record(finished, 6, routed_event()))  # after its final event
+    await live(router, 0, 7, d, record(d, 1))  # later records still flow
+    await settle(router)
+
+    assert sink.where == [(0, 0), (0, 1), (0, 2), (0, 3), (0, 4), (0, 6)]
+    reasons = [letter[4] for letter in sink.letters]
+    assert "not JSON" in reasons[0]
+    assert reasons[1] == reasons[2] == "empty record value"
+    assert "got sequence 3, expected 1" in reasons[3]
+    assert "got sequence 2, expected 1" in reasons[4]
+    assert reasons[5] == "event after the order's final event"
+    assert sink.letters[0][2:4] == (key(a), b"\x00not json at all")  # the record as it was
+    assert runner.started == [finished, d]
+    assert router.resume_offsets() == {0: 8}
+
+
+async def test_a_gap_in_a_known_order_is_dead_lettered_during_catch_up_too() -> None:
+    runner = FakeRunner()
+    sink = DeadLetters()
+    router = make_router(runner, sink)
+    a = uuid.uuid4()
+    router.begin_catch_up(0, 0, 3)
+    await router.fold(0, 0, key(a), record(a, 1))
+    await router.fold(0, 1, key(a), record(a, 3, routed_event()))  # sequence 2 is missing
+    await router.fold(0, 2, key(a), b"{}")
+    await router.finish_catch_up(0)
+    await settle(router)
+
+    assert sink.where == [(0, 1), (0, 2)]
+    assert "got sequence 3, expected 2" in sink.letters[0][4]
+    assert "unknown event type" in sink.letters[1][4]
+    assert runner.started == [a]  # the order itself still resumes from what it knows
+
+
+async def test_resume_offset_is_the_oldest_unfinished_submission() -> None:
+    runner = FakeRunner(block=True)
+    router = make_router(runner)
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    router.begin_catch_up(0, 10, 15)
+    router.begin_catch_up(1, 5, 7)
+    router.begin_catch_up(2, 20, 20)
+    for offset, (order_id, value) in enumerate(
+        [
+            (a, record(a, 1)),
+            (b, record(b, 1)),
+            (a, record(a, 2, FAILED)),
+            (c, record(c, 1)),
+            (b, record(b, 2, FAILED)),
+        ],
+        start=10,
+    ):
+        await router.fold(0, offset, key(order_id), value)
+    d = uuid.uuid4()
+    await router.fold(1, 5, key(d), record(d, 1))
+    await router.fold(1, 6, key(d), record(d, 2, FAILED))
+
+    # Before going live, a partition's resume point is what has been folded so far.
+    assert router.resume_offsets() == {0: 13, 1: 7, 2: 20}
+    for partition in (0, 1, 2):
+        await router.finish_catch_up(partition)
+    assert router.resume_offsets() == {0: 13, 1: 7, 2: 20}  # c is still running
+
+    e = uuid.uuid4()
+    await live(router, 2, 20, e, record(e, 1))
+    await live(router, 2, 21, e, record(e, 2, routed_event()))
+    assert router.resume_offsets() == {0: 13, 1: 7, 2: 20}
+
+    runner.release(c)
+    runner.release(e)
+    await settle(router)
+    assert router.resume_offsets() == {0: 15, 1: 7, 2: 22}
+
+
+async def test_an_order_whose_run_crashes_stays_unfinished() -> None:
+    runner = FakeRunner()
+    a, b = uuid.uuid4(), uuid.uuid4()
+    runner.failing.add(a)
+    router = make_router(runner, max_in_flight=1)
+    router.begin_catch_up(0, 0, 0)
+    await router.finish_catch_up(0)
+
+    await live(router, 0, 0, a, record(a, 1))
+    await settle(router)
+    await live(router, 0, 1, b, record(b, 1))  # the crashed run gave its slot back
+    await settle(router)
+
+    assert runner.started == [a, b]
+    assert runner.finished == [b]
+    assert router.resume_offsets() == {0: 0}  # a successor resumes a
+
+
+async def test_max_in_flight_bounds_concurrent_runs() -> None:
+    runner = FakeRunner(block=True)
+    router = make_router(runner, max_in_flight=2)
+    router.begin_catch_up(0, 0, 0)
+    await router.finish_catch_up(0)
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await live(router, 0, 0, a, record(a, 1))
+    await live(router, 0, 1, b, record(b, 1))
+
+    third = asyncio.create_task(live(router, 0, 2, c, record(c, 1)))
+    await asyncio.sleep(0.02)
+    assert not third.done()  # backpressure: the consumer stops reading
+    assert runner.started == [a, b]
+    assert router.in_flight == 2
+
+    runner.release(b)
+    async with asyncio.timeout(WAIT):
+        await third
+    await until(lambda: len(runner.started) == 3)
+    assert runner.started == [a, b, c]
+    assert router.in_flight == 2
+
+    runner.release(a)
+    runner.release(c)
+    await settle(router)
+    assert set(runner.finished) == {a, b, c}
+
+
+async def test_catch_up_resumption_is_bounded_too() -> None:
+    runner = FakeRunner(block=True)
+    router = make_router(runner, max_in_flight=1)
+    a, b = uuid.uuid4(), uuid.uuid4()
+    router.begin_catch_up(0, 0, 2)
+    await router.fold(0, 0, key(a), record(a, 1))
+    await router.fold(0, 1, key(b), record(b, 1))
+
+    finishing = asyncio.create_task(router.finish_catch_up(0))
+    await until(lambda: runner.started)
+    await asyncio.sleep(0.02)
+    assert not finishing.done()
+    assert len(runner.started) == 1
+
+    runner.release(a)
+    runner.release(b)
+    async with asyncio.timeout(WAIT):
+        await finishing
+    await settle(router)
+    assert Counter(runner.started) == Counter({a: 1, b: 1})
+
+
+async def test_revoke_cancels_the_partitions_running_orders_only() -> None:
+    runner = FakeRunner(block=True)
+    router = make_router(runner, max_in_flight=2)
+    for partition in (0, 1):
+        router.begin_catch_up(partition, 0, 0)
+        await router.finish_catch_up(partition)
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await live(router, 0, 0, a, record(a, 1))
+    await live(router, 1, 0, b, record(b, 1))
+    await until(lambda: len(runner.started) == 2)
+
+    await router.revoke(0)
+
+    assert runner.cancelled == [a]
+    assert router.in_flight == 1
+    assert router.resume_offsets() == {1: 0}
+    await live(router, 0, 1, a, record(a, 2, routed_event()))  # no longer ours
+    # The cancelled run gave its slot back: partition 1 can start another at once.
+    async with asyncio.timeout(WAIT):
+        await live(router, 1, 1, c, record(c, 1))
+    await until(lambda: len(runner.started) == 3)
+    assert runner.started == [a, b, c]
+    runner.release(b)
+    runner.release(c)
+    await settle(router)
+    assert set(runner.finished) == {b, c}
+    assert runner.cancelled == [a]
+
+
+async def test_revoke_releases_a_live_record_waiting_for_catch_up() -> None:
+    runner = FakeRunner()
+    router = make_router(runner)
+    router.begin_catch_up(0, 0, 5)
+    a = uuid.uuid4()
+
+    waiting = asyncio.create_task(live(router, 0, 5, a, record(a, 1)))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # live records wait until the catch-up is complete
+
+    await router.revoke(0)
+    async with asyncio.timeout(WAIT):
+        await waiting
+    assert runner.started == []
+
+
+async def test_revoking_a_partition_without_work_leaves_the_others_running() -> None:
+    runner = FakeRunner(block=True)
+    router = make_router(runner)
+    router.begin_catch_up(0, 4, 4)
+    await router.finish_catch_up(0)
+    router.begin_catch_up(3, 0, 0)
+    a = uuid.uuid4()
+    await live(router, 0, 4, a, record(a, 1))
+    await until(lambda: runner.started)
+
+    await router.revoke(3)
+    await router.revoke(9)  # never ours
+
+    assert router.resume_offsets() == {0: 4}
+    assert router.in_flight == 1
+    assert runner.cancelled == []
+    runner.release(a)
+    await settle(router)
+    assert runner.finished == [a]
