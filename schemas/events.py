@@ -12,11 +12,21 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-Amount = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
-PositiveAmount = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
-Fraction = Annotated[Decimal, Field(ge=0, le=1, allow_inf_nan=False)]
+
+def _not_a_float(value: object) -> object:
+    """Money travels as a string; a JSON number has already lost digits by the time we see it."""
+    if isinstance(value, float):
+        raise ValueError("decimal values must be strings, not JSON numbers")
+    return value
+
+
+Exact = BeforeValidator(_not_a_float)
+Amount = Annotated[Decimal, Exact, Field(ge=0, allow_inf_nan=False)]
+PositiveAmount = Annotated[Decimal, Exact, Field(gt=0, allow_inf_nan=False)]
+Fraction = Annotated[Decimal, Exact, Field(ge=0, le=1, allow_inf_nan=False)]
+Ratio = Annotated[Decimal, Exact, Field(allow_inf_nan=False)]
 TokenSymbol = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,10}$")]
 VenueName = Literal["RAYDIUM", "METEORA"]
 
@@ -81,7 +91,7 @@ class VenueQuote(_Frozen):
     venue: VenueName
     amount_out: Amount
     fee: Amount
-    price_impact: Decimal
+    price_impact: Ratio
     error: str | None = None
 
 
@@ -104,10 +114,10 @@ class RoutePlan(_Frozen):
     legs: tuple[RouteLeg, ...]
     amount_out: Amount
     min_amount_out: Amount
-    price_impact: Decimal
-    split_improvement_bps: Decimal
+    price_impact: Ratio
+    split_improvement_bps: Ratio
     market_slot: int
-    quoted_at: float
+    quoted_at: float = Field(allow_inf_nan=False)
 
 
 class OrderRouted(_Event):
@@ -151,7 +161,7 @@ class OrderRetrying(_Event):
     attempt: int = Field(ge=1)
     code: FailureCode
     error: str
-    delay_seconds: Decimal = Field(ge=0)
+    delay_seconds: Annotated[Decimal, Exact, Field(ge=0, le=3600, allow_inf_nan=False)]
 
 
 class OrderCompleted(_Event):

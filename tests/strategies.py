@@ -45,3 +45,218 @@ def dlmm_pools(draw: st.DrawFn) -> DlmmPool:
 pools: st.SearchStrategy[Pool] = st.one_of(cpmm_pools(), dlmm_pools())
 tokens_in = st.sampled_from(["SOL", "USDC"])
 amounts = st.integers(min_value=1, max_value=10**13)
+
+
+# --- Order events and envelopes -------------------------------------------------------
+# Appended below the venue strategies (the file is shared append-only), hence the late imports.
+import uuid  # noqa: E402
+from datetime import UTC, datetime, timedelta, timezone  # noqa: E402
+
+from schemas import codec  # noqa: E402
+from schemas.envelope import Envelope, genesis_hash, record_hash  # noqa: E402
+from schemas.events import (  # noqa: E402
+    FailureCode,
+    OrderCompleted,
+    OrderEvent,
+    OrderFailed,
+    OrderRetrying,
+    OrderRouted,
+    OrderSubmitted,
+    RouteLeg,
+    RoutePlan,
+    TransactionBuilt,
+    TransactionSubmitted,
+    VenueQuote,
+)
+
+token_symbols = st.from_regex(r"[A-Z0-9]{2,10}", fullmatch=True)
+venue_names = st.sampled_from(["RAYDIUM", "METEORA"])
+attempt_numbers = st.integers(min_value=1, max_value=10)
+failure_codes = st.sampled_from(list(FailureCode))
+short_text = st.text(max_size=40)
+_BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+tx_hashes = st.text(_BASE58, min_size=80, max_size=90)
+sha256_hex = st.text("0123456789abcdef", min_size=64, max_size=64)
+# Fixed offsets only: the envelope normalises to UTC, which the round trip must survive.
+_ZONES = st.sampled_from(
+    [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+)
+aware_datetimes = st.datetimes(
+    min_value=datetime(2020, 1, 1), max_value=datetime(2100, 1, 1), timezones=_ZONES
+)
+
+
+def money(
+    *, positive: bool = False, max_value: int = 10**12, places: int = 9
+) -> st.SearchStrategy[Decimal]:
+    """Whole-token amounts with up to `places` decimals, trailing zeros and exponents included."""
+    low = Decimal(1).scaleb(-places) if positive else Decimal(0)
+    return st.one_of(
+        st.decimals(min_value=low, max_value=max_value, places=places),
+        st.integers(min_value=1 if positive else 0, max_value=max_value).map(Decimal),
+        st.integers(min_value=1 if positive else 0, max_value=10**6).map(
+            lambda n: Decimal(n).scaleb(3)  # e.g. Decimal("5E+3"): an exponent on the wire
+        ),
+    )
+
+
+def fractions() -> st.SearchStrategy[Decimal]:
+    """A slippage or a route share: 0..1 inclusive."""
+    return st.decimals(min_value=0, max_value=1, places=6)
+
+
+def signed_decimals() -> st.SearchStrategy[Decimal]:
+    """Price impacts and improvements: unbounded sign, finite."""
+    return st.decimals(min_value=-(10**6), max_value=10**6, places=6)
+
+
+@st.composite
+def order_submitted(draw: st.DrawFn) -> OrderSubmitted:
+    return OrderSubmitted(
+        token_in=draw(token_symbols),
+        token_out=draw(token_symbols),
+        amount=draw(money(positive=True)),
+        slippage=draw(fractions()),
+        client_order_id=draw(st.none() | st.text(max_size=64)),
+        owner=draw(st.none() | short_text),
+    )
+
+
+@st.composite
+def venue_quotes(draw: st.DrawFn) -> VenueQuote:
+    return VenueQuote(
+        venue=draw(venue_names),
+        amount_out=draw(money()),
+        fee=draw(money()),
+        price_impact=draw(signed_decimals()),
+        error=draw(st.none() | short_text),
+    )
+
+
+@st.composite
+def route_legs(draw: st.DrawFn) -> RouteLeg:
+    return RouteLeg(
+        venue=draw(venue_names),
+        token_in=draw(token_symbols),
+        token_out=draw(token_symbols),
+        amount_in=draw(money()),
+        amount_out=draw(money()),
+        fee=draw(money()),
+        share=draw(fractions()),
+    )
+
+
+@st.composite
+def route_plans(draw: st.DrawFn) -> RoutePlan:
+    return RoutePlan(
+        kind=draw(st.sampled_from(["single", "split", "multihop"])),
+        legs=tuple(draw(st.lists(route_legs(), min_size=1, max_size=3))),
+        amount_out=draw(money()),
+        min_amount_out=draw(money()),
+        price_impact=draw(signed_decimals()),
+        split_improvement_bps=draw(signed_decimals()),
+        market_slot=draw(st.integers(min_value=0, max_value=2**63 - 1)),
+        quoted_at=draw(st.floats(min_value=0, max_value=4e9, allow_nan=False)),
+    )
+
+
+@st.composite
+def order_routed(draw: st.DrawFn) -> OrderRouted:
+    return OrderRouted(
+        attempt=draw(attempt_numbers),
+        quotes=tuple(draw(st.lists(venue_quotes(), max_size=2))),
+        plan=draw(route_plans()),
+        reason=draw(short_text),
+    )
+
+
+@st.composite
+def transaction_built(draw: st.DrawFn) -> TransactionBuilt:
+    return TransactionBuilt(attempt=draw(attempt_numbers), min_amount_out=draw(money()))
+
+
+@st.composite
+def transaction_submitted(draw: st.DrawFn) -> TransactionSubmitted:
+    return TransactionSubmitted(attempt=draw(attempt_numbers), tx_hash=draw(tx_hashes))
+
+
+@st.composite
+def order_retrying(draw: st.DrawFn) -> OrderRetrying:
+    return OrderRetrying(
+        attempt=draw(attempt_numbers),
+        code=draw(failure_codes),
+        error=draw(short_text),
+        delay_seconds=draw(st.decimals(min_value=0, max_value=3600, places=3)),
+    )
+
+
+@st.composite
+def order_completed(draw: st.DrawFn) -> OrderCompleted:
+    return OrderCompleted(
+        tx_hash=draw(tx_hashes),
+        selected_dex=draw(st.sampled_from(["RAYDIUM", "METEORA", "METEORA+RAYDIUM"])),
+        amount_in=draw(money(positive=True)),
+        amount_out=draw(money()),
+        executed_price=draw(money()),
+        fee=draw(money()),
+    )
+
+
+@st.composite
+def order_failed(draw: st.DrawFn) -> OrderFailed:
+    return OrderFailed(
+        code=draw(failure_codes),
+        error=draw(short_text),
+        retryable=draw(st.booleans()),
+        attempts=draw(st.integers(min_value=0, max_value=10)),
+        tx_hash=draw(st.none() | tx_hashes),
+    )
+
+
+# Everything that may follow an order's submission (the fold does not police transitions).
+later_events: st.SearchStrategy[OrderEvent] = st.one_of(
+    order_routed(),
+    transaction_built(),
+    transaction_submitted(),
+    order_retrying(),
+    order_completed(),
+    order_failed(),
+)
+order_events: st.SearchStrategy[OrderEvent] = st.one_of(order_submitted(), later_events)
+
+
+@st.composite
+def envelopes(draw: st.DrawFn, payloads: st.SearchStrategy[OrderEvent] = order_events) -> Envelope:
+    """Any valid envelope around any valid payload."""
+    return Envelope.new(
+        order_id=draw(st.uuids()),
+        sequence=draw(st.integers(min_value=1, max_value=2**31 - 1)),
+        producer=draw(st.text(min_size=1, max_size=64)),
+        prev_hash=draw(sha256_hex),
+        payload=draw(payloads),
+        occurred_at=draw(aware_datetimes),
+    )
+
+
+@st.composite
+def order_histories(
+    draw: st.DrawFn, order_id: uuid.UUID | None = None, max_events: int = 8
+) -> list[Envelope]:
+    """One order's events 1..n as a producer writes them: a submission, then anything, chained."""
+    oid = order_id or draw(st.uuids())
+    payloads = [draw(order_submitted()), *draw(st.lists(later_events, max_size=max_events - 1))]
+    start = draw(aware_datetimes)
+    history: list[Envelope] = []
+    prev_hash = genesis_hash(oid)
+    for sequence, payload in enumerate(payloads, start=1):
+        envelope = Envelope.new(
+            order_id=oid,
+            sequence=sequence,
+            producer="test-router",
+            prev_hash=prev_hash,
+            payload=payload,
+            occurred_at=start + timedelta(seconds=sequence),
+        )
+        prev_hash = record_hash(codec.encode(envelope))
+        history.append(envelope)
+    return history

@@ -99,6 +99,12 @@ class Projector:
     async def apply(self, records: list[LogRecord]) -> int:
         """Project one batch: rows, dead letters and positions, atomically in PostgreSQL."""
         async with self.pool.connection() as conn, conn.transaction():
+            # Records below the stored positions were applied already: a consumer may fetch
+            # from an older offset (e.g. before the seek on assignment has taken effect).
+            positions = await self.store.positions(conn, self.topic, lock=True)
+            records = [r for r in records if r.offset >= positions.get(r.partition, 0)]
+            if not records:
+                return 0
             prior = await self.store.load_states(conn, order_ids_in(records))
             projection = project(records, prior)
             for rejected in projection.rejected:

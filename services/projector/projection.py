@@ -87,7 +87,8 @@ def project(
         event_hash = record_hash(record.value or b"")
         try:
             new_state = evolve(state, envelope, event_hash)
-        except OutOfSequence as exc:
+        except (OutOfSequence, ArithmeticError, ValueError) as exc:
+            # An event the fold cannot apply is parked, never a reason to stop projecting.
             result.rejected.append(Rejected(record, str(exc)))
             continue
         result.states[envelope.order_id] = new_state

@@ -54,15 +54,22 @@ class ReadModelStore:
             " SET next_offset = GREATEST({table}.next_offset, EXCLUDED.next_offset)"
         ).format(table=self._positions)
 
-    async def positions(self, conn: AsyncConnection, topic: str) -> dict[int, int]:
-        """Next offset to read per partition, as last committed with the rows."""
-        cursor = await conn.execute(
-            sql.SQL("SELECT partition, next_offset FROM {} WHERE topic = %s").format(
-                self._positions
-            ),
-            (topic,),
+    async def positions(
+        self, conn: AsyncConnection, topic: str, *, lock: bool = False
+    ) -> dict[int, int]:
+        """Next offset to read per partition, as last committed with the rows.
+
+        With `lock`, the rows stay locked until the transaction ends, so two
+        projectors briefly owning the same partition during a rebalance apply
+        its records one after the other, never both.
+        """
+        query = sql.SQL("SELECT partition, next_offset FROM {} WHERE topic = %s").format(
+            self._positions
         )
-        return {partition: offset for partition, offset in await cursor.fetchall()}
+        if lock:
+            query += sql.SQL(" FOR UPDATE")
+        cursor = await conn.execute(query, (topic,))
+        return dict(await cursor.fetchall())
 
     async def load_states(
         self, conn: AsyncConnection, order_ids: Iterable[uuid.UUID]
