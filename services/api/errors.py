@@ -1,0 +1,108 @@
+"""Every error the API answers with is JSON `{error, message, ...}`, never HTML or a bare 500."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.api.publisher import LogUnavailable
+from services.api.read_model import ReadModelUnavailable
+from services.api.validation import Rejection
+
+RETRY_AFTER_SECONDS = "5"
+
+
+class ApiError(Exception):
+    """An answer other than success, with its status, body and headers."""
+
+    def __init__(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(body.get("error"))
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+    @classmethod
+    def rejected(cls, rejection: Rejection) -> ApiError:
+        return cls(rejection.http_status, rejection.body())
+
+    @classmethod
+    def bad_request(cls, error: str, code: str, message: str, field: str | None = None) -> ApiError:
+        return cls(400, {"error": error, "message": message, "code": code, "field": field})
+
+    @classmethod
+    def not_found(cls, error: str, message: str) -> ApiError:
+        return cls(404, {"error": error, "message": message})
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return _json(exc.status, exc.body, exc.headers)
+
+
+async def _log_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return _json(
+        503,
+        {"error": "LOG_UNAVAILABLE", "message": f"The order was not accepted: {exc}; retry later"},
+        {"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+async def _read_model_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return _json(
+        503,
+        {
+            "error": "READ_MODEL_UNAVAILABLE",
+            "message": f"Order data is unavailable: {exc}; retry later",
+        },
+        {"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        body = {
+            "error": "ROUTE_NOT_FOUND",
+            "message": f"No route {request.method} {request.url.path}",
+        }
+    elif exc.status_code == 405:
+        body = {
+            "error": "METHOD_NOT_ALLOWED",
+            "message": f"{request.method} is not allowed on {request.url.path}",
+        }
+    else:
+        body = {"error": "HTTP_ERROR", "message": str(exc.detail)}
+    return _json(exc.status_code, body, dict(exc.headers) if exc.headers else None)
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    field = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+    return _json(
+        400,
+        {
+            "error": "INVALID_REQUEST",
+            "message": str(first.get("msg", "invalid request")),
+            "code": "ERR_030",
+            "field": field,
+        },
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(LogUnavailable, _log_unavailable)
+    app.add_exception_handler(ReadModelUnavailable, _read_model_unavailable)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)

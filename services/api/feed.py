@@ -1,0 +1,163 @@
+"""The live side of the sockets: one log consumer per API process, fanned out to bounded queues.
+
+The consumer has no group (every API process sees every event), reads only
+committed records, and starts at the end of the log: history comes from the
+read model. It never waits on a socket: a subscriber whose queue is full is
+marked overflowed and dropped, and its socket closes with 1013.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from schemas.codec import UndecodableEvent, decode
+from schemas.envelope import Envelope
+from schemas.events import OrderRouted, OrderSubmitted
+from services.common.kafka import unreachable
+
+log = logging.getLogger(__name__)
+Pair = tuple[str, str]
+# How many orders' pairs the firehose filter remembers without asking PostgreSQL.
+_PAIR_CACHE_SIZE = 100_000
+
+
+class Subscription:
+    """One socket's bounded inbox of envelopes."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._queue: asyncio.Queue[Envelope] = asyncio.Queue(maxsize)
+        self.overflowed = asyncio.Event()
+
+    def offer(self, envelope: Envelope) -> None:
+        """Enqueue without ever waiting; on a full queue, give up on this subscriber."""
+        if self.overflowed.is_set():
+            return
+        try:
+            self._queue.put_nowait(envelope)
+        except asyncio.QueueFull:
+            self.overflowed.set()
+
+    async def get(self) -> Envelope:
+        return await self._queue.get()
+
+    def get_nowait(self) -> Envelope | None:
+        try:
+            return self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
+
+class LiveFeed:
+    """Consumes the orders topic from its end and hands each event to the order's subscribers."""
+
+    def __init__(self, servers: str, topic: str, queue_size: int) -> None:
+        self.servers = servers
+        self.topic = topic
+        self.queue_size = queue_size
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=servers,
+            client_id="oee-api-feed",
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        self._by_order: dict[uuid.UUID, set[Subscription]] = {}
+        self._firehose: set[Subscription] = set()
+        self._pairs: OrderedDict[uuid.UUID, Pair] = OrderedDict()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, partitions: Iterable[int]) -> None:
+        """Assign these partitions and pin each position to the current end before returning."""
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        try:
+            await self.consumer.start()
+            self.consumer.assign(tps)
+            await self.consumer.seek_to_end(*tps)
+            for tp in tps:
+                # Resolve "end" now, so every event written after start() returns is seen.
+                await self.consumer.position(tp)
+        except (KafkaError, OSError) as exc:
+            await self.consumer.stop()
+            raise unreachable(self.servers, exc) from None
+        except BaseException:
+            await self.consumer.stop()
+            raise
+        self._task = asyncio.create_task(self._run(), name="api-live-feed")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.consumer.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                batches = await self.consumer.getmany(timeout_ms=500, max_records=1000)
+            except KafkaError as exc:
+                # aiokafka reconnects by itself; keep reading once the broker is back.
+                log.warning("live feed read failed (%s); retrying", exc)
+                await asyncio.sleep(1)
+                continue
+            for records in batches.values():
+                for record in records:
+                    try:
+                        envelope = decode(record.value)
+                    except UndecodableEvent:
+                        continue  # the projector dead-letters it; sockets have nothing to show
+                    self.publish(envelope)
+
+    def publish(self, envelope: Envelope) -> None:
+        """Fan one event out to the order's subscribers and the firehose."""
+        self._remember_pair(envelope)
+        for subscription in list(self._by_order.get(envelope.order_id, ())):
+            subscription.offer(envelope)
+        for subscription in list(self._firehose):
+            subscription.offer(envelope)
+
+    def _remember_pair(self, envelope: Envelope) -> None:
+        event = envelope.payload
+        if isinstance(event, OrderSubmitted):
+            pair = (event.token_in, event.token_out)
+        elif isinstance(event, OrderRouted) and event.plan.legs:
+            pair = (event.plan.legs[0].token_in, event.plan.legs[-1].token_out)
+        else:
+            return
+        self.remember_pair(envelope.order_id, pair)
+
+    def remember_pair(self, order_id: uuid.UUID, pair: Pair) -> None:
+        self._pairs[order_id] = pair
+        self._pairs.move_to_end(order_id)
+        if len(self._pairs) > _PAIR_CACHE_SIZE:
+            self._pairs.popitem(last=False)
+
+    def pair_of(self, order_id: uuid.UUID) -> Pair | None:
+        return self._pairs.get(order_id)
+
+    @contextlib.contextmanager
+    def subscribed(self, order_id: uuid.UUID | None) -> Iterator[Subscription]:
+        """Buffer an order's events (every event, for None) from now until the block ends."""
+        subscription = Subscription(self.queue_size)
+        watchers = (
+            self._firehose if order_id is None else self._by_order.setdefault(order_id, set())
+        )
+        watchers.add(subscription)
+        try:
+            yield subscription
+        finally:
+            watchers.discard(subscription)
+            if order_id is not None and not watchers:
+                self._by_order.pop(order_id, None)

@@ -1,0 +1,66 @@
+"""The API process: its FastAPI app and the uvicorn server that runs it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+
+from services.api.errors import install_error_handlers
+from services.api.routes import health, orders, ws
+from services.api.runtime import ApiRuntime
+from services.common.logging import configure_logging
+from services.common.settings import Settings
+
+
+def create_app(settings: Settings, runtime: ApiRuntime | None = None) -> FastAPI:
+    """The app; its lifespan starts a runtime unless given one (which the caller then owns)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = runtime is None
+        app.state.runtime = await ApiRuntime.start(settings) if owned else runtime
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.runtime.stop()
+
+    app = FastAPI(
+        title="Order Execution Engine",
+        summary="Market orders on Solana DEXs, accepted onto an event log, executed by a router.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(orders.router)
+    app.include_router(ws.router)
+    return app
+
+
+async def _serve(settings: Settings) -> None:
+    # Start Kafka and the rest before uvicorn, so an unreachable broker ends the
+    # process with DependencyUnavailable's one line (see services.cli) rather than a trace.
+    runtime = await ApiRuntime.start(settings)
+    try:
+        config = uvicorn.Config(
+            create_app(settings, runtime),
+            host=settings.api_host,
+            port=settings.api_port,
+            log_config=None,  # keep the structured logging configured below
+            ws="websockets-sansio",  # the legacy websockets protocol is deprecated
+            ws_max_size=settings.max_body_bytes,
+        )
+        await uvicorn.Server(config).serve()
+    finally:
+        await runtime.stop()
+
+
+def serve(settings: Settings) -> None:
+    """Run the API until SIGTERM/SIGINT."""
+    configure_logging(settings, "api")
+    asyncio.run(_serve(settings))

@@ -1,0 +1,127 @@
+"""Request and response models of the public API: snake_case in Python, camelCase on the wire.
+
+Money (amount, slippage, executedPrice, amountOut, fee) is a JSON *string* holding
+an exact decimal ("10", "0.01", "1523.402113"), never a float. Times are UTC ISO 8601.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from services.api.messages import camelize
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class ExecuteOrderRequest(CamelModel):
+    """Documentation of the order body; the route parses it itself, with Decimal precision."""
+
+    token_in: str = Field(
+        examples=["SOL"], description="Symbol matching ^[A-Z0-9]{2,10}$, traded here"
+    )
+    token_out: str = Field(examples=["USDC"])
+    amount: Decimal | str = Field(
+        examples=[10], description="Whole tokens: a JSON number or a decimal string"
+    )
+    slippage: Decimal | str | None = Field(
+        default=None, examples=[0.01], description="Fraction in [0, 1]"
+    )
+    client_order_id: str | None = Field(
+        default=None, max_length=64, description="Idempotency key; same key, same order"
+    )
+
+
+class OrderAccepted(CamelModel):
+    order_id: uuid.UUID
+    status: Literal["pending"] = "pending"
+    message: str = "Order received and queued"
+    websocket_url: str
+    estimated_processing_time: str = "2-5 seconds"
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str | None = None
+    code: str | None = None
+    field: str | None = None
+
+
+class OrderOut(CamelModel):
+    id: uuid.UUID
+    token_in: str
+    token_out: str
+    amount: Decimal
+    slippage: Decimal
+    status: str
+    selected_dex: str | None
+    executed_price: Decimal | None
+    amount_out: Decimal | None
+    fee: Decimal | None
+    tx_hash: str | None
+    quotes: list[dict[str, Any]]
+    route: dict[str, Any] | None
+    error: str | None
+    error_code: str | None
+    attempts: int
+    client_order_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> OrderOut:
+        return cls.model_validate(
+            {
+                **row,
+                "quotes": camelize(row.get("quotes") or []),
+                "route": camelize(row["route"]) if row.get("route") else None,
+            }
+        )
+
+
+class OrderList(CamelModel):
+    orders: list[OrderOut]
+    total: int
+    next_cursor: str | None
+
+
+class EventOut(CamelModel):
+    event_id: uuid.UUID
+    type: str
+    version: int
+    sequence: int
+    status: str
+    occurred_at: datetime
+    producer: str
+    payload: dict[str, Any]
+    hash: str
+    prev_hash: str
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> EventOut:
+        return cls.model_validate({**row, "payload": camelize(row["payload"])})
+
+
+class OrderEvents(CamelModel):
+    order_id: uuid.UUID
+    events: list[EventOut]
+
+
+class DependencyHealth(CamelModel):
+    status: Literal["up", "down"]
+    latency_ms: int | None = None
+    error: str | None = None
+
+
+class Health(CamelModel):
+    status: Literal["ok", "degraded"]
+    dependencies: dict[str, DependencyHealth]
+    uptime: int = Field(description="Seconds since this process started")
+    timestamp: datetime

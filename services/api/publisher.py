@@ -1,0 +1,65 @@
+"""Kafka edge of the API: an order is accepted only once its first event is durably on the log."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from schemas import codec
+from schemas.envelope import Envelope, genesis_hash
+from schemas.events import OrderSubmitted
+from services.api.validation import ValidOrder
+
+PRODUCER = "api"
+
+
+class LogUnavailable(RuntimeError):
+    """The log did not confirm the write in time; the order was not accepted."""
+
+
+def submission(order_id: uuid.UUID, order: ValidOrder, owner: str | None) -> Envelope:
+    """The order's first event: sequence 1, chained to the order's genesis hash."""
+    return Envelope.new(
+        order_id=order_id,
+        sequence=1,
+        producer=PRODUCER,
+        prev_hash=genesis_hash(order_id),
+        payload=OrderSubmitted(
+            token_in=order.token_in,
+            token_out=order.token_out,
+            amount=order.amount,
+            slippage=order.slippage,
+            client_order_id=order.client_order_id,
+            owner=owner,
+        ),
+    )
+
+
+class OrderPublisher:
+    """Writes submissions to the orders topic, keyed by order id: one order, one partition."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, timeout: float) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.timeout = timeout
+
+    async def publish(self, envelope: Envelope) -> None:
+        """Return only when the broker acknowledged (acks=all); else raise LogUnavailable.
+
+        After a timeout the record may still reach the log later; a client that
+        retries with the same clientOrderId gets the same order, not a second one.
+        """
+        try:
+            await asyncio.wait_for(
+                self.producer.send_and_wait(
+                    self.topic, value=codec.encode(envelope), key=str(envelope.order_id).encode()
+                ),
+                self.timeout,
+            )
+        except TimeoutError:
+            raise LogUnavailable(f"the log did not confirm within {self.timeout}s") from None
+        except (KafkaError, OSError) as exc:
+            raise LogUnavailable(str(exc) or type(exc).__name__) from None

@@ -1,0 +1,137 @@
+"""`/api/orders`: submit an order onto the log, read orders and their events from the read model."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, status
+
+from services.api.deps import PublisherDep, ReadModelDep, SettingsDep
+from services.api.errors import ApiError
+from services.api.listing import parse_list_query
+from services.api.models import (
+    ErrorBody,
+    EventOut,
+    ExecuteOrderRequest,
+    OrderAccepted,
+    OrderEvents,
+    OrderList,
+    OrderOut,
+)
+from services.api.publisher import submission
+from services.api.validation import (
+    Rejection,
+    order_id_for,
+    parse_body,
+    too_large,
+    validate_order,
+)
+
+router = APIRouter(prefix="/api/orders", tags=["orders"])
+
+_ERRORS: dict[int | str, dict[str, object]] = {400: {"model": ErrorBody}}
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The body, refusing more than `limit` bytes whatever Content-Length claims."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdecimal() and int(declared) > limit:
+        raise ApiError.rejected(too_large(limit))
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError.rejected(too_large(limit))
+    return bytes(body)
+
+
+@router.post(
+    "/execute",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=OrderAccepted,
+    responses={**_ERRORS, 413: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": ExecuteOrderRequest.model_json_schema(by_alias=True)}
+            },
+        }
+    },
+)
+async def execute_order(
+    request: Request,
+    settings: SettingsDep,
+    publisher: PublisherDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> OrderAccepted:
+    """Accept a market order: answered only once its OrderSubmitted event is on the log."""
+    body = parse_body(await read_limited(request, settings.max_body_bytes))
+    order = (
+        body
+        if isinstance(body, Rejection)
+        else validate_order(
+            body,
+            default_slippage=settings.default_slippage,
+            max_amount=settings.max_order_amount,
+            idempotency_key=idempotency_key,
+        )
+    )
+    if isinstance(order, Rejection):
+        raise ApiError.rejected(order)
+    owner = None  # no authentication yet: every order belongs to the anonymous owner
+    order_id = order_id_for(order.client_order_id, owner)
+    await publisher.publish(submission(order_id, order, owner))
+    return OrderAccepted(order_id=order_id, websocket_url=f"/ws/{order_id}")
+
+
+@router.get("", response_model=OrderList, responses=_ERRORS)
+async def list_orders(
+    read_model: ReadModelDep,
+    status_: Annotated[str | None, Query(alias="status")] = None,
+    token_in: Annotated[str | None, Query(alias="tokenIn")] = None,
+    token_out: Annotated[str | None, Query(alias="tokenOut")] = None,
+    created_from: Annotated[
+        str | None, Query(alias="from", description="ISO 8601, inclusive")
+    ] = None,
+    created_to: Annotated[str | None, Query(alias="to", description="ISO 8601, exclusive")] = None,
+    limit: Annotated[str | None, Query(description="1..200, default 20")] = None,
+    cursor: Annotated[str | None, Query(description="nextCursor of the previous page")] = None,
+) -> OrderList:
+    """Orders newest first, filtered, one keyset page at a time."""
+    query = parse_list_query(status_, token_in, token_out, created_from, created_to, limit, cursor)
+    if isinstance(query, Rejection):
+        raise ApiError.rejected(query)
+    page = await read_model.orders(query.where, query.limit, query.after)
+    return OrderList(
+        orders=[OrderOut.from_row(row) for row in page.rows],
+        total=page.total,
+        next_cursor=page.next_cursor,
+    )
+
+
+def _order_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise ApiError.not_found("ORDER_NOT_FOUND", f"Order {text} not found") from None
+
+
+@router.get("/{order_id}", response_model=OrderOut, responses={404: {"model": ErrorBody}})
+async def get_order(order_id: str, read_model: ReadModelDep) -> OrderOut:
+    """The order's current state as the projector last stored it."""
+    row = await read_model.order(_order_id(order_id))
+    if row is None:
+        raise ApiError.not_found("ORDER_NOT_FOUND", f"Order {order_id} not found")
+    return OrderOut.from_row(row)
+
+
+@router.get("/{order_id}/events", response_model=OrderEvents, responses={404: {"model": ErrorBody}})
+async def order_events(order_id: str, read_model: ReadModelDep) -> OrderEvents:
+    """Every stored event of the order, in sequence order: its audit trail."""
+    found = _order_id(order_id)
+    rows = await read_model.event_rows(found)
+    if not rows:
+        raise ApiError.not_found("ORDER_NOT_FOUND", f"Order {order_id} not found")
+    return OrderEvents(order_id=found, events=[EventOut.from_row(row) for row in rows])

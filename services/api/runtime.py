@@ -1,0 +1,94 @@
+"""The API's composition root: builds, starts and stops its Kafka and PostgreSQL edges."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer
+
+from services.api.feed import LiveFeed
+from services.api.models import DependencyHealth
+from services.api.publisher import OrderPublisher
+from services.api.read_model import ReadModel, ReadModelUnavailable, open_read_pool
+from services.common.kafka import (
+    bootstrap_servers,
+    durable_producer,
+    ensure_topics,
+    start_producer,
+    topic_specs,
+)
+from services.common.settings import Settings
+
+HEALTH_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass
+class ApiRuntime:
+    """Everything a request handler needs, started in dependency order."""
+
+    settings: Settings
+    producer: AIOKafkaProducer
+    publisher: OrderPublisher
+    feed: LiveFeed
+    read_model: ReadModel
+    started_at: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    async def start(cls, settings: Settings) -> ApiRuntime:
+        """Kafka must be there (DependencyUnavailable otherwise); PostgreSQL may come later."""
+        servers = bootstrap_servers(settings)
+        await ensure_topics(servers, topic_specs(settings))
+        producer = durable_producer(servers, client_id="oee-api")
+        await start_producer(producer, servers)
+        feed = LiveFeed(servers, settings.orders_topic, settings.ws_queue_size)
+        try:
+            # The producer waits for the topic's metadata, which a fresh consumer may not have yet.
+            await feed.start(await producer.partitions_for(settings.orders_topic))
+        except BaseException:
+            await producer.stop()
+            raise
+        pool = open_read_pool(
+            settings.database_url
+            or f"postgresql://postgres@127.0.0.1:{settings.postgres_port}/postgres"
+        )
+        # Without waiting: the pool keeps trying in the background while PostgreSQL is down.
+        await pool.open(wait=False)
+        return cls(
+            settings=settings,
+            producer=producer,
+            publisher=OrderPublisher(
+                producer, settings.orders_topic, settings.produce_timeout_seconds
+            ),
+            feed=feed,
+            read_model=ReadModel(pool),
+        )
+
+    async def stop(self) -> None:
+        await self.feed.stop()
+        await self.producer.stop()
+        await self.read_model.pool.close()
+
+    async def kafka_health(self) -> DependencyHealth:
+        began = time.monotonic()
+        try:
+            await asyncio.wait_for(
+                self.producer.client.fetch_all_metadata(), HEALTH_TIMEOUT_SECONDS
+            )
+        except Exception as exc:  # any failure of the probe means: down
+            return DependencyHealth(status="down", error=str(exc) or type(exc).__name__)
+        if not self.feed.running:
+            return DependencyHealth(status="down", error="live feed consumer stopped")
+        return DependencyHealth(status="up", latency_ms=round((time.monotonic() - began) * 1000))
+
+    async def postgres_health(self) -> DependencyHealth:
+        began = time.monotonic()
+        try:
+            await asyncio.wait_for(self.read_model.ping(), HEALTH_TIMEOUT_SECONDS)
+        except (ReadModelUnavailable, TimeoutError) as exc:
+            return DependencyHealth(status="down", error=str(exc) or type(exc).__name__)
+        return DependencyHealth(status="up", latency_ms=round((time.monotonic() - began) * 1000))
+
+    def uptime(self) -> int:
+        return int(time.monotonic() - self.started_at)

@@ -1,0 +1,244 @@
+"""WebSocket sessions: an order's history then its live events, exactly once each, in order.
+
+The subscription is registered before the history is read, so nothing that
+happens in between is lost; `SequenceMerge` drops what both sides delivered and
+holds what ran ahead; a hole (the projector lagging the live consumer) is filled
+from PostgreSQL. Each socket runs its sender, a disconnect watcher and an
+overflow watcher side by side, so a slow client only ever hurts itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from schemas.envelope import Envelope, utc_now
+from services.api.feed import LiveFeed, Subscription
+from services.api.merge import SequenceMerge
+from services.api.messages import connected_message, error_message, event_message
+from services.api.read_model import ReadModel, ReadModelUnavailable
+
+log = logging.getLogger(__name__)
+
+# The projector may not have stored an order yet right after its 202.
+NOT_FOUND_GRACE_SECONDS = 2.0
+# How long to wait for the projector to store events the live feed already showed.
+GAP_FILL_SECONDS = 10.0
+_POLL_SECONDS = 0.1
+
+CLOSE_NORMAL = 1000
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 1013
+CLOSE_NOT_FOUND = 4404
+
+
+class StreamEnded(Exception):
+    """The stream cannot go on; tell the client why, then close with `close_code`."""
+
+    def __init__(self, error: str, message: str, close_code: int) -> None:
+        super().__init__(message)
+        self.error = error
+        self.message = message
+        self.close_code = close_code
+
+
+async def order_events(
+    order_id: uuid.UUID,
+    live: Subscription,
+    read_model: ReadModel,
+    *,
+    grace: float = NOT_FOUND_GRACE_SECONDS,
+    gap_fill: float = GAP_FILL_SECONDS,
+) -> AsyncIterator[Envelope]:
+    """Yield the order's events 1..n exactly once, ending after its final event."""
+    merge: SequenceMerge[Envelope] = SequenceMerge()
+    arrived = await _history_or_first_live(order_id, live, read_model, grace)
+    while True:
+        for envelope in arrived:
+            for ready in merge.offer(envelope.sequence, envelope):
+                yield ready
+                if ready.status.is_final:
+                    return
+        if merge.gap:
+            arrived = await _stored(order_id, merge.gap, read_model, gap_fill)
+        else:
+            arrived = [await live.get()]
+
+
+async def _history_or_first_live(
+    order_id: uuid.UUID, live: Subscription, read_model: ReadModel, grace: float
+) -> list[Envelope]:
+    """The stored history; if there is none yet, whatever shows up first within `grace`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while True:
+        history = await _read(read_model.envelopes(order_id))
+        if history:
+            return history
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise StreamEnded("ORDER_NOT_FOUND", f"Order {order_id} not found", CLOSE_NOT_FOUND)
+        try:
+            return [await asyncio.wait_for(live.get(), min(remaining, 0.25))]
+        except TimeoutError:
+            continue
+
+
+async def _stored(
+    order_id: uuid.UUID, wanted: range, read_model: ReadModel, patience: float
+) -> list[Envelope]:
+    """Poll the read model until it holds every sequence in `wanted`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while True:
+        found = await _read(read_model.envelopes(order_id, list(wanted)))
+        if len(found) == len(wanted):
+            return found
+        if loop.time() >= deadline:
+            raise StreamEnded(
+                "HISTORY_UNAVAILABLE",
+                f"Events {wanted.start}..{wanted.stop - 1} are not stored yet; reconnect",
+                CLOSE_TRY_AGAIN,
+            )
+        await asyncio.sleep(_POLL_SECONDS)
+
+
+async def _read(query: Awaitable[list[Envelope]]) -> list[Envelope]:
+    try:
+        return await query
+    except ReadModelUnavailable:
+        raise StreamEnded(
+            "READ_MODEL_UNAVAILABLE",
+            "Order history is unavailable; reconnect later",
+            CLOSE_TRY_AGAIN,
+        ) from None
+
+
+async def send(websocket: WebSocket, message: dict[str, Any]) -> None:
+    await websocket.send_text(orjson.dumps(message).decode())
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass
+
+
+async def _close(websocket: WebSocket, code: int, reason: str = "") -> None:
+    # The client may be gone or stuck; closing must not hang the handler.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(websocket.close(code, reason), 1.0)
+
+
+async def run_session(
+    websocket: WebSocket,
+    order_id: uuid.UUID | None,
+    live: Subscription,
+    pump: Callable[[], Coroutine[Any, Any, None]],
+) -> None:
+    """Run `pump` until it ends, the client leaves, or the client's queue overflows."""
+    sender = asyncio.create_task(pump())
+    leaver = asyncio.create_task(_until_disconnect(websocket))
+    overflow = asyncio.create_task(live.overflowed.wait())
+    try:
+        await asyncio.wait({sender, leaver, overflow}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sender, leaver, overflow):
+            task.cancel()
+        await asyncio.gather(sender, leaver, overflow, return_exceptions=True)
+    if leaver.done() and not leaver.cancelled():
+        return  # the client left: nothing to close
+    if overflow.done() and not overflow.cancelled():
+        await _close(websocket, CLOSE_TRY_AGAIN, "client too slow: update queue overflowed")
+        return
+    exc = sender.exception() if not sender.cancelled() else None
+    if isinstance(exc, StreamEnded):
+        with contextlib.suppress(Exception):
+            await send(
+                websocket,
+                error_message(
+                    str(order_id) if order_id else None, exc.error, exc.message, utc_now()
+                ),
+            )
+        await _close(websocket, exc.close_code, exc.error)
+    elif isinstance(exc, WebSocketDisconnect):
+        return
+    elif exc is not None:
+        log.error("socket for %s failed", order_id, exc_info=exc)
+        await _close(websocket, CLOSE_INTERNAL, "internal error")
+    else:
+        await _close(websocket, CLOSE_NORMAL, "order finished")
+
+
+async def serve_order(
+    websocket: WebSocket, order_text: str, feed: LiveFeed, read_model: ReadModel
+) -> None:
+    """`/ws/{orderId}`: connected, history, live events, close 1000 after the final one."""
+    await websocket.accept()
+    try:
+        order_id = uuid.UUID(order_text)
+    except ValueError:
+        await send(
+            websocket, error_message(order_text, "ORDER_NOT_FOUND", "Not an order id", utc_now())
+        )
+        await _close(websocket, CLOSE_NOT_FOUND, "ORDER_NOT_FOUND")
+        return
+    await send(websocket, connected_message(order_id, utc_now()))
+    with feed.subscribed(order_id) as live:
+
+        async def pump() -> None:
+            async for envelope in order_events(order_id, live, read_model):
+                await send(websocket, event_message(envelope))
+
+        await run_session(websocket, order_id, live, pump)
+
+
+@dataclass(frozen=True)
+class FirehoseFilter:
+    """Which live events a firehose socket wants; None means any."""
+
+    statuses: frozenset[str] | None = None
+    token_in: str | None = None
+    token_out: str | None = None
+
+
+async def _wanted(
+    envelope: Envelope, where: FirehoseFilter, feed: LiveFeed, read_model: ReadModel
+) -> bool:
+    if where.statuses is not None and envelope.status.value not in where.statuses:
+        return False
+    if where.token_in is None and where.token_out is None:
+        return True
+    pair = feed.pair_of(envelope.order_id)
+    if pair is None:
+        # Submitted before this process started and not routed since: ask the read model.
+        with contextlib.suppress(ReadModelUnavailable):
+            pair = await read_model.pair(envelope.order_id)
+        if pair is None:
+            return False
+        feed.remember_pair(envelope.order_id, pair)
+    return where.token_in in (None, pair[0]) and where.token_out in (None, pair[1])
+
+
+async def serve_firehose(
+    websocket: WebSocket, where: FirehoseFilter, feed: LiveFeed, read_model: ReadModel
+) -> None:
+    """`/ws/orders`: every live event of every order, filtered; never ends by itself."""
+    await websocket.accept()
+    await send(websocket, connected_message(None, utc_now()))
+    with feed.subscribed(None) as live:
+
+        async def pump() -> None:
+            while True:
+                envelope = await live.get()
+                if await _wanted(envelope, where, feed, read_model):
+                    await send(websocket, event_message(envelope))
+
+        await run_session(websocket, None, live, pump)

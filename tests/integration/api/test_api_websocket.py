@@ -1,0 +1,174 @@
+"""WebSockets against a real uvicorn server: connected, history, live, exactly 1..n, then 1000."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from services.api.validation import order_id_for
+from tests.fixtures.settings import MakeSettings
+from tests.integration.api.support import (
+    RunningApi,
+    eventually,
+    lifecycle,
+    log_writer,
+    projector_running,
+    running_api,
+)
+
+STATUSES = ["pending", "routing", "building", "submitted", "completed"]
+
+
+async def receive_all(socket: ClientConnection, timeout: float = 20.0) -> list[dict[str, Any]]:
+    """Every message until the server closes the socket."""
+    messages: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout):
+        try:
+            while True:
+                messages.append(json.loads(await socket.recv()))
+        except ConnectionClosed:
+            return messages
+
+
+async def receive(socket: ClientConnection, count: int) -> list[dict[str, Any]]:
+    async with asyncio.timeout(20):
+        return [json.loads(await socket.recv()) for _ in range(count)]
+
+
+async def submit_keyed(api: RunningApi, key: str) -> uuid.UUID:
+    response = await api.http.post(
+        "/api/orders/execute",
+        json={"tokenIn": "SOL", "tokenOut": "USDC", "amount": 10, "clientOrderId": key},
+    )
+    assert response.status_code == 202, response.text
+    return uuid.UUID(response.json()["orderId"])
+
+
+async def test_live_events_reach_every_socket_of_the_order_and_the_firehose(
+    api: RunningApi,
+) -> None:
+    key = f"ws-{uuid.uuid4()}"
+    order_id = order_id_for(key, None)  # known before submitting, so sockets can wait for it
+    url = f"{api.ws_url}/ws/{order_id}"
+    async with (
+        websockets.connect(url) as one,
+        websockets.connect(url) as two,
+        websockets.connect(f"{api.ws_url}/ws/orders?tokenIn=SOL") as firehose,
+        websockets.connect(f"{api.ws_url}/ws/orders?status=completed") as finals,
+        websockets.connect(f"{api.ws_url}/ws/orders?tokenIn=USDC") as others,
+    ):
+        for socket in (one, two, firehose, finals, others):
+            assert (await receive(socket, 1))[0]["status"] == "connected"
+        assert await submit_keyed(api, key) == order_id
+        async with log_writer(api.settings) as writer:
+            for sequence, event in enumerate(lifecycle(), start=2):
+                await writer.append(order_id, sequence, event)
+        got_one, got_two = await asyncio.gather(receive_all(one), receive_all(two))
+        for got, socket in ((got_one, one), (got_two, two)):
+            assert [m["sequence"] for m in got] == [1, 2, 3, 4, 5]
+            assert [m["status"] for m in got] == STATUSES
+            assert {m["orderId"] for m in got} == {str(order_id)}
+            assert socket.close_code == 1000
+        assert got_one[0]["message"] == "Order received and queued"
+        assert got_one[1]["selectedDex"] == "RAYDIUM"
+        assert got_one[4]["txHash"] == "4" * 88
+        assert got_one[4]["executedPrice"] == "150"
+
+        streamed = await receive(firehose, 5)
+        assert [(m["orderId"], m["sequence"]) for m in streamed] == [
+            (str(order_id), s) for s in range(1, 6)
+        ]
+        [final] = await receive(finals, 1)
+        assert (final["status"], final["sequence"]) == ("completed", 5)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await others.recv()  # a USDC->SOL filter sees none of a SOL->USDC order
+
+
+async def test_history_then_live_with_a_gap_the_projector_fills(api: RunningApi) -> None:
+    """Stored: 1. On the log but not projected: 2, 3. Live after connecting: 4, 5."""
+    events = lifecycle()
+    order_id = await submit_keyed(api, f"gap-{uuid.uuid4()}")
+    async with projector_running(api.settings):
+        await eventually(lambda: _stored(api, order_id, 1))
+    async with log_writer(api.settings) as writer:
+        await writer.append(order_id, 2, events[0])
+        await writer.append(order_id, 3, events[1])
+        async with websockets.connect(f"{api.ws_url}/ws/{order_id}") as socket:
+            first = await receive(socket, 2)
+            assert [m["status"] for m in first] == ["connected", "pending"]
+            await writer.append(order_id, 4, events[2])  # live, ahead of what is stored
+            await asyncio.sleep(0.3)
+            async with projector_running(api.settings):  # now 2, 3 (and 4) get stored
+                rest = await receive(socket, 3)
+                assert [m["sequence"] for m in rest] == [2, 3, 4]
+                await writer.append(order_id, 5, events[3])
+                tail = await receive_all(socket)
+            assert [m["sequence"] for m in tail] == [5]
+            assert socket.close_code == 1000
+
+
+async def _stored(api: RunningApi, order_id: uuid.UUID, count: int) -> bool:
+    response = await api.http.get(f"/api/orders/{order_id}/events")
+    return response.status_code == 200 and len(response.json()["events"]) >= count
+
+
+async def test_a_finished_order_replays_its_history_and_closes(api: RunningApi) -> None:
+    order_id = await submit_keyed(api, f"done-{uuid.uuid4()}")
+    async with log_writer(api.settings) as writer:
+        for sequence, event in enumerate(lifecycle(), start=2):
+            await writer.append(order_id, sequence, event)
+    async with projector_running(api.settings):
+        await eventually(lambda: _stored(api, order_id, 5))
+    async with websockets.connect(f"{api.ws_url}/ws/{order_id}") as socket:
+        got = await receive_all(socket)
+    assert [m["status"] for m in got] == ["connected", *STATUSES]
+    assert socket.close_code == 1000
+
+
+async def test_an_unknown_order_is_reported_and_closed(api: RunningApi) -> None:
+    for order in (str(uuid.uuid4()), "not-an-id"):
+        async with websockets.connect(f"{api.ws_url}/ws/{order}") as socket:
+            got = await receive_all(socket)
+        assert got[-1]["status"] == "error"
+        assert got[-1]["error"] == "ORDER_NOT_FOUND"
+        assert socket.close_code == 4404
+
+
+@pytest.fixture
+async def tiny_queue_api(make_settings: MakeSettings) -> AsyncIterator[RunningApi]:
+    async with running_api(make_settings(ws_queue_size=3)) as running:
+        yield running
+
+
+async def test_a_socket_that_falls_behind_is_closed_with_1013(tiny_queue_api: RunningApi) -> None:
+    """Event 2 arrives without 1 being stored, so the socket waits on the read model while its
+    queue of 3 fills: that socket is dropped; the feed and other sockets carry on."""
+    api = tiny_queue_api
+    order_id = uuid.uuid4()
+    events = lifecycle()
+    async with (
+        log_writer(api.settings) as writer,
+        websockets.connect(f"{api.ws_url}/ws/{order_id}") as stuck,
+    ):
+        await receive(stuck, 1)
+        for sequence in range(2, 8):
+            await writer.append(
+                order_id, sequence, events[0].model_copy(update={"attempt": sequence})
+            )
+        assert await receive_all(stuck) == []
+        assert stuck.close_code == 1013
+    key = f"after-{uuid.uuid4()}"
+    async with websockets.connect(f"{api.ws_url}/ws/{order_id_for(key, None)}") as healthy:
+        await receive(healthy, 1)
+        await submit_keyed(api, key)
+        [pending] = await receive(healthy, 1)
+        assert (pending["status"], pending["sequence"]) == ("pending", 1)

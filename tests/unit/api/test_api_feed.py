@@ -1,0 +1,42 @@
+"""Fan-out never waits: a full subscriber is marked overflowed, the others still get everything."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from schemas.envelope import Envelope, genesis_hash
+from schemas.events import OrderSubmitted
+from services.api.feed import LiveFeed
+
+
+def submitted(order_id: uuid.UUID) -> Envelope:
+    return Envelope.new(
+        order_id=order_id,
+        sequence=1,
+        producer="api",
+        prev_hash=genesis_hash(order_id),
+        payload=OrderSubmitted(
+            token_in="SOL", token_out="USDC", amount=Decimal(1), slippage=Decimal(0)
+        ),
+    )
+
+
+async def test_overflow_drops_only_the_slow_subscriber() -> None:
+    feed = LiveFeed("127.0.0.1:1", "orders", queue_size=2)  # never started: publish is pure fan-out
+    watched, other = uuid.uuid4(), uuid.uuid4()
+    with feed.subscribed(watched) as slow, feed.subscribed(None) as firehose:
+        for _ in range(3):
+            feed.publish(submitted(watched))
+        assert slow.overflowed.is_set()
+        assert firehose.overflowed.is_set()
+        with feed.subscribed(watched) as fresh:
+            feed.publish(submitted(other))
+            assert fresh.get_nowait() is None  # another order's event
+            feed.publish(submitted(watched))
+            assert fresh.get_nowait() is not None
+            assert not fresh.overflowed.is_set()
+    assert feed.pair_of(watched) == ("SOL", "USDC")
+    assert not feed._by_order
+    assert not feed._firehose
+    await feed.stop()
