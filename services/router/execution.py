@@ -199,7 +199,7 @@ class OrderExecution:
 def _failure_code(chain_code: str | None) -> FailureCode:
     """The chain's error code as a failure code (slippage and liquidity are the ones it reports)."""
     try:
-        return FailureCode(chain_code)
+        return FailureCode(chain_code or FailureCode.INVALID_TRANSACTION)
     except ValueError:
         return FailureCode.INVALID_TRANSACTION
 

@@ -151,7 +151,7 @@ class RouterRuntime:
                     " WHERE topic = %s AND partition = ANY(%s)",
                     (topic, partitions),
                 )
-                starts = dict(await cursor.fetchall())
+                starts: dict[int, int] = dict(await cursor.fetchall())
             reader.assign(tps)
             for tp in tps:
                 start = starts.get(tp.partition, 0)
@@ -240,14 +240,15 @@ def create_app(settings: Settings) -> tuple[faust.App, RouterRuntime]:
                 message.partition, message.offset, message.key, message.value
             )
 
-    @app.on_partitions_assigned.connect
+    # faust's signal stubs expect (sender, *args) handlers; it calls them with keyword arguments.
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: set[TopicPartition], **_: Any) -> None:
         ours = sorted(tp.partition for tp in assigned if tp.topic == settings.orders_topic)
         log.info("router assigned partitions %s", ours)
         # Catch up in the background: a rebalance callback must return promptly.
         catch_ups.add(asyncio.create_task(runtime.take_partitions(ours)))
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[TopicPartition], **_: Any) -> None:
         if runtime.router is not None:
             await runtime.save_positions()
@@ -255,11 +256,11 @@ def create_app(settings: Settings) -> tuple[faust.App, RouterRuntime]:
                 if tp.topic == settings.orders_topic:
                     await runtime.router.revoke(tp.partition)
 
-    @app.timer(interval=1.0)
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def save_positions() -> None:
         await runtime.save_positions()
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def on_shutdown(sender: Any, **_: Any) -> None:
         await runtime.stop()
 
