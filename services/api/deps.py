@@ -9,6 +9,7 @@ from starlette.requests import HTTPConnection
 
 from services.api.feed import LiveFeed
 from services.api.publisher import OrderPublisher
+from services.api.quotes import Quoter
 from services.api.read_model import ReadModel
 from services.api.runtime import ApiRuntime
 from services.common.settings import Settings
@@ -35,8 +36,13 @@ def _feed(runtime: Runtime) -> LiveFeed:
     return runtime.feed
 
 
+def _quoter(runtime: Runtime) -> Quoter:
+    return runtime.quoter
+
+
 Runtime = Annotated[ApiRuntime, Depends(_runtime)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 PublisherDep = Annotated[OrderPublisher, Depends(_publisher)]
 ReadModelDep = Annotated[ReadModel, Depends(_read_model)]
 FeedDep = Annotated[LiveFeed, Depends(_feed)]
+QuoterDep = Annotated[Quoter, Depends(_quoter)]

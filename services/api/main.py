@@ -10,7 +10,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from services.api.errors import install_error_handlers
-from services.api.routes import health, orders, ws
+from services.api.routes import health, orders, quote, ws
 from services.api.runtime import ApiRuntime
 from services.common.logging import configure_logging
 from services.common.settings import Settings
@@ -38,6 +38,7 @@ def create_app(settings: Settings, runtime: ApiRuntime | None = None) -> FastAPI
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(orders.router)
+    app.include_router(quote.router)
     app.include_router(ws.router)
     return app
 

@@ -125,3 +125,20 @@ class Health(CamelModel):
     dependencies: dict[str, DependencyHealth]
     uptime: int = Field(description="Seconds since this process started")
     timestamp: datetime
+
+
+class QuoteOut(CamelModel):
+    """A route plan for a market order, computed now, placing nothing."""
+
+    token_in: str
+    token_out: str
+    amount: Decimal
+    slippage: Decimal
+    amount_out: Decimal = Field(description="Expected amount out, net of fees and price impact")
+    min_amount_out: Decimal = Field(description="The least a fill may give after slippage")
+    price_impact: Decimal
+    market_slot: int = Field(description="Chain slot of the pool state it was computed from")
+    quoted_at: float = Field(description="Unix time of the quote")
+    reason: str
+    route: dict[str, Any] = Field(description="The plan: kind, legs (venue, share, in, out, fee)")
+    quotes: list[dict[str, Any]] = Field(description="Each venue alone for the whole amount")

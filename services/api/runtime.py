@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from services.api.feed import LiveFeed
 from services.api.models import DependencyHealth
 from services.api.publisher import OrderPublisher
+from services.api.quotes import Quoter
 from services.api.read_model import ReadModel, ReadModelUnavailable, open_read_pool
 from services.common.kafka import (
     bootstrap_servers,
@@ -33,6 +34,7 @@ class ApiRuntime:
     publisher: OrderPublisher
     feed: LiveFeed
     read_model: ReadModel
+    quoter: Quoter
     started_at: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -63,6 +65,9 @@ class ApiRuntime:
             ),
             feed=feed,
             read_model=ReadModel(pool),
+            quoter=Quoter(
+                pool, split_threshold_bps=settings.split_threshold_bps, seed=settings.market_seed
+            ),
         )
 
     async def stop(self) -> None:

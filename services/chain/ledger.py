@@ -76,6 +76,20 @@ class PoolSnapshot:
     pools: PoolBook
 
 
+async def load_snapshot(db: AsyncConnectionPool) -> PoolSnapshot:
+    """Read every pool account: what a router or a quote endpoint computes quotes from."""
+    async with db.connection() as conn:
+        cursor = await conn.execute("SELECT state, slot FROM chain.pools")
+        rows = await cursor.fetchall()
+    pools: PoolBook = {}
+    slot = 0
+    for state, pool_slot in rows:
+        pool = pool_from_dict(state)
+        pools[(pool.venue, pool.tokens)] = pool
+        slot = max(slot, pool_slot)
+    return PoolSnapshot(slot, pools)
+
+
 def _pool_key(venue: Venue, pool: Pool) -> tuple[str, str, str]:
     base, quote = pool.tokens
     return venue.value, base, quote
@@ -112,16 +126,7 @@ class Ledger:
                 )
 
     async def snapshot(self) -> PoolSnapshot:
-        async with self._db.connection() as conn:
-            cursor = await conn.execute("SELECT state, slot FROM chain.pools")
-            rows = await cursor.fetchall()
-        pools: PoolBook = {}
-        slot = 0
-        for state, pool_slot in rows:
-            pool = pool_from_dict(state)
-            pools[(pool.venue, pool.tokens)] = pool
-            slot = max(slot, pool_slot)
-        return PoolSnapshot(slot, pools)
+        return await load_snapshot(self._db)
 
     async def receipt(self, signature: str) -> Receipt | None:
         async with self._db.connection() as conn:
@@ -220,7 +225,16 @@ class Ledger:
             )  # fmt: skip
         venues = tuple(sorted({i.venue.value for i in tx.instructions}))
         return Receipt(
-            tx.signature, tx.order_id, status, tx.amount_in, amount_out, fee, slot, venues, error_code, error
+            tx.signature,
+            tx.order_id,
+            status,
+            tx.amount_in,
+            amount_out,
+            fee,
+            slot,
+            venues,
+            error_code,
+            error,
         )
 
 
