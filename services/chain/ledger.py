@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -78,8 +78,8 @@ class PoolSnapshot:
 
 async def load_snapshot(db: AsyncConnectionPool) -> PoolSnapshot:
     """Read every pool account: what a router or a quote endpoint computes quotes from."""
-    async with db.connection() as conn:
-        cursor = await conn.execute("SELECT state, slot FROM chain.pools")
+    async with db.connection() as conn, conn.cursor(row_factory=tuple_row) as cursor:
+        await cursor.execute("SELECT state, slot FROM chain.pools")
         rows = await cursor.fetchall()
     pools: PoolBook = {}
     slot = 0

@@ -23,6 +23,9 @@ async def chain_open(database_url: str) -> None:
 
 @pytest.mark.usefixtures("chain_open")
 async def test_quote_returns_the_route_plan_and_places_nothing(api: RunningApi) -> None:
+    # Reads first: pooled connections they used must not change how the quote reads pools.
+    for _ in range(3):
+        assert (await api.http.get("/api/orders")).status_code == 200
     response = await api.http.get(
         "/api/quote",
         params={"tokenIn": "SOL", "tokenOut": "USDC", "amount": "10", "slippage": "0.01"},
