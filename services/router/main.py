@@ -60,8 +60,6 @@ class RouterRuntime:
         async with self._started:
             if self.router is not None:
                 return self.router
-            await asyncio.to_thread(migrate, str(self.settings.database_url))
-            await ensure_topics(self.servers, topic_specs(self.settings))
             self.db = await open_pool(str(self.settings.database_url), max_size=8)
             self.producer = durable_producer(self.servers, client_id="oee-router")
             await start_producer(self.producer, self.servers)
@@ -267,9 +265,18 @@ def create_app(settings: Settings) -> tuple[faust.App, RouterRuntime]:
     return app, runtime
 
 
+async def _preflight(settings: Settings) -> None:
+    """Fail before faust starts, in one line, when Kafka or PostgreSQL is not there."""
+    assert settings.database_url is not None
+    assert settings.kafka_bootstrap_servers is not None
+    await asyncio.to_thread(migrate, settings.database_url)
+    await ensure_topics(settings.kafka_bootstrap_servers, topic_specs(settings))
+
+
 def serve(settings: Settings) -> None:
     """Run the router worker until SIGTERM/SIGINT."""
     configure_logging(settings, "router")
+    asyncio.run(_preflight(settings))
     app, _ = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
