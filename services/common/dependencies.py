@@ -64,6 +64,7 @@ class LocalDependencies:
 
 def prepare(settings: Settings) -> None:
     """Apply migrations and create topics: safe to run at every start."""
-    assert settings.database_url and settings.kafka_bootstrap_servers
+    assert settings.database_url is not None
+    assert settings.kafka_bootstrap_servers is not None
     migrate(settings.database_url)
     asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, topic_specs(settings)))

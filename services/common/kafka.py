@@ -45,7 +45,8 @@ def bootstrap_servers(settings: Settings) -> str:
 def unreachable(servers: str, exc: BaseException | None = None) -> DependencyUnavailable:
     reason = f" ({exc})" if exc and str(exc) else ""
     return DependencyUnavailable(
-        f"Kafka is not reachable at {servers}{reason}; set KAFKA_BOOTSTRAP_SERVERS to a running broker"
+        f"Kafka is not reachable at {servers}{reason};"
+        " set KAFKA_BOOTSTRAP_SERVERS to a running broker"
     )
 
 

@@ -1,4 +1,4 @@
-"""What every long-running process shares: stop on SIGTERM/SIGINT, retry while a dependency is down."""
+"""What long-running processes share: stop on SIGTERM/SIGINT, retry while a dependency is down."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ async def retry_while_down(
     stop: asyncio.Event,
     max_delay: float = 5.0,
 ) -> T | None:
-    """Run `action` until it succeeds; while `is_outage` says the dependency is down, wait and retry.
+    """Run `action` until it succeeds, waiting and retrying while `is_outage` says it is down.
 
     Returns None if asked to stop while waiting. Other errors propagate.
     """

@@ -30,7 +30,7 @@ from schemas.events import (
 
 
 class OutOfSequence(ValueError):
-    """An event that does not follow the order's last one (a gap, or a first event that is not a submission)."""
+    """An event that does not follow the order's last one: a gap, or a first non-submission."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 import orjson
 import psycopg
-import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import RecordMetadata
 

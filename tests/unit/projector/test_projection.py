@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import orjson
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

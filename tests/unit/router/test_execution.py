@@ -103,11 +103,18 @@ class FakeChain:
     def _land(self, tx: Transaction, status: str) -> Receipt:
         if status == "failed":
             return Receipt(
-                tx.signature, tx.order_id, "failed", tx.amount_in, 0, 0, 9, _venues(tx), self._error_code,
-                "fill is below the minimum",
+                tx.signature, tx.order_id, "failed", tx.amount_in, 0, 0, 9, _venues(tx),
+                self._error_code, "fill is below the minimum",
             )  # fmt: skip
         return Receipt(
-            tx.signature, tx.order_id, "confirmed", tx.amount_in, tx.min_amount_out + 17, 1234, 9, _venues(tx)
+            tx.signature,
+            tx.order_id,
+            "confirmed",
+            tx.amount_in,
+            tx.min_amount_out + 17,
+            1234,
+            9,
+            _venues(tx),
         )
 
     async def receipt(self, signature: str) -> Receipt | None:
