@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from services.common.errors import DependencyUnavailable
+from services.common.metrics import DEAD_LETTERS
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ async def send_to_dead_letter(
         ("dlq.consumer", letter.consumer.encode()),
     ]
     await producer.send_and_wait(dead_letter_topic, value=value, key=key, headers=headers)
+    DEAD_LETTERS.labels(letter.consumer).inc()
     log.warning(
         "dead-lettered %s/%s/%s: %s", letter.topic, letter.partition, letter.offset, letter.reason
     )

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +62,30 @@ class Settings(BaseSettings):
 
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
+    # Prometheus /metrics of the processes without an HTTP server; 0 picks a free port.
+    metrics_host: str = "127.0.0.1"
+    router_metrics_port: int = 9101
+    projector_metrics_port: int = 9102
+
+    # Authentication and limits of the API (services/api/auth/). "disabled" is for local
+    # experiments only: the API then warns at start and listens on loopback alone.
+    auth: Literal["enabled", "disabled"] = "enabled"
+    # How long a looked-up API key is trusted before PostgreSQL is asked again (so a
+    # revocation takes effect within this time); a known key is still honoured while
+    # PostgreSQL is down.
+    auth_cache_seconds: float = 5.0
+    # Signed JWTs are accepted only when a key is configured; issuer and audience are required.
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    jwt_key: SecretStr | None = None  # the HS256 secret, or the RS256 public key in PEM
+    jwt_key_file: Path | None = None  # or read it from this file
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    # Per key and per API process (limits are in memory, not shared between processes).
+    rate_limit_orders_per_second: float = 20.0
+    rate_limit_burst: int = 40
+    ws_max_connections_per_key: int = 20
+    # Browser origins allowed to call the API (JSON list); none by default.
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def router_group(self) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import time
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -21,6 +23,7 @@ from services.common.kafka import (
     unreachable,
 )
 from services.common.logging import configure_logging
+from services.common.metrics import PROJECT, observe_stage, start_metrics_server
 from services.common.process import retry_while_down, stop_event_on_signals
 from services.common.settings import Settings
 from services.projector.projection import LogRecord, order_ids_in, project
@@ -123,6 +126,9 @@ class Projector:
                     record.value,
                 )
             await self.store.write(conn, self.topic, projection)
+        committed = time.time()
+        for row in projection.events:
+            observe_stage(PROJECT, committed - row.envelope.occurred_at.timestamp())
         self.applied += len(projection.events)
         return len(projection.events)
 
@@ -137,14 +143,18 @@ class Projector:
             if not records:
                 continue
             applied = await retry_while_down(
-                lambda: self.apply(records), is_outage=is_db_outage, what="PostgreSQL", stop=stop
+                functools.partial(self.apply, records),
+                is_outage=is_db_outage,
+                what="PostgreSQL",
+                stop=stop,
             )
             if applied is None:
-                return  # asked to stop while PostgreSQL was down: the batch is read again next start
+                return  # asked to stop while PostgreSQL was down: read again at the next start
 
 
 async def _main(settings: Settings) -> None:
-    assert settings.database_url and settings.kafka_bootstrap_servers
+    assert settings.database_url is not None
+    assert settings.kafka_bootstrap_servers is not None
     stop = stop_event_on_signals()
     await asyncio.to_thread(migrate, settings.database_url)
     await ensure_topics(settings.kafka_bootstrap_servers, topic_specs(settings))
@@ -162,4 +172,5 @@ async def _main(settings: Settings) -> None:
 def serve(settings: Settings) -> None:
     """Run the projector until SIGTERM/SIGINT."""
     configure_logging(settings, "projector")
+    start_metrics_server(settings.metrics_host, settings.projector_metrics_port)
     asyncio.run(_main(settings))

@@ -151,7 +151,8 @@ class OrderExecution:
             # A lost confirmation may hide a landed swap: ask the chain before retrying.
             landed = await self.chain.receipt(tx.signature)
             if landed is None:
-                return await self._retry_or_fail(state, state.attempts, FailureCode(exc.code), str(exc))
+                code = FailureCode(exc.code)
+                return await self._retry_or_fail(state, state.attempts, code, str(exc))
             receipt = landed
         if receipt.status == "failed":
             code = _failure_code(receipt.error_code)
@@ -206,7 +207,8 @@ def _failure_code(chain_code: str | None) -> FailureCode:
 
 def transaction_for(state: OrderState, chain_seed: int) -> Transaction:
     """The swap transaction for the order's current plan, signed with the order's signature."""
-    assert state.plan is not None and state.min_amount_out is not None
+    assert state.plan is not None
+    assert state.min_amount_out is not None
     instructions = tuple(
         SwapInstruction(
             venue=Venue(leg.venue),

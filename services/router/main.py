@@ -1,4 +1,4 @@
-"""Composition root of the router process: a faust-streaming app wired to the venues and the chain."""
+"""Composition root of the router: a faust-streaming app wired to the venues and the chain."""
 
 from __future__ import annotations
 
@@ -28,8 +28,10 @@ from services.common.kafka import (
     topic_specs,
 )
 from services.common.logging import configure_logging
+from services.common.metrics import start_metrics_server
 from services.common.settings import Settings
 from services.domain.order import OrderState, evolve
+from services.router import metrics
 from services.router.execution import ExecutionPolicy, OrderExecution
 from services.router.worker import OrderRouter
 from services.venues.adapters import SimulatedVenue, SnapshotCache
@@ -46,7 +48,8 @@ class RouterRuntime:
     """Connections the agent needs, opened once when the worker starts."""
 
     def __init__(self, settings: Settings) -> None:
-        assert settings.kafka_bootstrap_servers and settings.database_url
+        assert settings.kafka_bootstrap_servers is not None
+        assert settings.database_url is not None
         self.settings = settings
         self.servers = settings.kafka_bootstrap_servers
         self.producer_name = f"router:{socket.gethostname()}:{os.getpid()}"
@@ -118,13 +121,16 @@ class RouterRuntime:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        metrics.record(state, envelope)
         return evolve(state, envelope, record_hash(value))
 
     async def dead_letter(
         self, partition: int, offset: int, key: bytes | None, value: bytes | None, reason: str
     ) -> None:
         assert self.producer is not None
-        letter = DeadLetter(self.settings.orders_topic, partition, offset, reason, self.settings.router_group)
+        letter = DeadLetter(
+            self.settings.orders_topic, partition, offset, reason, self.settings.router_group
+        )
         await send_to_dead_letter(
             self.producer, self.settings.dead_letter_topic, letter, key, value
         )
@@ -174,7 +180,7 @@ class RouterRuntime:
             await reader.stop()
 
     async def save_positions(self) -> None:
-        """Record where a successor must resume each partition (called every second and at the end)."""
+        """Record where a successor must resume each partition (every second and at the end)."""
         if self.router is None or self.db is None:
             return
         offsets = self.router.resume_offsets()
@@ -182,7 +188,8 @@ class RouterRuntime:
             return
         async with self.db.connection() as conn, conn.cursor() as cursor:
             await cursor.executemany(
-                "INSERT INTO router.resume_positions (topic, partition, resume_offset) VALUES (%s, %s, %s)"
+                "INSERT INTO router.resume_positions (topic, partition, resume_offset)"
+                " VALUES (%s, %s, %s)"
                 " ON CONFLICT (topic, partition) DO UPDATE"
                 " SET resume_offset = EXCLUDED.resume_offset, updated_at = now()",
                 [(self.settings.orders_topic, p, o) for p, o in offsets.items()],
@@ -277,6 +284,7 @@ def serve(settings: Settings) -> None:
     """Run the router worker until SIGTERM/SIGINT."""
     configure_logging(settings, "router")
     asyncio.run(_preflight(settings))
+    start_metrics_server(settings.metrics_host, settings.router_metrics_port)
     app, _ = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
