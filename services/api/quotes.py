@@ -14,6 +14,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from services.api.read_model import ReadModelUnavailable
+from services.chain.client import ChainUnreachable
 from services.chain.ledger import load_snapshot
 from services.router.quoting import Quote, VenuesUnavailable, quote_order
 from services.venues.adapters import SimulatedVenue, SnapshotCache
@@ -48,6 +49,6 @@ class Quoter:
                 split_threshold_bps=self._split_threshold_bps,
                 allowed=venues,
             )
-        except (psycopg.Error, PoolTimeout, VenuesUnavailable) as exc:
+        except (psycopg.Error, PoolTimeout, VenuesUnavailable, ChainUnreachable) as exc:
             # No pools yet (no router has opened the chain) or PostgreSQL down: a 503.
             raise ReadModelUnavailable(f"pool accounts unavailable: {exc}") from None

@@ -16,7 +16,25 @@ import uuid
 from decimal import Decimal
 from typing import Protocol
 
+import psycopg
+from psycopg_pool import PoolTimeout
+
 from services.chain.ledger import Ledger, Receipt, Transaction
+
+# The simulated chain's store being down looks, to a router, like an unreachable RPC.
+_STORE_DOWN = (psycopg.OperationalError, PoolTimeout)
+
+
+class ChainUnreachable(Exception):
+    """The chain itself cannot be reached (here: its PostgreSQL store is down).
+
+    Unlike a venue's transient failure this uses up no attempt: the order waits
+    and the step is done again, which is safe because every step is idempotent.
+    """
+
+
+def unreachable_while(exc: BaseException) -> ChainUnreachable:
+    return ChainUnreachable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 class TransientChainError(Exception):
@@ -74,7 +92,10 @@ class SimulatedRpc:
         ) < Decimal("0.5")
         if failing and not lost_confirmation:
             raise ChainUnavailable("RPC node refused the transaction (simulated outage)")
-        receipt = await self._ledger.execute(tx)
+        try:
+            receipt = await self._ledger.execute(tx)
+        except _STORE_DOWN as exc:
+            raise unreachable_while(exc) from None
         low, high = self._latency
         if high > 0:
             await asyncio.sleep(self._rng.uniform(low, high))
@@ -83,4 +104,7 @@ class SimulatedRpc:
         return receipt
 
     async def receipt(self, signature: str) -> Receipt | None:
-        return await self._ledger.receipt(signature)
+        try:
+            return await self._ledger.receipt(signature)
+        except _STORE_DOWN as exc:
+            raise unreachable_while(exc) from None

@@ -19,7 +19,7 @@ from enum import Enum
 
 from schemas import events
 from schemas.events import FailureCode, OrderStatus
-from services.chain.client import ChainClient, TransientChainError
+from services.chain.client import ChainClient, ChainUnreachable, TransientChainError
 from services.chain.ledger import Receipt, SwapInstruction, Transaction
 from services.chain.signatures import signature_for
 from services.domain.order import OrderState
@@ -82,9 +82,22 @@ class OrderExecution:
         self.clock = clock
 
     async def run(self, state: OrderState) -> OrderState:
-        """Take the order to a final state from wherever it stands."""
+        """Take the order to a final state from wherever it stands.
+
+        While the chain is unreachable the order waits and its step is done again:
+        each step is idempotent (reads, or a resend under the order's signature).
+        """
+        delay = 0.2
         while (step := next_step(state)) is not Step.DONE:
-            state = await self._do(step, state)
+            try:
+                state = await self._do(step, state)
+                delay = 0.2
+            except ChainUnreachable as exc:
+                log.warning(
+                    "order %s waits %.1fs: chain unreachable (%s)", state.order_id, delay, exc
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         return state
 
     async def _do(self, step: Step, state: OrderState) -> OrderState:

@@ -250,6 +250,9 @@ def create_app(settings: Settings) -> tuple[faust.App, RouterRuntime]:
     async def on_assigned(sender: Any, assigned: set[TopicPartition], **_: Any) -> None:
         ours = sorted(tp.partition for tp in assigned if tp.topic == settings.orders_topic)
         log.info("router assigned partitions %s", ours)
+        router = await runtime.start()
+        for partition in ours:
+            router.reserve(partition)
         # Catch up in the background: a rebalance callback must return promptly.
         catch_ups.add(asyncio.create_task(runtime.take_partitions(ours)))
 

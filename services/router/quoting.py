@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from schemas import events
+from services.chain.client import ChainUnreachable
 from services.chain.ledger import PoolBook
 from services.domain.tokens import from_base_units, to_base_units
 from services.router import routing
@@ -51,6 +52,9 @@ async def quote_order(
     """
     asked = [v for v in venues if v.venue in allowed]
     loaded = await asyncio.gather(*(v.load_pools() for v in asked), return_exceptions=True)
+    for result in loaded:
+        if isinstance(result, ChainUnreachable):
+            raise result  # our side is down, not a venue: no attempt is used up
     book: PoolBook = {}
     slot = 0
     unavailable: dict[Venue, str] = {}

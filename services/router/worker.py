@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -73,9 +74,19 @@ class OrderRouter:
         """Where a successor must start reading each partition to miss no unfinished order."""
         return {p: part.resume_offset for p, part in self._partitions.items()}
 
+    def reserve(self, partition: int) -> None:
+        """Take a partition at once, on assignment: its live records wait until it has caught up.
+
+        Without this, a record arriving while the catch-up is still reading offsets
+        would find no partition and be dropped.
+        """
+        self._partitions[partition] = _Partition(catch_up_until=sys.maxsize)
+
     def begin_catch_up(self, partition: int, start: int, end: int) -> None:
-        """Take a partition; records in [start, end) will be folded by `fold` before going live."""
-        self._partitions[partition] = _Partition(catch_up_until=end, next_offset=start)
+        """Records in [start, end) will be folded by `fold`; later ones arrive live."""
+        part = self._partitions.setdefault(partition, _Partition(catch_up_until=end))
+        part.catch_up_until = end
+        part.next_offset = start
 
     async def fold(
         self, partition: int, offset: int, key: bytes | None, value: bytes | None

@@ -13,6 +13,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+import psycopg
+from psycopg_pool import PoolTimeout
+
+from services.chain.client import unreachable_while
 from services.chain.ledger import PoolBook, PoolSnapshot
 from services.venues.pool import Venue
 
@@ -42,7 +46,10 @@ class SnapshotCache:
         if self._snapshot is None or time.monotonic() - self._loaded_at > self._max_age:
             async with self._lock:  # one reload for all waiting quotes
                 if self._snapshot is None or time.monotonic() - self._loaded_at > self._max_age:
-                    self._snapshot = await self._load()
+                    try:
+                        self._snapshot = await self._load()
+                    except (psycopg.OperationalError, PoolTimeout) as exc:
+                        raise unreachable_while(exc) from None
                     self._loaded_at = time.monotonic()
         return self._snapshot
 

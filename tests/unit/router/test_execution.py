@@ -20,7 +20,7 @@ from schemas import events
 from schemas.codec import encode
 from schemas.envelope import Envelope, genesis_hash, record_hash
 from schemas.events import FailureCode, OrderStatus
-from services.chain.client import ChainUnavailable, ConfirmationTimeout
+from services.chain.client import ChainUnavailable, ChainUnreachable, ConfirmationTimeout
 from services.chain.ledger import PoolBook, Receipt, Transaction
 from services.chain.signatures import signature_for
 from services.domain.order import OrderState, evolve
@@ -500,3 +500,29 @@ async def test_resuming_a_retrying_order_waits_out_its_delay() -> None:
     assert routed.attempt == 2
     assert chain.sent[0][1] == 2
     assert final.status is OrderStatus.COMPLETED
+
+
+class UnreachableOnce(FakeChain):
+    """The chain's store is down for the first send, then back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = True
+
+    async def send_and_confirm(self, tx: Transaction, attempt: int) -> Receipt:
+        if self.down:
+            self.down = False
+            raise ChainUnreachable("store down")
+        return await super().send_and_confirm(tx, attempt)
+
+
+async def test_an_unreachable_chain_makes_the_order_wait_without_using_an_attempt() -> None:
+    state, order_id = submitted()
+    log = Log()
+    chain = UnreachableOnce()
+
+    final = await execution(chain, log).run(state)
+
+    assert log.types == ["OrderRouted", "TransactionBuilt", "TransactionSubmitted", "OrderCompleted"]
+    assert final.attempts == 1
+    assert list(chain.landed) == [signature_for(order_id, CHAIN_SEED)]

@@ -475,3 +475,21 @@ async def test_revoking_a_partition_without_work_leaves_the_others_running() -> 
     runner.release(a)
     await settle(router)
     assert runner.finished == [a]
+
+
+async def test_a_live_record_arriving_before_the_catch_up_starts_is_not_lost() -> None:
+    # Assignment reserves the partition at once; the catch-up learns its bounds later.
+    runner = FakeRunner()
+    router = make_router(runner)
+    router.reserve(0)
+    a = uuid.uuid4()
+    waiting = asyncio.create_task(live(router, 0, 7, a, record(a, 1)))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # held until the partition has caught up, not dropped
+
+    router.begin_catch_up(0, 7, 7)
+    await router.finish_catch_up(0)
+    await waiting
+    await settle(router)
+
+    assert runner.started == [a]
