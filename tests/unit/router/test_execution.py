@@ -523,6 +523,11 @@ async def test_an_unreachable_chain_makes_the_order_wait_without_using_an_attemp
 
     final = await execution(chain, log).run(state)
 
-    assert log.types == ["OrderRouted", "TransactionBuilt", "TransactionSubmitted", "OrderCompleted"]
+    assert log.types == [
+        "OrderRouted",
+        "TransactionBuilt",
+        "TransactionSubmitted",
+        "OrderCompleted",
+    ]
     assert final.attempts == 1
     assert list(chain.landed) == [signature_for(order_id, CHAIN_SEED)]
