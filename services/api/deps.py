@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Security, WebSocket
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
+from services.api.auth.authenticator import AuthFailure, insufficient_scope
+from services.api.auth.principal import ORDERS_READ, ORDERS_WRITE, Principal
+from services.api.auth.ratelimit import ConnectionLimiter, retry_after
+from services.api.errors import ApiError
 from services.api.feed import LiveFeed
 from services.api.publisher import OrderPublisher
 from services.api.quotes import Quoter
@@ -46,3 +51,72 @@ PublisherDep = Annotated[OrderPublisher, Depends(_publisher)]
 ReadModelDep = Annotated[ReadModel, Depends(_read_model)]
 FeedDep = Annotated[LiveFeed, Depends(_feed)]
 QuoterDep = Annotated[Quoter, Depends(_quoter)]
+
+
+# Declared so that /docs offers both ways in; the credential itself is read from the
+# headers by services.api.auth.principal.presented_credential, for HTTP and sockets alike.
+_BEARER = HTTPBearer(auto_error=False, description="An API key (oee_...) or a signed JWT")
+_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key")
+
+
+def _refuse(failure: AuthFailure) -> ApiError:
+    return ApiError(failure.status, failure.body(), failure.headers)
+
+
+async def _principal(
+    connection: HTTPConnection,
+    runtime: Runtime,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+    _api_key: Annotated[str | None, Security(_API_KEY)],
+) -> Principal:
+    # A dependency, so it runs before the route reads the body: 401 comes before any 400.
+    found = await runtime.auth.authenticate(connection.headers)
+    if isinstance(found, AuthFailure):
+        raise _refuse(found)
+    return found
+
+
+Authenticated = Annotated[Principal, Depends(_principal)]
+
+
+def _reader(principal: Authenticated) -> Principal:
+    if not principal.allows(ORDERS_READ):
+        raise _refuse(insufficient_scope(ORDERS_READ))
+    return principal
+
+
+def _submitter(principal: Authenticated, runtime: Runtime) -> Principal:
+    if not principal.allows(ORDERS_WRITE):
+        raise _refuse(insufficient_scope(ORDERS_WRITE))
+    if runtime.auth.enabled:
+        wait = runtime.order_limits.take(principal.limit_key)
+        if wait > 0:
+            limits = runtime.order_limits
+            raise ApiError(
+                429,
+                {
+                    "error": "RATE_LIMITED",
+                    "message": f"At most {limits.rate:g} orders a second per key (bursts of"
+                    f" {limits.burst}); retry in {wait:.2f}s",
+                },
+                {"Retry-After": retry_after(wait)},
+            )
+    return principal
+
+
+async def _socket_principal(websocket: WebSocket, runtime: Runtime) -> Principal | AuthFailure:
+    # Sockets are refused by the route (accept, error message, close code), not by raising.
+    found = await runtime.auth.authenticate(websocket.headers)
+    if isinstance(found, Principal) and not found.allows(ORDERS_READ):
+        return insufficient_scope(ORDERS_READ)
+    return found
+
+
+def _socket_limits(runtime: Runtime) -> ConnectionLimiter | None:
+    return runtime.socket_limits if runtime.auth.enabled else None
+
+
+Reader = Annotated[Principal, Depends(_reader)]
+Submitter = Annotated[Principal, Depends(_submitter)]
+SocketPrincipal = Annotated[Principal | AuthFailure, Depends(_socket_principal)]
+SocketLimits = Annotated[ConnectionLimiter | None, Depends(_socket_limits)]

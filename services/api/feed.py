@@ -72,6 +72,8 @@ class LiveFeed:
         self._by_order: dict[uuid.UUID, set[Subscription]] = {}
         self._firehose: set[Subscription] = set()
         self._pairs: OrderedDict[uuid.UUID, Pair] = OrderedDict()
+        # Whose each order is (None: the anonymous owner), for the firehose's ownership filter.
+        self._owners: OrderedDict[uuid.UUID, str | None] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, partitions: Iterable[int]) -> None:
@@ -132,6 +134,7 @@ class LiveFeed:
         event = envelope.payload
         if isinstance(event, OrderSubmitted):
             pair = (event.token_in, event.token_out)
+            self.remember_owner(envelope.order_id, event.owner)
         elif isinstance(event, OrderRouted) and event.plan.legs:
             pair = (event.plan.legs[0].token_in, event.plan.legs[-1].token_out)
         else:
@@ -146,6 +149,18 @@ class LiveFeed:
 
     def pair_of(self, order_id: uuid.UUID) -> Pair | None:
         return self._pairs.get(order_id)
+
+    def remember_owner(self, order_id: uuid.UUID, owner: str | None) -> None:
+        self._owners[order_id] = owner
+        self._owners.move_to_end(order_id)
+        if len(self._owners) > _PAIR_CACHE_SIZE:
+            self._owners.popitem(last=False)
+
+    def owner_of(self, order_id: uuid.UUID) -> tuple[bool, str | None]:
+        """(known, owner): whether this process saw the order's submission, and its owner."""
+        if order_id in self._owners:
+            return True, self._owners[order_id]
+        return False, None
 
     @contextlib.contextmanager
     def subscribed(self, order_id: uuid.UUID | None) -> Iterator[Subscription]:

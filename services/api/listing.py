@@ -64,6 +64,8 @@ class OrderFilter:
     token_out: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+    # Set by the route from the caller's key, never from the query string.
+    owner: str | None = None
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,7 @@ class ReadModel:
             ("token_out", "=", where.token_out),
             ("created_at", ">=", where.created_from),
             ("created_at", "<", where.created_to),
+            ("owner", "=", where.owner),
         ):
             if value is not None:
                 clauses.append(sql.SQL("{} " + op + " %s").format(sql.Identifier(column)))

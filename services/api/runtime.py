@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
+from services.api.auth.authenticator import Authenticator
+from services.api.auth.ratelimit import ConnectionLimiter, RateLimiter
+from services.api.auth.store import PostgresKeys
+from services.api.auth.tokens import JwtVerifier
 from services.api.feed import LiveFeed
 from services.api.models import DependencyHealth
 from services.api.publisher import OrderPublisher
@@ -35,11 +39,16 @@ class ApiRuntime:
     feed: LiveFeed
     read_model: ReadModel
     quoter: Quoter
+    auth: Authenticator
+    # Per key, in this process's memory only (see services/api/auth/ratelimit.py).
+    order_limits: RateLimiter
+    socket_limits: ConnectionLimiter
     started_at: float = field(default_factory=time.monotonic)
 
     @classmethod
     async def start(cls, settings: Settings) -> ApiRuntime:
         """Kafka must be there (DependencyUnavailable otherwise); PostgreSQL may come later."""
+        jwt = JwtVerifier.from_settings(settings) if settings.auth == "enabled" else None
         servers = bootstrap_servers(settings)
         await ensure_topics(servers, topic_specs(settings))
         producer = durable_producer(servers, client_id="oee-api")
@@ -65,6 +74,16 @@ class ApiRuntime:
             ),
             feed=feed,
             read_model=ReadModel(pool),
+            auth=Authenticator(
+                PostgresKeys(pool),
+                enabled=settings.auth == "enabled",
+                jwt=jwt,
+                cache_seconds=settings.auth_cache_seconds,
+            ),
+            order_limits=RateLimiter(
+                settings.rate_limit_orders_per_second, settings.rate_limit_burst
+            ),
+            socket_limits=ConnectionLimiter(settings.ws_max_connections_per_key),
             quoter=Quoter(
                 pool, split_threshold_bps=settings.split_threshold_bps, seed=settings.market_seed
             ),

@@ -18,13 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from schemas.envelope import Envelope, utc_now
+from schemas.events import OrderSubmitted
+from services.api.auth.principal import BEARER_SUBPROTOCOL
 from services.api.feed import LiveFeed, Subscription
 from services.api.merge import SequenceMerge
 from services.api.messages import connected_message, error_message, event_message
 from services.api.read_model import ReadModel, ReadModelUnavailable
+from services.common.metrics import WEBSOCKET_CLIENTS
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,9 @@ CLOSE_NORMAL = 1000
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
 CLOSE_NOT_FOUND = 4404
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_TOO_MANY = 4429
 
 
 class StreamEnded(Exception):
@@ -57,13 +63,22 @@ async def order_events(
     *,
     grace: float = NOT_FOUND_GRACE_SECONDS,
     gap_fill: float = GAP_FILL_SECONDS,
+    visible_to: str | None = None,
 ) -> AsyncIterator[Envelope]:
-    """Yield the order's events 1..n exactly once, ending after its final event."""
+    """Yield the order's events 1..n exactly once, ending after its final event.
+
+    With `visible_to`, an order of any other owner ends the stream as not found.
+    """
     merge: SequenceMerge[Envelope] = SequenceMerge()
     arrived = await _history_or_first_live(order_id, live, read_model, grace)
     while True:
         for envelope in arrived:
             for ready in merge.offer(envelope.sequence, envelope):
+                # The merge releases sequence 1, the submission naming the owner, first.
+                if ready.sequence == 1 and not _owned(ready, visible_to):
+                    raise StreamEnded(
+                        "ORDER_NOT_FOUND", f"Order {order_id} not found", CLOSE_NOT_FOUND
+                    )
                 yield ready
                 if ready.status.is_final:
                     return
@@ -71,6 +86,13 @@ async def order_events(
             arrived = await _stored(order_id, merge.gap, read_model, gap_fill)
         else:
             arrived = [await live.get()]
+
+
+def _owned(submission: Envelope, visible_to: str | None) -> bool:
+    if visible_to is None:
+        return True
+    event = submission.payload
+    return isinstance(event, OrderSubmitted) and event.owner == visible_to
 
 
 async def _history_or_first_live(
@@ -144,12 +166,15 @@ async def run_session(
     pump: Callable[[], Coroutine[Any, Any, None]],
 ) -> None:
     """Run `pump` until it ends, the client leaves, or the client's queue overflows."""
+    clients = WEBSOCKET_CLIENTS.labels("firehose" if order_id is None else "order")
+    clients.inc()
     sender = asyncio.create_task(pump())
     leaver = asyncio.create_task(_until_disconnect(websocket))
     overflow = asyncio.create_task(live.overflowed.wait())
     try:
         await asyncio.wait({sender, leaver, overflow}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        clients.dec()
         for task in (sender, leaver, overflow):
             task.cancel()
         await asyncio.gather(sender, leaver, overflow, return_exceptions=True)
@@ -177,11 +202,34 @@ async def run_session(
         await _close(websocket, CLOSE_NORMAL, "order finished")
 
 
+async def accept(websocket: WebSocket) -> None:
+    """Accept once, answering a browser's `bearer` subprotocol (its way to send a key)."""
+    if websocket.client_state is not WebSocketState.CONNECTING:
+        return
+    offered = websocket.scope.get("subprotocols") or ()
+    await websocket.accept(BEARER_SUBPROTOCOL if BEARER_SUBPROTOCOL in offered else None)
+
+
+async def refuse(websocket: WebSocket, error: str, message: str, close_code: int) -> None:
+    """Accept only to say why, then close: the client sees the reason, not a bare handshake 403."""
+    await accept(websocket)
+    with contextlib.suppress(Exception):
+        await send(websocket, error_message(None, error, message, utc_now()))
+    await _close(websocket, close_code, error)
+
+
 async def serve_order(
-    websocket: WebSocket, order_text: str, feed: LiveFeed, read_model: ReadModel
+    websocket: WebSocket,
+    order_text: str,
+    feed: LiveFeed,
+    read_model: ReadModel,
+    visible_to: str | None = None,
 ) -> None:
-    """`/ws/{orderId}`: connected, history, live events, close 1000 after the final one."""
-    await websocket.accept()
+    """`/ws/{orderId}`: connected, history, live events, close 1000 after the final one.
+
+    With `visible_to`, another owner's order is reported and closed exactly as a missing one.
+    """
+    await accept(websocket)
     try:
         order_id = uuid.UUID(order_text)
     except ValueError:
@@ -194,7 +242,7 @@ async def serve_order(
     with feed.subscribed(order_id) as live:
 
         async def pump() -> None:
-            async for envelope in order_events(order_id, live, read_model):
+            async for envelope in order_events(order_id, live, read_model, visible_to=visible_to):
                 await send(websocket, event_message(envelope))
 
         await run_session(websocket, order_id, live, pump)
@@ -207,12 +255,16 @@ class FirehoseFilter:
     statuses: frozenset[str] | None = None
     token_in: str | None = None
     token_out: str | None = None
+    owner: str | None = None  # only this owner's orders (from the caller's key)
 
 
 async def _wanted(
     envelope: Envelope, where: FirehoseFilter, feed: LiveFeed, read_model: ReadModel
 ) -> bool:
     if where.statuses is not None and envelope.status.value not in where.statuses:
+        return False
+    owner = where.owner
+    if owner is not None and not await _owned_by(envelope.order_id, owner, feed, read_model):
         return False
     if where.token_in is None and where.token_out is None:
         return True
@@ -227,11 +279,26 @@ async def _wanted(
     return where.token_in in (None, pair[0]) and where.token_out in (None, pair[1])
 
 
+async def _owned_by(order_id: uuid.UUID, owner: str, feed: LiveFeed, read_model: ReadModel) -> bool:
+    known, found = feed.owner_of(order_id)
+    if not known:
+        # Submitted before this process started: ask the read model; unknown there too
+        # (the projector behind), the event is not shown: never someone else's by mistake.
+        row = None
+        with contextlib.suppress(ReadModelUnavailable):
+            row = await read_model.order(order_id)
+        if row is None:
+            return False
+        found = row["owner"]
+        feed.remember_owner(order_id, found)
+    return found == owner
+
+
 async def serve_firehose(
     websocket: WebSocket, where: FirehoseFilter, feed: LiveFeed, read_model: ReadModel
 ) -> None:
     """`/ws/orders`: every live event of every order, filtered; never ends by itself."""
-    await websocket.accept()
+    await accept(websocket)
     await send(websocket, connected_message(None, utc_now()))
     with feed.subscribed(None) as live:
 

@@ -20,6 +20,8 @@ async def start_system(make_settings: MakeSettings, tmp_path_factory: pytest.Tem
     systems: list[System] = []
 
     async def start(*, processes: tuple[str, ...] = ("projector", "router", "api"), **overrides: Any) -> System:
+        # The original API, without credentials, unless a test enables auth itself.
+        overrides.setdefault("auth", "disabled")
         settings = make_settings(
             api_port=new_port(),
             consumer_group_prefix=unique("oee-test"),

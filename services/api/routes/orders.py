@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, status
 
-from services.api.deps import PublisherDep, ReadModelDep, SettingsDep
+from services.api.deps import PublisherDep, Reader, ReadModelDep, SettingsDep, Submitter
 from services.api.errors import ApiError
 from services.api.listing import parse_list_query
 from services.api.models import (
@@ -27,10 +29,15 @@ from services.api.validation import (
     too_large,
     validate_order,
 )
+from services.common.metrics import ACCEPT, observe_stage
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
-_ERRORS: dict[int | str, dict[str, object]] = {400: {"model": ErrorBody}}
+_AUTH_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorBody},
+    403: {"model": ErrorBody},
+}
+_ERRORS: dict[int | str, dict[str, object]] = {400: {"model": ErrorBody}, **_AUTH_ERRORS}
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
@@ -50,7 +57,12 @@ async def read_limited(request: Request, limit: int) -> bytes:
     "/execute",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=OrderAccepted,
-    responses={**_ERRORS, 413: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    responses={
+        **_ERRORS,
+        413: {"model": ErrorBody},
+        429: {"model": ErrorBody},
+        503: {"model": ErrorBody},
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -64,9 +76,14 @@ async def execute_order(
     request: Request,
     settings: SettingsDep,
     publisher: PublisherDep,
+    principal: Submitter,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> OrderAccepted:
-    """Accept a market order: answered only once its OrderSubmitted event is on the log."""
+    """Accept a market order: answered only once its OrderSubmitted event is on the log.
+
+    Checked in this order: credentials (401/403), the key's rate limit (429), the body (400/413).
+    """
+    began = time.perf_counter()
     body = parse_body(await read_limited(request, settings.max_body_bytes))
     order = (
         body
@@ -80,15 +97,18 @@ async def execute_order(
     )
     if isinstance(order, Rejection):
         raise ApiError.rejected(order)
-    owner = None  # no authentication yet: every order belongs to the anonymous owner
-    order_id = order_id_for(order.client_order_id, owner)
-    await publisher.publish(submission(order_id, order, owner))
+    # The key's id (None with authentication disabled); keyed ids are derived per owner, so
+    # two keys reusing a clientOrderId get two orders, and neither can learn of the other's.
+    order_id = order_id_for(order.client_order_id, principal.owner)
+    await publisher.publish(submission(order_id, order, principal.owner))
+    observe_stage(ACCEPT, time.perf_counter() - began)
     return OrderAccepted(order_id=order_id, websocket_url=f"/ws/{order_id}")
 
 
 @router.get("", response_model=OrderList, responses=_ERRORS)
 async def list_orders(
     read_model: ReadModelDep,
+    principal: Reader,
     status_: Annotated[str | None, Query(alias="status")] = None,
     token_in: Annotated[str | None, Query(alias="tokenIn")] = None,
     token_out: Annotated[str | None, Query(alias="tokenOut")] = None,
@@ -99,11 +119,12 @@ async def list_orders(
     limit: Annotated[str | None, Query(description="1..200, default 20")] = None,
     cursor: Annotated[str | None, Query(description="nextCursor of the previous page")] = None,
 ) -> OrderList:
-    """Orders newest first, filtered, one keyset page at a time."""
+    """The caller's orders (an admin's: all) newest first, filtered, one keyset page at a time."""
     query = parse_list_query(status_, token_in, token_out, created_from, created_to, limit, cursor)
     if isinstance(query, Rejection):
         raise ApiError.rejected(query)
-    page = await read_model.orders(query.where, query.limit, query.after)
+    where = dataclasses.replace(query.where, owner=principal.visible_owner)
+    page = await read_model.orders(where, query.limit, query.after)
     return OrderList(
         orders=[OrderOut.from_row(row) for row in page.rows],
         total=page.total,
@@ -118,19 +139,28 @@ def _order_id(text: str) -> uuid.UUID:
         raise ApiError.not_found("ORDER_NOT_FOUND", f"Order {text} not found") from None
 
 
-@router.get("/{order_id}", response_model=OrderOut, responses={404: {"model": ErrorBody}})
-async def get_order(order_id: str, read_model: ReadModelDep) -> OrderOut:
+_NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"model": ErrorBody}, **_AUTH_ERRORS}
+
+
+@router.get("/{order_id}", response_model=OrderOut, responses=_NOT_FOUND)
+async def get_order(order_id: str, read_model: ReadModelDep, principal: Reader) -> OrderOut:
     """The order's current state as the projector last stored it."""
     row = await read_model.order(_order_id(order_id))
-    if row is None:
+    # Another owner's order is answered exactly like a missing one: 404 confirms nothing.
+    if row is None or not principal.may_see(row["owner"]):
         raise ApiError.not_found("ORDER_NOT_FOUND", f"Order {order_id} not found")
     return OrderOut.from_row(row)
 
 
-@router.get("/{order_id}/events", response_model=OrderEvents, responses={404: {"model": ErrorBody}})
-async def order_events(order_id: str, read_model: ReadModelDep) -> OrderEvents:
+@router.get("/{order_id}/events", response_model=OrderEvents, responses=_NOT_FOUND)
+async def order_events(order_id: str, read_model: ReadModelDep, principal: Reader) -> OrderEvents:
     """Every stored event of the order, in sequence order: its audit trail."""
     found = _order_id(order_id)
+    if not principal.is_admin:
+        # The projector writes an order's row and its events in one transaction.
+        row = await read_model.order(found)
+        if row is None or not principal.may_see(row["owner"]):
+            raise ApiError.not_found("ORDER_NOT_FOUND", f"Order {order_id} not found")
     rows = await read_model.event_rows(found)
     if not rows:
         raise ApiError.not_found("ORDER_NOT_FOUND", f"Order {order_id} not found")

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from services.api.deps import QuoterDep, SettingsDep
+from services.api.deps import Authenticated, QuoterDep, SettingsDep
 from services.api.errors import ApiError
 from services.api.messages import camelize
 from services.api.models import ErrorBody, QuoteOut
@@ -40,12 +40,18 @@ def _venues(dexes: str | None, exclude: str | None) -> set[Venue]:
 @router.get(
     "/quote",
     response_model=QuoteOut,
-    responses={400: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    responses={
+        400: {"model": ErrorBody},
+        401: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+        503: {"model": ErrorBody},
+    },
 )
 async def get_quote(
     request: Request,
     settings: SettingsDep,
     quoter: QuoterDep,
+    _caller: Authenticated,  # any valid key: quotes cost the chain's pools a read
     dexes: Annotated[str | None, Query(description="Only these venues, comma-separated")] = None,
     exclude_dexes: Annotated[str | None, Query(alias="excludeDexes")] = None,
 ) -> dict[str, Any]:
