@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed
 .PHONY: install up test unit integration lint typecheck schemas bench clean
 
 install: $(STAMP)
+	@# The dashboard's browser test drives Debian's Chromium (Playwright cannot fetch its own here).
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
+		|| echo "Chromium could not be installed: the dashboard's browser test will be skipped"
 
 $(STAMP): pyproject.toml infra/kafka/pom.xml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

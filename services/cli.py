@@ -13,12 +13,20 @@ from typing import ParamSpec, TypeVar
 
 import typer
 
+from services.api.auth.cli import development_key_notice, keys_app
+from services.client.cli import order_app, orders_app, status
 from services.common.errors import DependencyUnavailable
 from services.common.settings import Settings, get_settings
+from services.replay.cli import replay_app
 
 app = typer.Typer(
     help="Order execution engine for Solana DEXs, event-sourced on Kafka.", no_args_is_help=True
 )
+app.add_typer(replay_app, name="replay")
+app.add_typer(keys_app, name="keys")
+app.add_typer(order_app, name="order")
+app.add_typer(orders_app, name="orders")
+app.command("status")(status)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -114,6 +122,8 @@ def up() -> None:
     with dependencies as effective:
         for line in dependencies.started:
             typer.echo(f"started {line}")
+        for line in development_key_notice(effective):
+            typer.secho(line, fg="yellow")
         env = os.environ | {
             "KAFKA_BOOTSTRAP_SERVERS": str(effective.kafka_bootstrap_servers),
             "DATABASE_URL": str(effective.database_url),

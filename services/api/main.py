@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
+from services.api.auth.mode import startup_problem, warn_if_disabled
 from services.api.errors import install_error_handlers
-from services.api.routes import health, orders, quote, ws
+from services.api.routes import health, metrics, orders, quote, ui, ws
 from services.api.runtime import ApiRuntime
 from services.common.logging import configure_logging
 from services.common.settings import Settings
@@ -36,10 +38,20 @@ def create_app(settings: Settings, runtime: ApiRuntime | None = None) -> FastAPI
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Retry-After"],
+        )
     app.include_router(health.router)
     app.include_router(orders.router)
     app.include_router(quote.router)
     app.include_router(ws.router)
+    app.include_router(metrics.router)
+    app.include_router(ui.router)
     return app
 
 
@@ -62,6 +74,10 @@ async def _serve(settings: Settings) -> None:
 
 
 def serve(settings: Settings) -> None:
-    """Run the API until SIGTERM/SIGINT."""
+    """Run the API until SIGTERM/SIGINT; refuse to start on unsafe auth settings, in one line."""
     configure_logging(settings, "api")
+    problem = startup_problem(settings)
+    if problem is not None:
+        raise SystemExit(f"error: {problem}")
+    warn_if_disabled(settings)
     asyncio.run(_serve(settings))

@@ -1,0 +1,1 @@
+"""Clients of the public API: the `oee order`, `oee orders` and `oee status` commands."""

@@ -1,0 +1,223 @@
+"""The trader's and operator's commands: `oee order submit|show`, `oee orders list`, `oee status`.
+
+Each talks to the public API (`--api-url`, `OEE_API_URL`) with an optional key
+(`--api-key`, `OEE_API_KEY`, sent as `Authorization: Bearer`), renders with rich,
+and prints the API's JSON instead with `--json`. Failures are one line on stderr:
+exit code 1 when the API said no, 2 when it could not be reached or failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from services.client.http import DEFAULT_API_URL, ApiClient, ApiError
+from services.client.render import (
+    OrderProgress,
+    order_view,
+    orders_table,
+    progress_view,
+    status_view,
+)
+from services.client.watch import follow
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+order_app = typer.Typer(help="Submit, watch and show one order.", no_args_is_help=True)
+orders_app = typer.Typer(help="List orders.", no_args_is_help=True)
+
+ApiUrl = Annotated[
+    str, typer.Option("--api-url", envvar="OEE_API_URL", help="Base URL of the API.")
+]
+ApiKey = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="OEE_API_KEY",
+        help="API key, sent as a Bearer token.",
+        show_default=False,
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of tables.")]
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value).decode() + "\n")
+    sys.stdout.flush()
+
+
+def api_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """An ApiError ends the command with its one line on stderr and its exit code."""
+
+    @wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except ApiError as exc:
+            typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(exc.exit_code) from None
+
+    return run
+
+
+def watch_order(
+    client: ApiClient, order_id: str, *, as_json: bool, timeout: float
+) -> OrderProgress:
+    """Follow the order live until its final event; JSON lines or a live rich view."""
+    progress = OrderProgress(order_id)
+    if as_json:
+
+        def on_message(message: dict[str, Any]) -> None:
+            progress.apply(message)
+            _print_json(message)
+
+        asyncio.run(follow(client.base_url, order_id, client.headers, on_message, timeout=timeout))
+        return progress
+    console = _console()
+    with Live(progress_view(progress), console=console, refresh_per_second=8) as live:
+
+        def show(message: dict[str, Any]) -> None:
+            progress.apply(message)
+            live.update(progress_view(progress))
+
+        asyncio.run(follow(client.base_url, order_id, client.headers, show, timeout=timeout))
+    return progress
+
+
+def _exit_for(progress: OrderProgress) -> None:
+    """Scripts can tell a fill from a failure by the exit code (0 completed, 1 failed)."""
+    if progress.error:
+        raise ApiError(progress.error)
+    if progress.status == "failed":
+        raise typer.Exit(1)
+
+
+@order_app.command("submit")
+@api_errors
+def submit(
+    token_in: Annotated[str, typer.Argument(help="Token to sell, e.g. SOL.")],
+    token_out: Annotated[str, typer.Argument(help="Token to buy, e.g. USDC.")],
+    amount: Annotated[str, typer.Argument(help="Whole tokens of TOKEN_IN, e.g. 10 or 0.5.")],
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+    slippage: Annotated[
+        str | None, typer.Option(help="Fraction in [0, 1], e.g. 0.01; the API's default if unset.")
+    ] = None,
+    client_order_id: Annotated[
+        str | None, typer.Option(help="Idempotency key: the same key gives the same order.")
+    ] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Follow the order until it ends.")] = False,
+    timeout: Annotated[float, typer.Option(help="Longest wait with --watch, seconds.")] = 120.0,
+) -> None:
+    """Submit a market order; with --watch, show its progress live until it completes or fails."""
+    order: dict[str, Any] = {"tokenIn": token_in.upper(), "tokenOut": token_out.upper()}
+    order["amount"] = amount
+    if slippage is not None:
+        order["slippage"] = slippage
+    if client_order_id is not None:
+        order["clientOrderId"] = client_order_id
+    with ApiClient(api_url, api_key) as client:
+        accepted = client.submit(order)
+        order_id = str(accepted["orderId"])
+        if as_json:
+            _print_json(accepted)
+        else:
+            _console().print(f"accepted order [bold]{order_id}[/] ({accepted.get('status')})")
+        if watch:
+            _exit_for(watch_order(client, order_id, as_json=as_json, timeout=timeout))
+
+
+@order_app.command("show")
+@api_errors
+def show(
+    order_id: Annotated[str, typer.Argument(help="The order's id.")],
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """Show an order's state and its timeline of events (with both venues' quotes)."""
+    with ApiClient(api_url, api_key) as client:
+        order = client.order(order_id)
+        events = client.events(order_id)
+    if as_json:
+        _print_json({"order": order, "events": events})
+    else:
+        _console().print(order_view(order, events))
+
+
+@orders_app.command("list")
+@api_errors
+def list_orders(
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+    status: Annotated[
+        str | None, typer.Option(help="pending, routing, building, submitted, retrying, …")
+    ] = None,
+    token_in: Annotated[str | None, typer.Option(help="Only orders selling this token.")] = None,
+    token_out: Annotated[str | None, typer.Option(help="Only orders buying this token.")] = None,
+    created_from: Annotated[
+        str | None, typer.Option("--from", help="Created at or after (ISO 8601).")
+    ] = None,
+    created_to: Annotated[
+        str | None, typer.Option("--to", help="Created before (ISO 8601).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Orders per page, 1..200.")] = 20,
+    cursor: Annotated[
+        str | None, typer.Option(help="The next-page cursor printed last time.")
+    ] = None,
+) -> None:
+    """List orders, newest first, one page at a time."""
+    with ApiClient(api_url, api_key) as client:
+        page = client.orders(
+            status=status,
+            tokenIn=token_in.upper() if token_in else None,
+            tokenOut=token_out.upper() if token_out else None,
+            **{"from": created_from, "to": created_to},
+            limit=limit,
+            cursor=cursor,
+        )
+    if as_json:
+        _print_json(page)
+    else:
+        _console().print(orders_table(page))
+
+
+@api_errors
+def status(
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """Each process, consumer lag per group, dead letters, and orders by status.
+
+    Exits 2 when the API or Kafka cannot be read, so scripts can alert on it.
+    """
+    from services.client.status import gather
+    from services.common.settings import get_settings
+
+    # aiokafka logs every failed connection attempt; the report says it once.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    with ApiClient(api_url, api_key) as client:
+        report = gather(client, get_settings())
+    if as_json:
+        _print_json(report.as_json())
+    else:
+        _console().print(status_view(report))
+    if report.processes[0].state == "down" or report.lag is None:
+        raise typer.Exit(2)

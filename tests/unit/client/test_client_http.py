@@ -1,0 +1,142 @@
+"""The API client and the commands: one line per failure, the right exit code, --json as given."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from services.cli import app
+from services.client import cli as client_cli
+from services.client.http import ApiClient, failure, websocket_url
+from services.client.watch import close_problem
+from services.common.logstats import lag_of
+
+
+def test_error_answers_become_one_line() -> None:
+    refused = failure(401, {"error": "UNAUTHORIZED", "message": "no key"}, "http://x/api/orders")
+    assert str(refused) == (
+        "the API refused the credentials (401: UNAUTHORIZED: no key);"
+        " pass --api-key or set OEE_API_KEY"
+    )
+    assert refused.exit_code == 1
+    assert "scope" in str(failure(403, None, "u"))
+    broken = failure(503, {"error": "LOG_UNAVAILABLE"}, "http://x/api/orders/execute")
+    assert str(broken).startswith(
+        "the API failed at http://x/api/orders/execute (503: LOG_UNAVAILABLE)"
+    )
+    assert broken.exit_code == 2
+    rejected = failure(
+        400, {"error": "INVALID_AMOUNT", "message": "amount must be greater than 0"}, "u"
+    )
+    assert str(rejected) == "rejected (400): INVALID_AMOUNT: amount must be greater than 0"
+    assert "\n" not in str(rejected)
+
+
+def test_websocket_urls_follow_the_api_url() -> None:
+    assert websocket_url("http://127.0.0.1:8000", "/ws/1") == "ws://127.0.0.1:8000/ws/1"
+    assert websocket_url("https://api.example/oee/", "/ws/1") == "wss://api.example/oee/ws/1"
+
+
+def test_close_codes_read_as_reasons() -> None:
+    assert close_problem(1000) is None
+    assert close_problem(None) is None
+    assert "refused the credentials" in str(close_problem(4401, "UNAUTHORIZED"))
+    assert close_problem(4999) == "the socket closed (close code 4999)"
+
+
+def test_lag_counts_from_zero_where_a_group_has_no_position() -> None:
+    assert lag_of({0: 10, 1: 5, 2: 0}, {0: 7, 1: 5}) == {0: 3, 1: 0, 2: 0}
+    assert lag_of({0: 3}, {0: 9}) == {0: 0}  # a stale end offset never gives a negative lag
+
+
+def _serve(monkeypatch: pytest.MonkeyPatch, handler: Any) -> list[httpx.Request]:
+    """Route the commands' HTTP to `handler`; returns the requests it saw."""
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        response: httpx.Response = handler(request)
+        return response
+
+    class Client(ApiClient):
+        def __init__(self, base_url: str, api_key: str | None = None, **_: Any) -> None:
+            super().__init__(base_url, api_key, transport=httpx.MockTransport(record))
+
+    monkeypatch.setattr(client_cli, "ApiClient", Client)
+    return seen
+
+
+def test_submit_sends_the_order_with_the_key_and_prints_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = _serve(
+        monkeypatch, lambda r: httpx.Response(202, json={"orderId": "abc", "status": "pending"})
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "order",
+            "submit",
+            "sol",
+            "usdc",
+            "10.5",
+            "--slippage",
+            "0.02",
+            "--json",
+            "--api-key",
+            "k1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"orderId": "abc", "status": "pending"}
+    assert seen[0].headers["authorization"] == "Bearer k1"
+    assert json.loads(seen[0].content) == {
+        "tokenIn": "SOL",
+        "tokenOut": "USDC",
+        "amount": "10.5",
+        "slippage": "0.02",
+    }
+
+
+def test_the_key_and_url_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _serve(
+        monkeypatch,
+        lambda r: httpx.Response(200, json={"orders": [], "total": 0, "nextCursor": None}),
+    )
+    monkeypatch.setenv("OEE_API_KEY", "from-env")
+    monkeypatch.setenv("OEE_API_URL", "http://127.0.0.1:8123")
+    result = CliRunner().invoke(
+        app, ["orders", "list", "--status", "failed", "--token-in", "sol", "--limit", "5"]
+    )
+    assert result.exit_code == 0, result.output
+    assert seen[0].headers["authorization"] == "Bearer from-env"
+    assert seen[0].url.port == 8123
+    assert dict(seen[0].url.params) == {"status": "failed", "tokenIn": "SOL", "limit": "5"}
+    assert "0 of 0 order(s)" in result.stdout
+
+
+def test_a_wrong_key_is_one_line_on_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    _serve(
+        monkeypatch,
+        lambda r: httpx.Response(401, json={"error": "UNAUTHORIZED", "message": "Unknown API key"}),
+    )
+    result = CliRunner().invoke(app, ["order", "show", "abc", "--api-key", "wrong"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: the API refused the credentials (401: UNAUTHORIZED: Unknown API key);"
+        " pass --api-key or set OEE_API_KEY"
+    ]
+    assert result.stdout == ""
+
+
+def test_an_api_that_is_down_is_one_line_and_exit_2() -> None:
+    result = CliRunner().invoke(app, ["orders", "list", "--api-url", "http://127.0.0.1:9"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: cannot reach the API at http://127.0.0.1:9 (connection refused);"
+        " is it running? (`oee up`, or set --api-url)"
+    ]
