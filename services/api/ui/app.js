@@ -238,7 +238,9 @@ function applyLive(message) {
 
 function connectFeed() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/ws/orders`);
+  // Browsers cannot set headers on a socket: the key travels as the subprotocols ["bearer", key].
+  const protocols = apiKey() ? ["bearer", apiKey()] : [];
+  const socket = new WebSocket(`${scheme}://${location.host}/ws/orders`, protocols);
   state.socket = socket;
   const badge = $("#feed-state");
   socket.addEventListener("open", () => {
@@ -406,7 +408,9 @@ function start() {
   key.value = localStorage.getItem("oee.apiKey") || "";
   key.addEventListener("change", () => {
     localStorage.setItem("oee.apiKey", apiKey());
-    loadOrders().catch(showError);
+    // The socket reconnects (with the new key) when closed, and reloads the orders.
+    if (state.socket) state.socket.close();
+    else loadOrders().catch(showError);
   });
   $("#order-form").addEventListener("submit", submitOrder);
   $("#more").addEventListener("click", () => loadOrders(state.nextCursor).catch(showError));
