@@ -64,7 +64,10 @@ class RouterRuntime:
             if self.router is not None:
                 return self.router
             self.db = await open_pool(str(self.settings.database_url), max_size=8)
-            self.producer = durable_producer(self.servers, client_id="oee-router")
+            # Each order appends four events one after another; a 5 ms linger lets the
+            # events of concurrent orders share produce requests (profiled: one request per
+            # event was an eighth of the router's CPU at 200 orders/s).
+            self.producer = durable_producer(self.servers, client_id="oee-router", linger_ms=5)
             await start_producer(self.producer, self.servers)
             ledger = Ledger(self.db, Market(seed=self.settings.market_seed))
             await ledger.genesis()
@@ -289,5 +292,8 @@ def serve(settings: Settings) -> None:
     asyncio.run(_preflight(settings))
     start_metrics_server(settings.metrics_host, settings.router_metrics_port)
     app, _ = create_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    # Keep our structlog set-up (JSON in production) instead of faust's own log format.
+    worker = faust.Worker(
+        app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False, override_logging=False
+    )
     worker.execute_from_commandline()

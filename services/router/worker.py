@@ -25,6 +25,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import structlog
+
 from schemas.codec import UndecodableEvent, decode
 from schemas.envelope import record_hash
 from services.domain.order import OrderState, OutOfSequence, evolve
@@ -186,6 +188,8 @@ class OrderRouter:
         )
 
     async def _work(self, partition: int, order_id: uuid.UUID) -> None:
+        # The task has its own context: every log line about this order carries its id.
+        structlog.contextvars.bind_contextvars(order_id=str(order_id))
         try:
             part = self._partitions[partition]
             final = await self._run_order(part.orders[order_id])
