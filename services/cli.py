@@ -114,7 +114,10 @@ def projector() -> None:
 @app.command()
 @one_line_errors
 def up() -> None:
-    """Start Kafka and PostgreSQL (unless configured), then the API, router and projector; Ctrl-C stops all."""
+    """Start Kafka and PostgreSQL (unless configured), then the API, router, projector.
+
+    Ctrl-C stops everything.
+    """
     from services.common.dependencies import LocalDependencies
 
     settings = get_settings()

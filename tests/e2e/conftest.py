@@ -16,10 +16,14 @@ StartSystem = Callable[..., Any]
 
 
 @pytest.fixture
-async def start_system(make_settings: MakeSettings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[StartSystem]:
+async def start_system(
+    make_settings: MakeSettings, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[StartSystem]:
     systems: list[System] = []
 
-    async def start(*, processes: tuple[str, ...] = ("projector", "router", "api"), **overrides: Any) -> System:
+    async def start(
+        *, processes: tuple[str, ...] = ("projector", "router", "api"), **overrides: Any
+    ) -> System:
         # The original API, without credentials, unless a test enables auth itself.
         overrides.setdefault("auth", "disabled")
         settings = make_settings(
@@ -28,7 +32,8 @@ async def start_system(make_settings: MakeSettings, tmp_path_factory: pytest.Tem
             data_dir=tmp_path_factory.mktemp("oee-data"),
             **overrides,
         )
-        assert settings.database_url and settings.kafka_bootstrap_servers
+        assert settings.database_url is not None
+        assert settings.kafka_bootstrap_servers is not None
         migrate(settings.database_url)
         await ensure_topics(settings.kafka_bootstrap_servers, topic_specs(settings))
         system = System(settings, tmp_path_factory.mktemp("logs"))

@@ -1,4 +1,4 @@
-"""The whole system as real processes (`oee api`, `oee router`, `oee projector`) for end-to-end tests."""
+"""The whole system as real processes (`oee api`, `oee router`, `oee projector`) for e2e tests."""
 
 from __future__ import annotations
 
@@ -68,7 +68,10 @@ class System:
             key = f"{name}:{api_port}"
         log = (self.log_dir / f"{key.replace(':', '-')}.log").open("ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", name], env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "services.cli", name],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         self.processes[key] = process
@@ -93,12 +96,16 @@ class System:
                 process.wait()
 
     def logs(self) -> str:
-        return "\n".join(f"== {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.log_dir.glob("*.log")))
+        return "\n".join(
+            f"== {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.log_dir.glob("*.log"))
+        )
 
     async def wait_healthy(self, base_url: str | None = None, timeout: float = 60) -> None:
         url = f"{base_url or self.base_url}/health"
         async with httpx.AsyncClient() as client:
-            await eventually(lambda: _is_ok(client, url), timeout=timeout, what=f"{url} healthy", system=self)
+            await eventually(
+                lambda: _is_ok(client, url), timeout=timeout, what=f"{url} healthy", system=self
+            )
 
 
 async def _is_ok(client: httpx.AsyncClient, url: str) -> bool:
@@ -127,7 +134,7 @@ async def eventually(
 
 
 async def read_log(settings: Settings) -> list[tuple[int, int, Envelope]]:
-    """Every event on the order log, as (partition, offset, envelope), in log order per partition."""
+    """Every event on the order log as (partition, offset, envelope), in order per partition."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         enable_auto_commit=False,
@@ -135,7 +142,10 @@ async def read_log(settings: Settings) -> list[tuple[int, int, Envelope]]:
     )
     await consumer.start()
     try:
-        tps = [TopicPartition(settings.orders_topic, p) for p in range(settings.orders_topic_partitions)]
+        tps = [
+            TopicPartition(settings.orders_topic, p)
+            for p in range(settings.orders_topic_partitions)
+        ]
         ends = await consumer.end_offsets(tps)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -144,15 +154,27 @@ async def read_log(settings: Settings) -> list[tuple[int, int, Envelope]]:
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=500)
             for tp, messages in batches.items():
-                found.extend((m.partition, m.offset, decode(m.value)) for m in messages if m.offset < ends[tp])
+                found.extend(
+                    (m.partition, m.offset, decode(m.value))
+                    for m in messages
+                    if m.offset < ends[tp]
+                )
             remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
         return found
     finally:
         await consumer.stop()
 
 
-def order_payload(token_in: str = "SOL", token_out: str = "USDC", amount: str = "1", **extra: Any) -> dict[str, Any]:
-    return {"tokenIn": token_in, "tokenOut": token_out, "amount": amount, "slippage": "0.05", **extra}
+def order_payload(
+    token_in: str = "SOL", token_out: str = "USDC", amount: str = "1", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "tokenIn": token_in,
+        "tokenOut": token_out,
+        "amount": amount,
+        "slippage": "0.05",
+        **extra,
+    }
 
 
 def new_port() -> int:

@@ -1,4 +1,4 @@
-"""SIGKILL the router and the projector under load: nothing lost, nothing executed or applied twice."""
+"""SIGKILL the router and the projector under load: nothing lost, executed or applied twice."""
 
 from __future__ import annotations
 
@@ -44,12 +44,15 @@ async def test_router_and_projector_killed_mid_load(start_system: Any) -> None:
     async def all_final() -> bool:
         with psycopg.connect(str(system.settings.database_url)) as conn:
             row = conn.execute(
-                "SELECT count(*) FROM read_model.orders WHERE id = ANY(%s::uuid[]) AND status IN ('completed', 'failed')",
+                "SELECT count(*) FROM read_model.orders"
+                " WHERE id = ANY(%s::uuid[]) AND status IN ('completed', 'failed')",
                 (list(order_ids),),
             ).fetchone()
         return row is not None and row[0] == len(order_ids)
 
-    await eventually(all_final, timeout=120, what="every accepted order final", system=system, interval=1)
+    await eventually(
+        all_final, timeout=120, what="every accepted order final", system=system, interval=1
+    )
     await assert_log_matches_read_models(system, order_ids)
 
     # Some orders were submitted to the chain by a router that was then killed, and

@@ -18,7 +18,9 @@ FINAL = {"completed", "failed"}
 LIFECYCLE = ["pending", "routing", "building", "submitted", "completed"]
 
 
-async def watch(system: System, order_id: str, timeout: float = 30) -> tuple[list[dict[str, Any]], int | None]:
+async def watch(
+    system: System, order_id: str, timeout: float = 30
+) -> tuple[list[dict[str, Any]], int | None]:
     """Every message a socket on /ws/{order_id} receives until the server closes it."""
     url = f"ws://127.0.0.1:{system.settings.api_port}/ws/{order_id}"
     messages: list[dict[str, Any]] = []
@@ -36,7 +38,9 @@ def statuses(messages: list[dict[str, Any]]) -> list[str]:
 
 
 async def submit(client: httpx.AsyncClient, system: System, **payload: Any) -> str:
-    response = await client.post(f"{system.base_url}/api/orders/execute", json=order_payload(**payload))
+    response = await client.post(
+        f"{system.base_url}/api/orders/execute", json=order_payload(**payload)
+    )
     assert response.status_code == 202, response.text
     return str(response.json()["orderId"])
 
@@ -51,12 +55,17 @@ async def test_one_order_seen_the_same_everywhere(start_system: Any) -> None:
         (early_msgs, early_code), (during_msgs, during_code) = await asyncio.gather(early, during)
         late_msgs, late_code = await watch(system, order_id)
 
-        for messages, code in ((early_msgs, early_code), (during_msgs, during_code), (late_msgs, late_code)):
+        for messages, code in (
+            (early_msgs, early_code),
+            (during_msgs, during_code),
+            (late_msgs, late_code),
+        ):
             assert statuses(messages) == LIFECYCLE
             assert [m["sequence"] for m in messages if "sequence" in m] == [1, 2, 3, 4, 5]
             assert code == 1000
         completed = early_msgs[-1]
-        assert completed["txHash"] and completed["executedPrice"]
+        assert completed["txHash"]
+        assert completed["executedPrice"]
 
         async def projected() -> bool:
             response = await client.get(f"{system.base_url}/api/orders/{order_id}")
@@ -66,7 +75,9 @@ async def test_one_order_seen_the_same_everywhere(start_system: Any) -> None:
         order = (await client.get(f"{system.base_url}/api/orders/{order_id}")).json()
         assert order["txHash"] == completed["txHash"]
         assert order["selectedDex"] in {"RAYDIUM", "METEORA", "METEORA+RAYDIUM"}
-        events = (await client.get(f"{system.base_url}/api/orders/{order_id}/events")).json()["events"]
+        events = (await client.get(f"{system.base_url}/api/orders/{order_id}/events")).json()[
+            "events"
+        ]
         assert [e["sequence"] for e in events] == [1, 2, 3, 4, 5]
         assert [e["status"] for e in events] == LIFECYCLE
 
@@ -86,18 +97,20 @@ async def assert_log_matches_read_models(system: System, order_ids: set[str]) ->
         assert sorted(set(sequences)) == list(range(1, max(sequences) + 1)), order_id
     with psycopg.connect(str(system.settings.database_url)) as conn:
         rows = conn.execute(
-            "SELECT id::text, status, last_sequence FROM read_model.orders WHERE id = ANY(%s::uuid[])",
+            "SELECT id::text, status, last_sequence FROM read_model.orders"
+            " WHERE id = ANY(%s::uuid[])",
             (list(order_ids),),
         ).fetchall()
         event_counts = dict(
             conn.execute(
-                "SELECT order_id::text, count(*) FROM read_model.order_events WHERE order_id = ANY(%s::uuid[])"
-                " GROUP BY 1",
+                "SELECT order_id::text, count(*) FROM read_model.order_events"
+                " WHERE order_id = ANY(%s::uuid[]) GROUP BY 1",
                 (list(order_ids),),
             ).fetchall()
         )
         fills = conn.execute(
-            "SELECT order_id::text, count(*) FROM chain.transactions WHERE order_id = ANY(%s::uuid[]) GROUP BY 1",
+            "SELECT order_id::text, count(*) FROM chain.transactions"
+            " WHERE order_id = ANY(%s::uuid[]) GROUP BY 1",
             (list(order_ids),),
         ).fetchall()
     assert {r[0]: r[1] for r in rows} == finals
@@ -111,11 +124,19 @@ async def assert_log_matches_read_models(system: System, order_ids: set[str]) ->
 
 async def test_two_hundred_concurrent_orders_with_venue_failures(start_system: Any) -> None:
     system: System = await start_system(venue_failure_rate="0.3")
-    pairs = [("SOL", "USDC", "0.5"), ("USDC", "SOL", "20"), ("JUP", "SOL", "10"), ("BONK", "USDC", "50000")]
+    pairs = [
+        ("SOL", "USDC", "0.5"),
+        ("USDC", "SOL", "20"),
+        ("JUP", "SOL", "10"),
+        ("BONK", "USDC", "50000"),
+    ]
     async with httpx.AsyncClient(timeout=30) as client:
         order_ids = set(
             await asyncio.gather(
-                *(submit(client, system, token_in=a, token_out=b, amount=amt) for a, b, amt in pairs * 50)
+                *(
+                    submit(client, system, token_in=a, token_out=b, amount=amt)
+                    for a, b, amt in pairs * 50
+                )
             )
         )
         assert len(order_ids) == 200
@@ -129,10 +150,16 @@ async def test_two_hundred_concurrent_orders_with_venue_failures(start_system: A
                 ).fetchone() or (0,)
             return bool(done == len(order_ids))
 
-        await eventually(all_final, timeout=60, what="200 orders final", system=system, interval=0.5)
+        await eventually(
+            all_final, timeout=60, what="200 orders final", system=system, interval=0.5
+        )
     finals = await assert_log_matches_read_models(system, order_ids)
     log = await read_log(system.settings)
-    retried = {str(e.order_id) for _, _, e in log if e.type == "OrderRetrying" and str(e.order_id) in order_ids}
+    retried = {
+        str(e.order_id)
+        for _, _, e in log
+        if e.type == "OrderRetrying" and str(e.order_id) in order_ids
+    }
     assert retried, "a 30% failure rate must cause retries"
     assert Counter(finals.values())["completed"] > 100
 
@@ -142,7 +169,12 @@ async def test_duplicate_client_order_id_race_gives_one_order(start_system: Any)
     key = uuid.uuid4().hex
     async with httpx.AsyncClient() as client:
         responses = await asyncio.gather(
-            *(client.post(f"{system.base_url}/api/orders/execute", json=order_payload(clientOrderId=key)) for _ in range(5))
+            *(
+                client.post(
+                    f"{system.base_url}/api/orders/execute", json=order_payload(clientOrderId=key)
+                )
+                for _ in range(5)
+            )
         )
         assert {r.status_code for r in responses} == {202}
         order_ids = {r.json()["orderId"] for r in responses}
@@ -160,7 +192,9 @@ async def test_socket_on_one_api_sees_orders_submitted_through_another(start_sys
     system.start("api", api_port=other_port)
     await system.wait_healthy(f"http://127.0.0.1:{other_port}")
     async with httpx.AsyncClient() as client:
-        response = await client.post(f"http://127.0.0.1:{other_port}/api/orders/execute", json=order_payload())
+        response = await client.post(
+            f"http://127.0.0.1:{other_port}/api/orders/execute", json=order_payload()
+        )
         assert response.status_code == 202
         messages, code = await watch(system, response.json()["orderId"])
     assert statuses(messages) == LIFECYCLE
