@@ -131,21 +131,33 @@ def up() -> None:
             "KAFKA_BOOTSTRAP_SERVERS": str(effective.kafka_bootstrap_servers),
             "DATABASE_URL": str(effective.database_url),
         }
-        children = {
-            name: subprocess.Popen([sys.executable, "-m", "services.cli", name], env=env)
-            for name in ("projector", "router", "api")
-        }
+        def spawn(name: str) -> subprocess.Popen[bytes]:
+            return subprocess.Popen([sys.executable, "-m", "services.cli", name], env=env)
+
+        children = {name: spawn(name) for name in ("projector", "router", "api")}
         base = f"http://{effective.api_host}:{effective.api_port}"
         typer.secho(
             f"API on {base}  docs {base}/docs  health {base}/health  (Ctrl-C stops everything)",
             fg="green",
         )
-        _supervise(children)
+        _supervise(children, spawn)
 
 
-def _supervise(children: dict[str, subprocess.Popen[bytes]]) -> None:
-    """Wait for Ctrl-C (or a child dying), then stop every child within a bounded time."""
+# A child that exits this soon after starting, this many times in a row, is not restarted again.
+QUICK_EXIT_SECONDS = 10.0
+QUICK_EXITS_TOLERATED = 3
+
+
+def _supervise(
+    children: dict[str, subprocess.Popen[bytes]],
+    spawn: Callable[[str], subprocess.Popen[bytes]],
+) -> None:
+    """Restart a child that exits (a router restarting to rejoin its group, a crash) until
+    Ctrl-C; then stop every child within a bounded time. A child that keeps exiting right
+    after its start (bad configuration) stops everything instead of looping."""
     stop = False
+    started = {name: time.monotonic() for name in children}
+    quick_exits = dict.fromkeys(children, 0)
 
     def request_stop(signum: int, frame: object) -> None:
         nonlocal stop
@@ -155,10 +167,18 @@ def _supervise(children: dict[str, subprocess.Popen[bytes]]) -> None:
     signal.signal(signal.SIGTERM, request_stop)
     try:
         while not stop:
-            dead = [name for name, child in children.items() if child.poll() is not None]
-            if dead:
-                typer.secho(f"{', '.join(dead)} exited; stopping the rest", err=True, fg="red")
-                break
+            for name, child in list(children.items()):
+                if child.poll() is None:
+                    continue
+                quick = time.monotonic() - started[name] < QUICK_EXIT_SECONDS
+                quick_exits[name] = quick_exits[name] + 1 if quick else 0
+                if quick_exits[name] >= QUICK_EXITS_TOLERATED:
+                    typer.secho(f"{name} keeps exiting; stopping the rest", err=True, fg="red")
+                    stop = True
+                    break
+                typer.secho(f"{name} exited ({child.returncode}); restarting it", err=True)
+                children[name] = spawn(name)
+                started[name] = time.monotonic()
             time.sleep(0.5)
     finally:
         for child in children.values():

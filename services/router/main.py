@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import socket
 from typing import Any
 
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 QUOTE_LATENCY = {Venue.RAYDIUM: (0.05, 0.15), Venue.METEORA: (0.08, 0.2)}
 CONFIRM_LATENCY = (2.0, 3.0)
 SHUTDOWN_GRACE_SECONDS = 10.0
+# A router that owns nothing while partitions go unowned this long restarts to rejoin.
+ORPHAN_AFTER_SECONDS = 30.0
 
 
 class RouterRuntime:
@@ -198,6 +201,23 @@ class RouterRuntime:
                 [(self.settings.orders_topic, p, o) for p, o in offsets.items()],
             )
 
+    async def partitions_nobody_works_on(self) -> int:
+        """Partitions of the order log whose resume position no router refreshed lately.
+
+        Every router refreshes the positions of its partitions each second, so a
+        stale or missing row means no live router owns that partition.
+        """
+        if self.db is None:
+            return 0
+        async with self.db.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT count(*) FROM router.resume_positions WHERE topic = %s"
+                " AND updated_at > now() - make_interval(secs => %s)",
+                (self.settings.orders_topic, ORPHAN_AFTER_SECONDS),
+            )
+            row = await cursor.fetchone()
+        return self.settings.orders_topic_partitions - (row[0] if row else 0)
+
     async def stop(self) -> None:
         if self.router is not None:
             await self.router.drain(SHUTDOWN_GRACE_SECONDS)
@@ -270,6 +290,19 @@ def create_app(settings: Settings) -> tuple[faust.App, RouterRuntime]:
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def save_positions() -> None:
         await runtime.save_positions()
+
+    @app.timer(interval=ORPHAN_AFTER_SECONDS)  # type: ignore[untyped-decorator]
+    async def watchdog() -> None:
+        # After a broker restart faust's assignor can run on metadata without the
+        # order topic and hand out nothing, and no later rebalance comes. A router in
+        # that state stops cleanly; its supervisor (oee up, compose) starts it again.
+        router = runtime.router
+        if router is None or router.resume_offsets():
+            return
+        orphaned = await runtime.partitions_nobody_works_on()
+        if orphaned > 0:
+            log.error("router owns no partition while %d have no owner; restarting", orphaned)
+            os.kill(os.getpid(), signal.SIGTERM)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def on_shutdown(sender: Any, **_: Any) -> None:
