@@ -52,8 +52,7 @@ amounts = st.integers(min_value=1, max_value=10**13)
 import uuid  # noqa: E402
 from datetime import UTC, datetime, timedelta, timezone  # noqa: E402
 
-from schemas import codec  # noqa: E402
-from schemas.envelope import Envelope, genesis_hash, record_hash  # noqa: E402
+from schemas.envelope import Envelope  # noqa: E402
 from schemas.events import (  # noqa: E402
     FailureCode,
     OrderCompleted,
@@ -68,6 +67,7 @@ from schemas.events import (  # noqa: E402
     TransactionSubmitted,
     VenueQuote,
 )
+from tests.builders import envelope_chain  # noqa: E402
 
 token_symbols = st.from_regex(r"[A-Z0-9]{2,10}", fullmatch=True)
 venue_names = st.sampled_from(["RAYDIUM", "METEORA"])
@@ -245,18 +245,4 @@ def order_histories(
     """One order's events 1..n as a producer writes them: a submission, then anything, chained."""
     oid = order_id or draw(st.uuids())
     payloads = [draw(order_submitted()), *draw(st.lists(later_events, max_size=max_events - 1))]
-    start = draw(aware_datetimes)
-    history: list[Envelope] = []
-    prev_hash = genesis_hash(oid)
-    for sequence, payload in enumerate(payloads, start=1):
-        envelope = Envelope.new(
-            order_id=oid,
-            sequence=sequence,
-            producer="test-router",
-            prev_hash=prev_hash,
-            payload=payload,
-            occurred_at=start + timedelta(seconds=sequence),
-        )
-        prev_hash = record_hash(codec.encode(envelope))
-        history.append(envelope)
-    return history
+    return envelope_chain(oid, payloads, start=draw(aware_datetimes), producer="test-router")

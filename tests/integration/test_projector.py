@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import psycopg
@@ -22,81 +22,26 @@ from aiokafka.structs import RecordMetadata
 
 from schemas import codec
 from schemas.envelope import Envelope, genesis_hash, record_hash
-from schemas.events import (
-    FailureCode,
-    OrderCompleted,
-    OrderEvent,
-    OrderFailed,
-    OrderRouted,
-    OrderSubmitted,
-    RouteLeg,
-    RoutePlan,
-    TransactionBuilt,
-    TransactionSubmitted,
-    VenueQuote,
-)
-from services.common.db import open_pool
+from schemas.events import FailureCode, OrderEvent, OrderFailed, TransactionBuilt
 from services.common.kafka import durable_producer, ensure_topics, start_producer, topic_specs
 from services.common.settings import Settings
-from services.projector.main import Projector
 from services.projector.store import ReadModelStore
+from tests.builders import completed, next_envelope, quote, route_plan, routed_and_sent, submitted
+from tests.fixtures.projector import caught_up, projector_running
 from tests.fixtures.settings import MakeSettings
 
-T = TypeVar("T")
 T0 = datetime(2025, 6, 1, 9, 30, tzinfo=UTC)
 TX_A = "A" * 88
 TX_C = "C" * 85
 TX_B = "B" * 80
 
-PLAN = RoutePlan(
-    kind="single",
-    legs=(
-        RouteLeg(
-            venue="METEORA",
-            token_in="SOL",
-            token_out="USDC",
-            amount_in=Decimal(4),
-            amount_out=Decimal(600),
-            fee=Decimal("0.004"),
-            share=Decimal(1),
-        ),
-    ),
-    amount_out=Decimal(600),
-    min_amount_out=Decimal(597),
-    price_impact=Decimal("0.0002"),
-    split_improvement_bps=Decimal(0),
-    market_slot=11,
-    quoted_at=1_750_000_000.25,
-)
-QUOTE = VenueQuote(
-    venue="METEORA", amount_out=Decimal(600), fee=Decimal("0.004"), price_impact=Decimal(0)
-)
-
-
-def submitted(amount: str) -> OrderSubmitted:
-    return OrderSubmitted(
-        token_in="SOL", token_out="USDC", amount=Decimal(amount), slippage=Decimal("0.005")
-    )
-
-
-def completed(tx_hash: str, amount_out: str) -> OrderCompleted:
-    return OrderCompleted(
-        tx_hash=tx_hash,
-        selected_dex="METEORA",
-        amount_in=Decimal(4),
-        amount_out=Decimal(amount_out),
-        executed_price=Decimal(amount_out) / 4,
-        fee=Decimal("0.004"),
-    )
+PLAN = route_plan()
+QUOTE = quote()
 
 
 def route_and_send(tx_hash: str) -> list[OrderEvent]:
     """Events 2..4 of an order: routed, built, sent."""
-    return [
-        OrderRouted(attempt=1, quotes=(QUOTE,), plan=PLAN, reason="only venue quoting"),
-        TransactionBuilt(attempt=1, min_amount_out=Decimal(597)),
-        TransactionSubmitted(attempt=1, tx_hash=tx_hash),
-    ]
+    return routed_and_sent(PLAN, (QUOTE,), tx_hash, reason="only venue quoting")
 
 
 @dataclass
@@ -110,15 +55,7 @@ class Writer:
     async def append(self, order_id: uuid.UUID, *payloads: OrderEvent) -> None:
         values = self.written.setdefault(order_id, [])
         for payload in payloads:
-            sequence = len(values) + 1
-            envelope = Envelope.new(
-                order_id=order_id,
-                sequence=sequence,
-                producer="test-router",
-                prev_hash=record_hash(values[-1]) if values else genesis_hash(order_id),
-                payload=payload,
-                occurred_at=T0 + timedelta(seconds=sequence),
-            )
+            envelope = next_envelope(order_id, values, payload, start=T0, producer="test-router")
             values.append(codec.encode(envelope))
             await self.raw(order_id, values[-1])
 
@@ -141,50 +78,6 @@ async def writer(settings: Settings) -> AsyncIterator[Writer]:
         yield Writer(producer, settings.orders_topic)
     finally:
         await producer.stop()
-
-
-@contextlib.asynccontextmanager
-async def projector_running(
-    settings: Settings, store: ReadModelStore | None = None
-) -> AsyncIterator[Projector]:
-    """A real projector over the test's topic, stopped (and its pool closed) on exit."""
-    assert settings.database_url
-    pool = await open_pool(settings.database_url, max_size=2)
-    projector = Projector(settings, pool, store or ReadModelStore())
-    stop = asyncio.Event()
-    try:
-        await projector.start()
-        task = asyncio.create_task(projector.run(stop))
-        try:
-            yield projector
-        finally:
-            stop.set()
-            await task
-            await projector.stop()
-    finally:
-        await pool.close()
-
-
-async def eventually(check: Callable[[], Awaitable[T]], what: str, timeout: float = 20.0) -> T:
-    """Poll `check` until it returns something truthy, or fail naming `what`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
-
-
-async def end_offsets(settings: Settings, topic: str, partitions: int) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        return {tp.partition: end for tp, end in (await consumer.end_offsets(tps)).items()}
-    finally:
-        await consumer.stop()
 
 
 async def read_topic(settings: Settings, topic: str) -> list[Any]:
@@ -258,18 +151,6 @@ async def read_model(settings: Settings) -> AsyncIterator[ReadModel]:
         yield ReadModel(conn, settings.orders_topic)
     finally:
         await conn.close()
-
-
-async def caught_up(settings: Settings, db: ReadModel) -> dict[int, int]:
-    """Wait until the stored positions equal the topic's end offsets (every record handled)."""
-    ends = await end_offsets(settings, settings.orders_topic, settings.orders_topic_partitions)
-    expected = {p: end for p, end in ends.items() if end > 0}
-
-    async def check() -> bool:
-        return await db.positions() == expected
-
-    await eventually(check, f"log positions {expected}")
-    return expected
 
 
 @dataclass
@@ -354,7 +235,7 @@ async def test_the_projector_builds_the_read_model_and_parks_poison(
     strays = [uuid.UUID(p.key.decode()) for p in poison]
 
     async with read_model(settings) as db, projector_running(settings) as projector:
-        positions = await caught_up(settings, db)
+        positions = await caught_up(settings, db.positions)
         assert sum(positions.values()) == 13 + 3 + 4  # events, redeliveries, poison
         assert projector.applied == 13
         orders = await db.orders(ours + strays)
@@ -415,7 +296,7 @@ async def test_a_new_projector_resumes_where_the_last_one_stopped(
         poison = await write_poison(w)
         async with read_model(settings) as db:
             async with projector_running(settings) as projector:
-                before = await caught_up(settings, db)
+                before = await caught_up(settings, db.positions)
                 assert projector.applied == 8
             events_before = await db.event_sequences(ours)
             assert events_before == {first: [1, 2, 3, 4, 5], second: [1, 2, 3]}
@@ -429,7 +310,7 @@ async def test_a_new_projector_resumes_where_the_last_one_stopped(
             poison += await write_poison(w)
 
             async with projector_running(settings) as resumed:
-                after = await caught_up(settings, db)
+                after = await caught_up(settings, db.positions)
                 assert resumed.applied == 3  # second's 4 and 5, later's 1: nothing twice
             events_after = await db.event_sequences(ours)
             orders = await db.orders(ours)
@@ -468,12 +349,12 @@ async def test_a_restarted_projector_reads_nothing_before_its_stored_positions(
         await w.append(order, submitted("4"), *route_and_send(TX_A))
         poison = await write_poison(w)
         async with projector_running(settings):
-            await caught_up(settings, db)
+            await caught_up(settings, db.positions)
         parked_once = parked_by_source(await read_topic(settings, settings.dead_letter_topic))
 
         await w.append(order, completed(TX_A, "600"))
         async with projector_running(settings, SlowPositions()) as resumed:
-            await caught_up(settings, db)
+            await caught_up(settings, db.positions)
             assert resumed.applied == 1
     parked = parked_by_source(await read_topic(settings, settings.dead_letter_topic))
 

@@ -14,11 +14,11 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import psycopg
@@ -28,7 +28,7 @@ from psycopg import sql
 
 import schemas.upcasting
 from schemas import codec
-from schemas.envelope import Envelope, genesis_hash, record_hash
+from schemas.envelope import record_hash
 from schemas.events import (
     FailureCode,
     OrderCompleted,
@@ -36,43 +36,30 @@ from schemas.events import (
     OrderFailed,
     OrderRetrying,
     OrderRouted,
-    OrderSubmitted,
-    RouteLeg,
-    RoutePlan,
     TransactionBuilt,
     TransactionSubmitted,
-    VenueQuote,
 )
-from services.common.db import open_pool
 from services.common.kafka import durable_producer, ensure_topics, start_producer, topic_specs
 from services.common.settings import Settings
-from services.projector.main import Projector
 from services.projector.store import ReadModelStore
 from services.replay.rebuild import TABLES, Until, rebuild
 from services.replay.timeline import read_order
 from services.replay.verify import verify
+from tests import builders
+from tests.builders import next_envelope, submitted
+from tests.fixtures.projector import caught_up as positions_caught_up
+from tests.fixtures.projector import end_offsets, eventually, projector_running
 from tests.fixtures.settings import MakeSettings, unique
 
-T = TypeVar("T")
 T0 = datetime(2025, 6, 1, 9, 30, tzinfo=UTC)
 
 # -- writing a log ----------------------------------------------------------------------
 
-PLAN = RoutePlan(
-    kind="single",
-    legs=(
-        RouteLeg(venue="METEORA", token_in="SOL", token_out="USDC", amount_in=Decimal(4),
-                 amount_out=Decimal(600), fee=Decimal("0.004"), share=Decimal(1)),
-    ),
-    amount_out=Decimal(600), min_amount_out=Decimal(597), price_impact=Decimal("0.0002"),
-    split_improvement_bps=Decimal(0), market_slot=11, quoted_at=1_750_000_000.25,
-)  # fmt: skip
+PLAN = builders.route_plan()
 QUOTES = (
-    VenueQuote(venue="METEORA", amount_out=Decimal(600), fee=Decimal("0.004"),
-               price_impact=Decimal(0)),
-    VenueQuote(venue="RAYDIUM", amount_out=Decimal(0), fee=Decimal(0), price_impact=Decimal(0),
-               error="VENUE_TIMEOUT"),
-)  # fmt: skip
+    builders.quote(),
+    builders.quote("RAYDIUM", amount_out=0, fee=0, error="VENUE_TIMEOUT"),
+)
 REASON = "METEORA alone: RAYDIUM did not quote in time"
 
 
@@ -84,18 +71,8 @@ def routed(attempt: int = 1) -> OrderRouted:
     return OrderRouted(attempt=attempt, quotes=QUOTES, plan=PLAN, reason=REASON)
 
 
-def submitted(amount: str = "4") -> OrderSubmitted:
-    return OrderSubmitted(
-        token_in="SOL", token_out="USDC", amount=Decimal(amount), slippage=Decimal("0.005")
-    )
-
-
 def completed(order_id: uuid.UUID, amount_out: str = "599.5") -> OrderCompleted:
-    return OrderCompleted(
-        tx_hash=tx(order_id), selected_dex="METEORA", amount_in=Decimal(4),
-        amount_out=Decimal(amount_out), executed_price=Decimal(amount_out) / 4,
-        fee=Decimal("0.004"),
-    )  # fmt: skip
+    return builders.completed(tx(order_id), amount_out)
 
 
 def sent(order_id: uuid.UUID, attempt: int = 1) -> list[OrderEvent]:
@@ -131,15 +108,8 @@ class Log:
     async def append(self, order_id: uuid.UUID, *payloads: OrderEvent) -> None:
         values = self.written.setdefault(order_id, [])
         for payload in payloads:
-            sequence = len(values) + 1
-            envelope = Envelope.new(
-                order_id=order_id,
-                sequence=sequence,
-                producer="test-router" if sequence > 1 else "test-api",
-                prev_hash=record_hash(values[-1]) if values else genesis_hash(order_id),
-                payload=payload,
-                occurred_at=T0 + timedelta(seconds=sequence),
-            )
+            producer = "test-router" if values else "test-api"  # the API writes event 1
+            envelope = next_envelope(order_id, values, payload, start=T0, producer=producer)
             await self.append_raw(order_id, codec.encode(envelope))
 
     async def append_raw(self, order_id: uuid.UUID, value: bytes) -> None:
@@ -214,51 +184,6 @@ async def live_schema(settings: Settings) -> AsyncIterator[str]:
         await conn.close()
 
 
-@contextlib.asynccontextmanager
-async def projector_running(settings: Settings, schema: str) -> AsyncIterator[Projector]:
-    assert settings.database_url
-    pool = await open_pool(settings.database_url, max_size=2)
-    projector = Projector(settings, pool, ReadModelStore(schema))
-    stop = asyncio.Event()
-    try:
-        await projector.start()
-        task = asyncio.create_task(projector.run(stop))
-        try:
-            yield projector
-        finally:
-            stop.set()
-            await task
-            await projector.stop()
-    finally:
-        await pool.close()
-
-
-async def eventually(check: Callable[[], Awaitable[T]], what: str, timeout: float = 20.0) -> T:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
-async def end_offsets(settings: Settings) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, isolation_level="read_committed"
-    )
-    await consumer.start()
-    try:
-        tps = [
-            TopicPartition(settings.orders_topic, p)
-            for p in range(settings.orders_topic_partitions)
-        ]
-        return {tp.partition: end for tp, end in (await consumer.end_offsets(tps)).items()}
-    finally:
-        await consumer.stop()
-
-
 async def positions(settings: Settings, schema: str) -> dict[int, int]:
     conn = await connect(settings)
     try:
@@ -269,17 +194,17 @@ async def positions(settings: Settings, schema: str) -> dict[int, int]:
 
 async def caught_up(settings: Settings, schema: str) -> dict[int, int]:
     """Wait until `schema`'s positions reach the topic's end."""
-    expected = {p: end for p, end in (await end_offsets(settings)).items() if end > 0}
-
-    async def check() -> bool:
-        return await positions(settings, schema) == expected
-
-    await eventually(check, f"{schema} at {expected}")
-    return expected
+    return await positions_caught_up(
+        settings,
+        lambda: positions(settings, schema),
+        f"{schema} at {{expected}}",
+        read_committed=True,
+        interval=0.05,
+    )
 
 
 async def project_into(settings: Settings, schema: str) -> None:
-    async with projector_running(settings, schema):
+    async with projector_running(settings, ReadModelStore(schema)):
         await caught_up(settings, schema)
 
 
@@ -352,7 +277,7 @@ async def test_until_rebuilds_the_state_at_a_chosen_moment(make_settings: MakeSe
         await log.append(done, submitted(), routed())
         await project_into(settings, live)
         then = await dump(settings, live)
-        then_offsets = await end_offsets(settings)
+        then_offsets = await end_offsets(settings, read_committed=True)
         await asyncio.sleep(0.05)  # record timestamps are in ms: keep "then" between writes
         moment = datetime.now(UTC)
         await asyncio.sleep(0.05)
@@ -519,9 +444,11 @@ async def copy_log(
         await consumer.stop()
 
     async def copied() -> bool:
-        return await end_offsets(target) == {tp.partition: end for tp, end in ends.items()}
+        return await end_offsets(target, read_committed=True) == {
+            tp.partition: end for tp, end in ends.items()
+        }
 
-    await eventually(copied, f"{target.orders_topic} readable to its end")
+    await eventually(copied, f"{target.orders_topic} readable to its end", interval=0.05)
 
 
 async def test_a_log_written_with_an_older_event_version_replays_to_the_same_read_model(
@@ -579,7 +506,7 @@ async def test_a_rebuild_switches_in_under_a_running_projector(
     settings = replay_settings(make_settings)
     async with log_of(settings) as log, live_schema(settings) as live:
         first, second, third = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-        async with projector_running(settings, live):
+        async with projector_running(settings, ReadModelStore(live)):
             # Several batches first, so the projector's statements are prepared server-side.
             for payload in (submitted(), routed(), *sent(first)):
                 await log.append(first, payload)

@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -20,23 +19,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from infra.kafka.launcher import free_port
 from schemas import codec
 from schemas.envelope import Envelope, record_hash
-from schemas.events import (
-    OrderCompleted,
-    OrderEvent,
-    OrderRouted,
-    RouteLeg,
-    RoutePlan,
-    TransactionBuilt,
-    TransactionSubmitted,
-    VenueQuote,
-)
+from schemas.events import OrderEvent
 from services.api.main import create_app
 from services.api.runtime import ApiRuntime
-from services.common.db import open_pool
 from services.common.kafka import ensure_topics, topic_specs
 from services.common.settings import Settings
-from services.projector.main import Projector
-from services.projector.store import ReadModelStore
+from tests.builders import completed, leg, quote, route_plan, routed_and_sent
+from tests.fixtures.projector import eventually as eventually  # re-exported for the API tests
+from tests.fixtures.projector import projector_running as projector_running
 from tests.fixtures.settings import MakeSettings
 
 
@@ -133,49 +123,22 @@ async def topic_size(settings: Settings) -> int:
 
 
 TX = "4" * 88
-_LEG = RouteLeg(
-    venue="RAYDIUM",
-    token_in="SOL",
-    token_out="USDC",
-    amount_in=Decimal(10),
-    amount_out=Decimal("1500"),
-    fee=Decimal("0.025"),
-    share=Decimal(1),
-)
 
 
 def lifecycle() -> list[OrderEvent]:
     """Events 2..5 of a SOL->USDC order of 10 that fills on Raydium."""
-    plan = RoutePlan(
-        kind="single",
-        legs=(_LEG,),
-        amount_out=Decimal(1500),
-        min_amount_out=Decimal(1485),
-        price_impact=Decimal("0.001"),
-        split_improvement_bps=Decimal(0),
+    plan = route_plan(
+        (leg("RAYDIUM", amount_in=10, amount_out=1500, fee="0.025"),),
+        amount_out=1500,
+        min_amount_out=1485,
+        price_impact="0.001",
         market_slot=1,
         quoted_at=0.0,
     )
-    quotes = (
-        VenueQuote(
-            venue="RAYDIUM", amount_out=Decimal(1500), fee=Decimal("0.025"), price_impact=Decimal(0)
-        ),
-        VenueQuote(
-            venue="METEORA", amount_out=Decimal(1499), fee=Decimal("0.03"), price_impact=Decimal(0)
-        ),
-    )
+    quotes = (quote("RAYDIUM", 1500, "0.025"), quote("METEORA", 1499, "0.03"))
     return [
-        OrderRouted(attempt=1, quotes=quotes, plan=plan, reason="best output"),
-        TransactionBuilt(attempt=1, min_amount_out=Decimal(1485)),
-        TransactionSubmitted(attempt=1, tx_hash=TX),
-        OrderCompleted(
-            tx_hash=TX,
-            selected_dex="RAYDIUM",
-            amount_in=Decimal(10),
-            amount_out=Decimal(1500),
-            executed_price=Decimal(150),
-            fee=Decimal("0.025"),
-        ),
+        *routed_and_sent(plan, quotes, TX, reason="best output"),
+        completed(TX, 1500, selected_dex="RAYDIUM", amount_in=10, fee="0.025"),
     ]
 
 
@@ -210,33 +173,3 @@ async def log_writer(settings: Settings) -> AsyncIterator[LogWriter]:
         yield LogWriter(producer, settings.orders_topic, {})
     finally:
         await producer.stop()
-
-
-@contextlib.asynccontextmanager
-async def projector_running(settings: Settings) -> AsyncIterator[Projector]:
-    """The real projector, consuming the test's topic into the real read model."""
-    assert settings.database_url
-    pool = await open_pool(settings.database_url, max_size=2)
-    projector = Projector(settings, pool, ReadModelStore())
-    stop = asyncio.Event()
-    await projector.start()
-    task = asyncio.create_task(projector.run(stop))
-    try:
-        yield projector
-    finally:
-        stop.set()
-        await task
-        await projector.stop()
-        await pool.close()
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    """Poll an async check until it returns something truthy."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.1)

@@ -17,34 +17,21 @@ from schemas.events import (
     OrderRetrying,
     OrderRouted,
     OrderSubmitted,
-    RouteLeg,
-    RoutePlan,
     TransactionBuilt,
     TransactionSubmitted,
     VenueQuote,
 )
 from services.api.messages import camelize, connected_message, error_message, event_message
+from tests.builders import leg, route_plan
 
 ORDER = uuid.UUID("00000000-0000-4000-8000-000000000001")
 AT = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 TX = "5" * 88
-PLAN = RoutePlan(
-    kind="single",
-    legs=(
-        RouteLeg(
-            venue="METEORA",
-            token_in="SOL",
-            token_out="USDC",
-            amount_in=Decimal(10),
-            amount_out=Decimal("1500.5"),
-            fee=Decimal("0.03"),
-            share=Decimal(1),
-        ),
-    ),
-    amount_out=Decimal("1500.5"),
-    min_amount_out=Decimal("1485.495"),
-    price_impact=Decimal("0.001"),
-    split_improvement_bps=Decimal(0),
+PLAN = route_plan(
+    (leg(amount_in=10, amount_out="1500.5", fee="0.03"),),
+    amount_out="1500.5",
+    min_amount_out="1485.495",
+    price_impact="0.001",
     market_slot=7,
     quoted_at=1.5,
 )

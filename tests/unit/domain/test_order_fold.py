@@ -10,23 +10,23 @@ import pytest
 from hypothesis import given, settings
 
 from schemas import codec
-from schemas.envelope import Envelope, genesis_hash, record_hash
+from schemas.envelope import Envelope, record_hash
 from schemas.events import (
     FailureCode,
-    OrderCompleted,
     OrderEvent,
     OrderFailed,
     OrderRetrying,
     OrderRouted,
     OrderStatus,
     OrderSubmitted,
-    RouteLeg,
     RoutePlan,
     TransactionBuilt,
     TransactionSubmitted,
     VenueQuote,
 )
 from services.domain.order import OrderState, OutOfSequence, evolve
+from tests.builders import completed as build_completed
+from tests.builders import envelope_chain, leg, route_plan
 from tests.strategies import order_histories
 
 ORDER_ID = uuid.UUID("00000000-0000-4000-8000-0000000000f0")
@@ -50,24 +50,14 @@ QUOTES = (
 
 def plan(*venues: str) -> RoutePlan:
     share = Decimal(1) / len(venues)
-    return RoutePlan(
-        kind="single" if len(venues) == 1 else "split",
-        legs=tuple(
-            RouteLeg(
-                venue=venue,
-                token_in="SOL",
-                token_out="USDC",
-                amount_in=Decimal(10) * share,
-                amount_out=Decimal(1500) * share,
-                fee=Decimal("0.025"),
-                share=share,
-            )
+    return route_plan(
+        [
+            leg(venue, Decimal(10) * share, Decimal(1500) * share, "0.025", share)
             for venue in venues
-        ),
-        amount_out=Decimal(1500),
-        min_amount_out=Decimal(1485),
-        price_impact=Decimal("0.001"),
-        split_improvement_bps=Decimal(0),
+        ],
+        amount_out=1500,
+        min_amount_out=1485,
+        price_impact="0.001",
         market_slot=7,
         quoted_at=1.0,
     )
@@ -75,20 +65,7 @@ def plan(*venues: str) -> RoutePlan:
 
 def envelopes_for(payloads: list[OrderEvent], order_id: uuid.UUID = ORDER_ID) -> list[Envelope]:
     """Events 1..n of one order, a second apart, hash-chained as a producer writes them."""
-    out: list[Envelope] = []
-    prev = genesis_hash(order_id)
-    for sequence, payload in enumerate(payloads, start=1):
-        envelope = Envelope.new(
-            order_id=order_id,
-            sequence=sequence,
-            producer="test",
-            prev_hash=prev,
-            payload=payload,
-            occurred_at=T0 + timedelta(seconds=sequence),
-        )
-        prev = record_hash(codec.encode(envelope))
-        out.append(envelope)
-    return out
+    return envelope_chain(order_id, payloads, start=T0)
 
 
 def fold_steps(events: list[Envelope]) -> list[OrderState]:
@@ -111,14 +88,7 @@ def at(sequence: int) -> datetime:
 
 
 def test_a_completed_lifecycle() -> None:
-    completed = OrderCompleted(
-        tx_hash=TX1,
-        selected_dex="RAYDIUM",
-        amount_in=Decimal(10),
-        amount_out=Decimal("1499.5"),
-        executed_price=Decimal("149.95"),
-        fee=Decimal("0.025"),
-    )
+    completed = build_completed(TX1, "1499.5", selected_dex="RAYDIUM", amount_in=10, fee="0.025")
     events = envelopes_for(
         [
             SUBMITTED,
@@ -239,14 +209,7 @@ def test_retrying_then_completed() -> None:
             OrderRouted(attempt=2, quotes=QUOTES[1:], plan=plan("METEORA"), reason="best"),
             TransactionBuilt(attempt=2, min_amount_out=Decimal(1480)),
             TransactionSubmitted(attempt=2, tx_hash=TX2),
-            OrderCompleted(
-                tx_hash=TX2,
-                selected_dex="METEORA",
-                amount_in=Decimal(10),
-                amount_out=Decimal(1490),
-                executed_price=Decimal(149),
-                fee=Decimal("0.01"),
-            ),
+            build_completed(TX2, 1490, amount_in=10, fee="0.01"),
         ]
     )
     states = fold_steps(events)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import orjson
@@ -13,19 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import codec
-from schemas.envelope import Envelope, genesis_hash, record_hash
+from schemas.envelope import record_hash
 from schemas.events import (
     FailureCode,
     OrderEvent,
     OrderRetrying,
-    OrderRouted,
     OrderStatus,
     OrderSubmitted,
-    RouteLeg,
-    RoutePlan,
     TransactionBuilt,
-    TransactionSubmitted,
-    VenueQuote,
 )
 from services.domain.order import OrderState
 from services.projector.projection import (
@@ -36,6 +31,7 @@ from services.projector.projection import (
     order_row,
     project,
 )
+from tests.builders import encoded_chain, leg, quote, route_plan, routed_and_sent
 from tests.strategies import order_histories
 
 TOPIC = "orders.events"
@@ -47,61 +43,23 @@ TX = "3" * 88
 SUBMITTED = OrderSubmitted(
     token_in="SOL", token_out="USDC", amount=Decimal("2.5"), slippage=Decimal("0.005")
 )
-PLAN = RoutePlan(
-    kind="single",
-    legs=(
-        RouteLeg(
-            venue="RAYDIUM",
-            token_in="SOL",
-            token_out="USDC",
-            amount_in=Decimal("2.5"),
-            amount_out=Decimal(375),
-            fee=Decimal("0.00625"),
-            share=Decimal(1),
-        ),
-    ),
-    amount_out=Decimal(375),
-    min_amount_out=Decimal("373.125"),
-    price_impact=Decimal("0.0001"),
-    split_improvement_bps=Decimal(0),
+PLAN = route_plan(
+    (leg("RAYDIUM", amount_in="2.5", amount_out=375, fee="0.00625"),),
+    amount_out=375,
+    min_amount_out="373.125",
+    price_impact="0.0001",
     market_slot=3,
     quoted_at=1.5,
 )
 LIFECYCLE: list[OrderEvent] = [
     SUBMITTED,
-    OrderRouted(
-        attempt=1,
-        quotes=(
-            VenueQuote(
-                venue="RAYDIUM", amount_out=Decimal(375), fee=Decimal(0), price_impact=Decimal(0)
-            ),
-        ),
-        plan=PLAN,
-        reason="best",
-    ),
-    TransactionBuilt(attempt=1, min_amount_out=Decimal("373.125")),
-    TransactionSubmitted(attempt=1, tx_hash=TX),
+    *routed_and_sent(PLAN, (quote("RAYDIUM", amount_out=375, fee=0),), TX, reason="best"),
 ]
 
 
 def history(order_id: uuid.UUID, payloads: Sequence[OrderEvent] = LIFECYCLE) -> list[bytes]:
     """The encoded events 1..n of one order."""
-    values: list[bytes] = []
-    prev = genesis_hash(order_id)
-    for sequence, payload in enumerate(payloads, start=1):
-        value = codec.encode(
-            Envelope.new(
-                order_id=order_id,
-                sequence=sequence,
-                producer="test",
-                prev_hash=prev,
-                payload=payload,
-                occurred_at=T0 + timedelta(seconds=sequence),
-            )
-        )
-        prev = record_hash(value)
-        values.append(value)
-    return values
+    return encoded_chain(order_id, payloads, start=T0)
 
 
 def records(
