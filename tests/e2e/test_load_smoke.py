@@ -1,0 +1,40 @@
+"""The load generator still runs end to end: a few seconds at a low rate, counts only.
+
+Performance targets live in `bench/load.py` and docs/benchmarks.md, never here:
+nothing below asserts a latency.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.load import LoadConfig, ProcessInfo, run_load, schedule
+from tests.e2e.system import System
+
+
+def test_the_schedule_ramps_then_holds_the_rate() -> None:
+    times = schedule(LoadConfig(rate=100, duration=2, ramp=1))
+    assert len(times) == 50 + 200
+    assert times == sorted(times)
+    assert times[50] == pytest.approx(1.0)
+    assert times[-1] == pytest.approx(1.0 + 199 / 100)
+
+
+async def test_a_short_low_rate_run_completes_every_order(start_system: Any) -> None:
+    system: System = await start_system()
+    config = LoadConfig(rate=20, duration=3, ws_share=0.5, drain_timeout=30)
+    processes = [ProcessInfo(name, p.pid) for name, p in system.processes.items()]
+
+    report = await run_load(system.settings, [system.base_url], config, processes)
+
+    assert report["sent"] == 60
+    assert report["accepted"] == 60
+    assert report["completed"] + report["failed"] == 60
+    assert report["completed"] == 60, report["errors"]
+    assert report["error_count"] == 0, report["errors"]
+    assert report["watched"] > 0
+    assert report["latency_ms"]["socket_completed"]["count"] == report["watched"]
+    assert report["latency_ms"]["projection_lag"]["count"] == 5 * 60
+    assert set(report["processes"]) >= {"api", "router", "projector"}
