@@ -131,6 +131,7 @@ def up() -> None:
             "KAFKA_BOOTSTRAP_SERVERS": str(effective.kafka_bootstrap_servers),
             "DATABASE_URL": str(effective.database_url),
         }
+
         def spawn(name: str) -> subprocess.Popen[bytes]:
             return subprocess.Popen([sys.executable, "-m", "services.cli", name], env=env)
 

@@ -174,7 +174,8 @@ class Ledger:
         )
         cursor = await conn.execute(
             "SELECT venue, base, quote, state, reference_mid FROM chain.pools"
-            " WHERE (venue, base, quote) IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))"
+            " WHERE (venue, base, quote) IN"
+            " (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))"
             " ORDER BY venue, base, quote FOR UPDATE",  # one lock order: no deadlocks
             ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
         )
@@ -191,9 +192,10 @@ class Ledger:
             amount_out, fee, touched = _swap_all(tx, pools, now)
             if amount_out < tx.min_amount_out:
                 status, error_code = "failed", "SLIPPAGE_EXCEEDED"
+                token = tx.token_out
                 error = (
-                    f"fill of {from_base_units(tx.token_out, amount_out)} {tx.token_out} is below"
-                    f" the minimum {from_base_units(tx.token_out, tx.min_amount_out)} {tx.token_out}"
+                    f"fill of {from_base_units(token, amount_out)} {token} is below"
+                    f" the minimum {from_base_units(token, tx.min_amount_out)} {token}"
                 )
         except InsufficientLiquidityError as exc:
             status, error_code, error = "failed", "INSUFFICIENT_LIQUIDITY", str(exc)
@@ -205,7 +207,8 @@ class Ledger:
             if touched:
                 # Arbitrageurs pull each pool back toward its reference before the next trade.
                 await cur.executemany(
-                    "UPDATE chain.pools SET state = %s, slot = %s WHERE venue = %s AND base = %s AND quote = %s",
+                    "UPDATE chain.pools SET state = %s, slot = %s"
+                    " WHERE venue = %s AND base = %s AND quote = %s",
                     [
                         (Jsonb(arbitrage(p, references[key], now).to_dict()), slot, *key)
                         for key, p in sorted(touched.items())
@@ -241,7 +244,7 @@ class Ledger:
 def _swap_all(
     tx: Transaction, pools: dict[tuple[str, str, str], Pool], now: Decimal
 ) -> tuple[int, int, dict[tuple[str, str, str], Pool]]:
-    """Run the instructions hop by hop; a later hop scales to the actual output of the one before."""
+    """Run the instructions hop by hop; a later hop scales to the previous hop's actual output."""
     touched: dict[tuple[str, str, str], Pool] = {}
     fee_total = 0
     carried: int | None = None  # actual output of the previous hop

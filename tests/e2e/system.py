@@ -19,7 +19,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from infra.kafka.launcher import free_port
-from schemas.codec import decode
+from schemas.codec import UndecodableEvent, decode
 from schemas.envelope import Envelope
 from services.common.settings import Settings
 
@@ -133,12 +133,19 @@ async def eventually(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{details}")
 
 
-async def read_log(settings: Settings) -> list[tuple[int, int, Envelope]]:
-    """Every event on the order log as (partition, offset, envelope), in order per partition."""
+async def read_log(
+    settings: Settings, *, skip_undecodable: bool = False
+) -> list[tuple[int, int, Envelope]]:
+    """Every event on the order log as (partition, offset, envelope), in order per partition.
+
+    With `skip_undecodable`, records nobody can read (poison) are left out instead of raising.
+    """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         enable_auto_commit=False,
         isolation_level="read_committed",
+        # Without it a fetch racing the seek below may reset to the end and read nothing.
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     try:
@@ -154,11 +161,14 @@ async def read_log(settings: Settings) -> list[tuple[int, int, Envelope]]:
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=500)
             for tp, messages in batches.items():
-                found.extend(
-                    (m.partition, m.offset, decode(m.value))
-                    for m in messages
-                    if m.offset < ends[tp]
-                )
+                for m in messages:
+                    if m.offset >= ends[tp]:
+                        continue
+                    try:
+                        found.append((m.partition, m.offset, decode(m.value)))
+                    except UndecodableEvent:
+                        if not skip_undecodable:
+                            raise
             remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
         return found
     finally:

@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 
 import httpx
 import psycopg
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas.codec import UndecodableEvent, decode
 from schemas.envelope import Envelope
 from services.common.settings import Settings
-from tests.e2e.system import System, order_payload
+from tests.e2e.system import System, order_payload, read_log
 
 PAIRS = [
     ("SOL", "USDC", "0.2"),
@@ -135,32 +133,7 @@ async def wait_all_final(
 
 async def readable_log(settings: Settings) -> list[Envelope]:
     """Every event on the order log that decodes, in log order per partition (poison skipped)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
-    await consumer.start()
-    try:
-        tps = [
-            TopicPartition(settings.orders_topic, p)
-            for p in range(settings.orders_topic_partitions)
-        ]
-        ends = await consumer.end_offsets(tps)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        found: list[Envelope] = []
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            for tp, messages in (await consumer.getmany(*remaining, timeout_ms=500)).items():
-                for message in messages:
-                    if message.offset < ends[tp]:
-                        with contextlib.suppress(UndecodableEvent):
-                            found.append(decode(message.value))
-            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
-        return found
-    finally:
-        await consumer.stop()
+    return [envelope for _, _, envelope in await read_log(settings, skip_undecodable=True)]
 
 
 async def stragglers(system: System, order_ids: set[str]) -> dict[str, str]:
