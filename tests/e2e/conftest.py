@@ -26,6 +26,9 @@ async def start_system(
     ) -> System:
         # The original API, without credentials, unless a test enables auth itself.
         overrides.setdefault("auth", "disabled")
+        # Several routers and projectors share the host: free ports unless a test picks them.
+        overrides.setdefault("router_metrics_port", 0)
+        overrides.setdefault("projector_metrics_port", 0)
         settings = make_settings(
             api_port=new_port(),
             consumer_group_prefix=unique("oee-test"),

@@ -41,9 +41,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "OEE_API_PORT": str(settings.api_port),
         "OEE_DATA_DIR": str(settings.data_dir),
         "OEE_LOG_FORMAT": "json",
-        # Several routers and projectors share the host in these tests.
-        "OEE_ROUTER_METRICS_PORT": "0",
-        "OEE_PROJECTOR_METRICS_PORT": "0",
+        "OEE_ROUTER_METRICS_PORT": str(settings.router_metrics_port),
+        "OEE_PROJECTOR_METRICS_PORT": str(settings.projector_metrics_port),
         "OEE_AUTH": settings.auth,
     }
 
