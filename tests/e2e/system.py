@@ -59,12 +59,17 @@ class System:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.api_port}"
 
-    def start(self, name: str, *, api_port: int | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, *, api_port: int | None = None, instance: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start `oee <name>`; a second process of a kind needs an `api_port` or an `instance`."""
         env = os.environ | settings_env(self.settings)
         key = name
         if api_port is not None:
             env["OEE_API_PORT"] = str(api_port)
             key = f"{name}:{api_port}"
+        elif instance is not None:
+            key = f"{name}:{instance}"
         log = (self.log_dir / f"{key.replace(':', '-')}.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", name],

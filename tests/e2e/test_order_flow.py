@@ -199,3 +199,41 @@ async def test_socket_on_one_api_sees_orders_submitted_through_another(start_sys
         messages, code = await watch(system, response.json()["orderId"])
     assert statuses(messages) == LIFECYCLE
     assert code == 1000
+
+
+async def test_two_routers_share_the_orders_through_their_group(start_system: Any) -> None:
+    system: System = await start_system()
+    system.start("router", instance="second")
+    second_log = system.log_dir / "router-second.log"
+
+    async def second_router_owns_partitions() -> bool:
+        # The group rebalances when the second member joins; wait until it owns some.
+        text = second_log.read_text() if second_log.exists() else ""
+        assignments = [line for line in text.splitlines() if "router assigned partitions" in line]
+        return bool(assignments) and "partitions []" not in assignments[-1]
+
+    await eventually(
+        second_router_owns_partitions, timeout=30, what="second router assigned", system=system
+    )
+    async with httpx.AsyncClient(timeout=30) as client:
+        order_ids = set(
+            await asyncio.gather(*(submit(client, system, amount="0.1") for _ in range(60)))
+        )
+
+        async def all_final() -> bool:
+            with psycopg.connect(str(system.settings.database_url)) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM read_model.orders"
+                    " WHERE id = ANY(%s::uuid[]) AND status IN ('completed', 'failed')",
+                    (list(order_ids),),
+                ).fetchone()
+            return row is not None and row[0] == len(order_ids)
+
+        await eventually(all_final, timeout=60, what="60 orders final", system=system)
+    await assert_log_matches_read_models(system, order_ids)
+    routers = {
+        e.producer
+        for _, _, e in await read_log(system.settings)
+        if str(e.order_id) in order_ids and e.producer.startswith("router:")
+    }
+    assert len(routers) == 2, f"orders were routed by {routers}, not by both routers"
