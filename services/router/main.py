@@ -10,9 +10,10 @@ import socket
 from typing import Any
 
 import faust
+import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from schemas.codec import encode
 from schemas.envelope import Envelope, record_hash
@@ -155,13 +156,7 @@ class RouterRuntime:
         await reader.start()
         try:
             ends = await reader.end_offsets(tps)
-            async with self.db.connection() as conn:
-                cursor = await conn.execute(
-                    "SELECT partition, resume_offset FROM router.resume_positions"
-                    " WHERE topic = %s AND partition = ANY(%s)",
-                    (topic, partitions),
-                )
-                starts: dict[int, int] = dict(await cursor.fetchall())
+            starts = await self._resume_positions(partitions)
             reader.assign(tps)
             for tp in tps:
                 start = starts.get(tp.partition, 0)
@@ -185,21 +180,46 @@ class RouterRuntime:
         finally:
             await reader.stop()
 
+    async def _resume_positions(self, partitions: list[int]) -> dict[int, int]:
+        """Stored resume positions; while PostgreSQL is down the partitions wait for them."""
+        assert self.db is not None
+        delay = 0.2
+        while True:
+            try:
+                async with self.db.connection() as conn:
+                    cursor = await conn.execute(
+                        "SELECT partition, resume_offset FROM router.resume_positions"
+                        " WHERE topic = %s AND partition = ANY(%s)",
+                        (self.settings.orders_topic, partitions),
+                    )
+                    return dict(await cursor.fetchall())
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                log.warning("resume positions unreadable, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     async def save_positions(self) -> None:
-        """Record where a successor must resume each partition (every second and at the end)."""
+        """Record where a successor must resume each partition (every second and at the end).
+
+        A PostgreSQL outage only delays this: the last saved positions stay safe, just
+        older. (It must not raise: an exception in a faust timer crashes the whole app.)
+        """
         if self.router is None or self.db is None:
             return
         offsets = self.router.resume_offsets()
         if not offsets:
             return
-        async with self.db.connection() as conn, conn.cursor() as cursor:
-            await cursor.executemany(
-                "INSERT INTO router.resume_positions (topic, partition, resume_offset)"
-                " VALUES (%s, %s, %s)"
-                " ON CONFLICT (topic, partition) DO UPDATE"
-                " SET resume_offset = EXCLUDED.resume_offset, updated_at = now()",
-                [(self.settings.orders_topic, p, o) for p, o in offsets.items()],
-            )
+        try:
+            async with self.db.connection() as conn, conn.cursor() as cursor:
+                await cursor.executemany(
+                    "INSERT INTO router.resume_positions (topic, partition, resume_offset)"
+                    " VALUES (%s, %s, %s)"
+                    " ON CONFLICT (topic, partition) DO UPDATE"
+                    " SET resume_offset = EXCLUDED.resume_offset, updated_at = now()",
+                    [(self.settings.orders_topic, p, o) for p, o in offsets.items()],
+                )
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            log.warning("resume positions not saved, PostgreSQL unavailable: %s", exc)
 
     async def partitions_nobody_works_on(self) -> int:
         """Partitions of the order log whose resume position no router refreshed lately.
@@ -299,7 +319,10 @@ def create_app(settings: Settings) -> tuple[faust.App, RouterRuntime]:
         router = runtime.router
         if router is None or router.resume_offsets():
             return
-        orphaned = await runtime.partitions_nobody_works_on()
+        try:
+            orphaned = await runtime.partitions_nobody_works_on()
+        except (psycopg.OperationalError, PoolTimeout):
+            return  # cannot tell while PostgreSQL is down; look again next time
         if orphaned > 0:
             log.error("router owns no partition while %d have no owner; restarting", orphaned)
             os.kill(os.getpid(), signal.SIGTERM)
