@@ -36,6 +36,10 @@ NOT_FOUND_GRACE_SECONDS = 2.0
 # How long to wait for the projector to store events the live feed already showed.
 GAP_FILL_SECONDS = 10.0
 _POLL_SECONDS = 0.1
+# Events written before the socket subscribed reach it only through the read model. While
+# the live feed is quiet, look there again after these pauses (about 10 s in all), then
+# rely on the feed alone: a few queries per socket, not a poll for its whole life.
+_QUIET_RECHECKS = (0.2, 0.4, 0.8, 1.6, 3.2, 4.0)
 
 CLOSE_NORMAL = 1000
 CLOSE_INTERNAL = 1011
@@ -71,6 +75,7 @@ async def order_events(
     """
     merge: SequenceMerge[Envelope] = SequenceMerge()
     arrived = await _history_or_first_live(order_id, live, read_model, grace)
+    rechecks = iter(_QUIET_RECHECKS)
     while True:
         for envelope in arrived:
             for ready in merge.offer(envelope.sequence, envelope):
@@ -84,8 +89,17 @@ async def order_events(
                     return
         if merge.gap:
             arrived = await _stored(order_id, merge.gap, read_model, gap_fill)
-        else:
+            continue
+        pause = next(rechecks, None)
+        if pause is None:
             arrived = [await live.get()]
+            continue
+        try:
+            arrived = [await asyncio.wait_for(live.get(), pause)]
+        except TimeoutError:
+            # The order may have moved on before we subscribed, with the projector
+            # behind at our first read: the merge drops whatever was sent already.
+            arrived = await _read(read_model.envelopes(order_id))
 
 
 def _owned(submission: Envelope, visible_to: str | None) -> bool:

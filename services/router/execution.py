@@ -89,6 +89,7 @@ class OrderExecution:
         """
         delay = 0.2
         while (step := next_step(state)) is not Step.DONE:
+            log.debug("order %s: %s from %s", state.order_id, step.value, state.status.value)
             try:
                 state = await self._do(step, state)
                 delay = 0.2

@@ -116,6 +116,27 @@ async def test_history_then_live_with_a_gap_the_projector_fills(api: RunningApi)
             assert socket.close_code == 1000
 
 
+async def test_an_order_that_finished_before_the_socket_and_the_projector_is_caught_up(
+    api: RunningApi,
+) -> None:
+    """Stored: 1. The rest was written before the socket subscribed, so it never comes live:
+    the socket finds it in the read model once the projector has stored it."""
+    order_id = await submit_keyed(api, f"late-{uuid.uuid4()}")
+    async with projector_running(api.settings):
+        await eventually(lambda: _stored(api, order_id, 1))
+    async with log_writer(api.settings) as writer:
+        for sequence, event in enumerate(lifecycle(), start=2):
+            await writer.append(order_id, sequence, event)
+    await asyncio.sleep(1.0)  # the API's live feed has passed them before the socket exists
+    async with websockets.connect(f"{api.ws_url}/ws/{order_id}") as socket:
+        first = await receive(socket, 2)
+        assert [m["status"] for m in first] == ["connected", "pending"]
+        async with projector_running(api.settings):
+            rest = await receive_all(socket)
+    assert [m["sequence"] for m in rest] == [2, 3, 4, 5]
+    assert socket.close_code == 1000
+
+
 async def _stored(api: RunningApi, order_id: uuid.UUID, count: int) -> bool:
     response = await api.http.get(f"/api/orders/{order_id}/events")
     return response.status_code == 200 and len(response.json()["events"]) >= count
