@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from infra.kafka.launcher import free_port
@@ -135,6 +136,29 @@ async def eventually(
         await asyncio.sleep(interval)
     details = system.logs() if system else ""
     raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{details}")
+
+
+async def wait_all_final(
+    system: System, order_ids: set[str], *, timeout: float, interval: float = 0.5
+) -> None:
+    """Wait until the read model shows every one of these orders completed or failed."""
+
+    async def all_final() -> bool:
+        with psycopg.connect(str(system.settings.database_url)) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM read_model.orders"
+                " WHERE id = ANY(%s::uuid[]) AND status IN ('completed', 'failed')",
+                (list(order_ids),),
+            ).fetchone()
+        return row is not None and row[0] == len(order_ids)
+
+    await eventually(
+        all_final,
+        timeout=timeout,
+        what=f"{len(order_ids)} orders final",
+        system=system,
+        interval=interval,
+    )
 
 
 async def read_log(

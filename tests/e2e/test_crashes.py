@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.e2e.system import System, eventually, order_payload, read_log
+from tests.e2e.system import System, eventually, order_payload, read_log, wait_all_final
 from tests.e2e.test_order_flow import assert_log_matches_read_models
 
 
@@ -33,26 +33,31 @@ async def test_router_and_projector_killed_mid_load(start_system: Any) -> None:
                 order_ids.add(response.json()["orderId"])
                 await asyncio.sleep(0.01)
 
+        async def a_swap_in_flight() -> bool:
+            # 'submitted': the swap is sent and its 2-3 s confirmation not yet heard back.
+            with psycopg.connect(str(system.settings.database_url)) as conn:
+                row = conn.execute(
+                    "SELECT 1 FROM read_model.orders"
+                    " WHERE id = ANY(%s::uuid[]) AND status = 'submitted' LIMIT 1",
+                    (list(order_ids),),
+                ).fetchone()
+            return row is not None
+
         load = asyncio.create_task(submit_some(300))
         for victim in ("router", "projector", "router"):
             await asyncio.sleep(rng.uniform(1.0, 2.5))
+            if victim == "router":
+                # Kill between sending a swap and recording its result, the case that matters.
+                await eventually(
+                    a_swap_in_flight, timeout=30, what="a swap in flight", system=system,
+                    interval=0.05,
+                )  # fmt: skip
             system.kill(victim)
             await asyncio.sleep(rng.uniform(0.1, 1.0))
             system.start(victim)
         await load
 
-    async def all_final() -> bool:
-        with psycopg.connect(str(system.settings.database_url)) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM read_model.orders"
-                " WHERE id = ANY(%s::uuid[]) AND status IN ('completed', 'failed')",
-                (list(order_ids),),
-            ).fetchone()
-        return row is not None and row[0] == len(order_ids)
-
-    await eventually(
-        all_final, timeout=120, what="every accepted order final", system=system, interval=1
-    )
+    await wait_all_final(system, order_ids, timeout=120, interval=1)
     await assert_log_matches_read_models(system, order_ids)
 
     # Some orders were submitted to the chain by a router that was then killed, and

@@ -12,7 +12,14 @@ import orjson
 import psycopg
 import websockets
 
-from tests.e2e.system import System, eventually, new_port, order_payload, read_log
+from tests.e2e.system import (
+    System,
+    eventually,
+    new_port,
+    order_payload,
+    read_log,
+    wait_all_final,
+)
 
 FINAL = {"completed", "failed"}
 LIFECYCLE = ["pending", "routing", "building", "submitted", "completed"]
@@ -141,18 +148,7 @@ async def test_two_hundred_concurrent_orders_with_venue_failures(start_system: A
         )
         assert len(order_ids) == 200
 
-        async def all_final() -> bool:
-            with psycopg.connect(str(system.settings.database_url)) as conn:
-                (done,) = conn.execute(
-                    "SELECT count(*) FROM read_model.orders WHERE id = ANY(%s::uuid[])"
-                    " AND status IN ('completed', 'failed')",
-                    (list(order_ids),),
-                ).fetchone() or (0,)
-            return bool(done == len(order_ids))
-
-        await eventually(
-            all_final, timeout=60, what="200 orders final", system=system, interval=0.5
-        )
+        await wait_all_final(system, order_ids, timeout=60)
     finals = await assert_log_matches_read_models(system, order_ids)
     log = await read_log(system.settings)
     retried = {
@@ -220,16 +216,7 @@ async def test_two_routers_share_the_orders_through_their_group(start_system: An
             await asyncio.gather(*(submit(client, system, amount="0.1") for _ in range(60)))
         )
 
-        async def all_final() -> bool:
-            with psycopg.connect(str(system.settings.database_url)) as conn:
-                row = conn.execute(
-                    "SELECT count(*) FROM read_model.orders"
-                    " WHERE id = ANY(%s::uuid[]) AND status IN ('completed', 'failed')",
-                    (list(order_ids),),
-                ).fetchone()
-            return row is not None and row[0] == len(order_ids)
-
-        await eventually(all_final, timeout=60, what="60 orders final", system=system)
+        await wait_all_final(system, order_ids, timeout=60)
     await assert_log_matches_read_models(system, order_ids)
     routers = {
         e.producer
