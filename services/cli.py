@@ -47,26 +47,17 @@ def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def _require(settings: Settings) -> Settings:
-    """Single processes need their dependencies named; only `oee up` starts its own."""
-    missing = [
-        name
-        for name, value in (
-            ("KAFKA_BOOTSTRAP_SERVERS", settings.kafka_bootstrap_servers),
-            ("DATABASE_URL", settings.database_url),
-        )
-        if value is None
-    ]
-    if missing:
-        # Fall back to the ports `oee up` uses, so a second terminal just works.
-        return settings.model_copy(
-            update={
-                "kafka_bootstrap_servers": settings.kafka_bootstrap_servers
-                or f"127.0.0.1:{settings.kafka_port}",
-                "database_url": settings.database_url
-                or f"postgresql://postgres@127.0.0.1:{settings.postgres_port}/postgres",
-            }
-        )
-    return settings
+    """Name both dependencies: the configured ones, else the ports `oee up` uses, so a
+    single process started in a second terminal just works."""
+    from services.common.db import local_database_url
+    from services.common.kafka import bootstrap_servers
+
+    return settings.model_copy(
+        update={
+            "kafka_bootstrap_servers": bootstrap_servers(settings),
+            "database_url": local_database_url(settings),
+        }
+    )
 
 
 @app.command()

@@ -17,6 +17,7 @@ from services.api.models import DependencyHealth
 from services.api.publisher import OrderPublisher
 from services.api.quotes import Quoter
 from services.api.read_model import ReadModel, ReadModelUnavailable, open_read_pool
+from services.common.db import local_database_url
 from services.common.kafka import (
     bootstrap_servers,
     durable_producer,
@@ -60,10 +61,7 @@ class ApiRuntime:
         except BaseException:
             await producer.stop()
             raise
-        pool = open_read_pool(
-            settings.database_url
-            or f"postgresql://postgres@127.0.0.1:{settings.postgres_port}/postgres"
-        )
+        pool = open_read_pool(local_database_url(settings))
         # Without waiting: the pool keeps trying in the background while PostgreSQL is down.
         await pool.open(wait=False)
         return cls(

@@ -15,6 +15,7 @@ import psycopg
 
 from services.client.http import ApiClient, ApiError
 from services.client.render import STATUSES, ProcessState, StatusReport
+from services.common.db import local_database_url
 from services.common.errors import DependencyUnavailable
 from services.common.kafka import bootstrap_servers
 from services.common.logstats import LogStats, read_log_stats, stored_positions
@@ -54,18 +55,12 @@ def orders_by_status(client: ApiClient) -> dict[str, int]:
     return {status: int(client.orders(status=status, limit=1)["total"]) for status in STATUSES}
 
 
-def database_url(settings: Settings) -> str:
-    """DATABASE_URL, else the PostgreSQL `oee up` starts on this machine."""
-    return (
-        settings.database_url
-        or f"postgresql://postgres@127.0.0.1:{settings.postgres_port}/postgres"
-    )
-
-
 async def _projector_positions(settings: Settings) -> dict[int, int] | None:
     try:
         async with await psycopg.AsyncConnection.connect(
-            database_url(settings), connect_timeout=int(PROBE_TIMEOUT_SECONDS), autocommit=True
+            local_database_url(settings),
+            connect_timeout=int(PROBE_TIMEOUT_SECONDS),
+            autocommit=True,
         ) as conn:
             return await stored_positions(conn, settings.orders_topic)
     except psycopg.Error:

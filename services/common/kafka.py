@@ -9,7 +9,6 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
@@ -131,7 +130,3 @@ async def send_to_dead_letter(
 def dead_letter_summary(headers: Iterable[tuple[str, bytes]]) -> dict[str, str]:
     """The provenance headers of a dead letter, decoded (for tools and tests)."""
     return {k: v.decode(errors="replace") for k, v in headers if k.startswith("dlq.")}
-
-
-def json_bytes(value: object) -> bytes:
-    return orjson.dumps(value)
