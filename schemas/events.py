@@ -22,11 +22,13 @@ def _not_a_float(value: object) -> object:
     return value
 
 
+# The constraints come before `Exact` so pydantic checks them in its compiled core;
+# placed after a Python validator they would each run as Python code too.
 Exact = BeforeValidator(_not_a_float)
-Amount = Annotated[Decimal, Exact, Field(ge=0, allow_inf_nan=False)]
-PositiveAmount = Annotated[Decimal, Exact, Field(gt=0, allow_inf_nan=False)]
-Fraction = Annotated[Decimal, Exact, Field(ge=0, le=1, allow_inf_nan=False)]
-Ratio = Annotated[Decimal, Exact, Field(allow_inf_nan=False)]
+Amount = Annotated[Decimal, Field(ge=0, allow_inf_nan=False), Exact]
+PositiveAmount = Annotated[Decimal, Field(gt=0, allow_inf_nan=False), Exact]
+Fraction = Annotated[Decimal, Field(ge=0, le=1, allow_inf_nan=False), Exact]
+Ratio = Annotated[Decimal, Field(allow_inf_nan=False), Exact]
 TokenSymbol = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,10}$")]
 VenueName = Literal["RAYDIUM", "METEORA"]
 
@@ -161,7 +163,7 @@ class OrderRetrying(_Event):
     attempt: int = Field(ge=1)
     code: FailureCode
     error: str
-    delay_seconds: Annotated[Decimal, Exact, Field(ge=0, le=3600, allow_inf_nan=False)]
+    delay_seconds: Annotated[Decimal, Field(ge=0, le=3600, allow_inf_nan=False), Exact]
 
 
 class OrderCompleted(_Event):

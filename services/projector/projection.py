@@ -92,7 +92,7 @@ def project(
             result.rejected.append(Rejected(record, str(exc)))
             continue
         result.states[envelope.order_id] = new_state
-        payload = envelope.model_dump(mode="json")["payload"]
+        payload = envelope.payload.model_dump(mode="json")
         result.events.append(
             EventRow(envelope, payload, event_hash, record.partition, record.offset)
         )

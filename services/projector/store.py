@@ -8,14 +8,16 @@ each event is applied exactly once.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
+import orjson
 from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 
 from schemas.codec import from_dict
 from services.domain.order import OrderState, evolve
-from services.projector.projection import ORDER_COLUMNS, Projection, order_row
+from services.projector.projection import ORDER_COLUMNS, EventRow, Projection, order_row
 
 LIVE_SCHEMA = "read_model"
 _JSON_COLUMNS = {"route", "quotes"}
@@ -29,24 +31,10 @@ class ReadModelStore:
         self._orders = sql.Identifier(schema, "orders")
         self._events = sql.Identifier(schema, "order_events")
         self._positions = sql.Identifier(schema, "log_positions")
-        self._upsert_order = sql.SQL(
-            "INSERT INTO {table} ({columns}) VALUES ({values}) "
-            "ON CONFLICT (id) DO UPDATE SET {updates}"
-        ).format(
-            table=self._orders,
-            columns=sql.SQL(", ").join(map(sql.Identifier, ORDER_COLUMNS)),
-            values=sql.SQL(", ").join(sql.Placeholder(c) for c in ORDER_COLUMNS),
-            updates=sql.SQL(", ").join(
-                sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
-                for c in ORDER_COLUMNS
-                if c not in ("id", "created_at")
-            ),
+        self._copy_events = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            self._events, sql.SQL(", ").join(map(sql.Identifier, EVENT_COLUMNS))
         )
-        self._insert_event = sql.SQL(
-            "INSERT INTO {table} (order_id, sequence, event_id, type, version, status, occurred_at,"
-            " producer, prev_hash, hash, payload, log_partition, log_offset)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        ).format(table=self._events)
+        self._types: dict[tuple[str, tuple[str, ...]], list[str]] = {}
         self._upsert_position = sql.SQL(
             "INSERT INTO {table} (topic, partition, next_offset) VALUES (%s, %s, %s)"
             " ON CONFLICT (topic, partition) DO UPDATE"
@@ -107,42 +95,103 @@ class ReadModelStore:
         return states
 
     async def write(self, conn: AsyncConnection, topic: str, projection: Projection) -> None:
-        """Write rows and positions; the caller owns the transaction."""
+        """Write rows and positions; the caller owns the transaction.
+
+        Event rows go in with one binary COPY and order rows with one upsert over
+        arrays (one per column): a batch costs three statements whatever its size,
+        where row-by-row `executemany` cost more client CPU than folding the events.
+        """
         async with conn.cursor() as cursor:
             if projection.events:
-                await cursor.executemany(
-                    self._insert_event,
-                    [
-                        (
-                            row.envelope.order_id,
-                            row.envelope.sequence,
-                            row.envelope.event_id,
-                            row.envelope.type,
-                            row.envelope.version,
-                            row.envelope.status.value,
-                            row.envelope.occurred_at,
-                            row.envelope.producer,
-                            row.envelope.prev_hash,
-                            row.hash,
-                            Jsonb(row.payload_json),
-                            row.partition,
-                            row.offset,
-                        )
-                        for row in projection.events
-                    ],
-                )
+                types = await self._column_types(conn, "order_events", EVENT_COLUMNS)
+                async with cursor.copy(self._copy_events) as copy:
+                    copy.set_types(types)
+                    for row in projection.events:
+                        await copy.write_row(_event_values(row))
             if projection.states:
-                await cursor.executemany(
-                    self._upsert_order,
-                    [
-                        {
-                            k: Jsonb(v) if k in _JSON_COLUMNS and v is not None else v
-                            for k, v in order_row(s).items()
-                        }
-                        for s in projection.states.values()
-                    ],
-                )
+                types = await self._column_types(conn, "orders", ORDER_COLUMNS)
+                rows = [_order_values(state) for state in projection.states.values()]
+                columns = [list(column) for column in zip(*rows, strict=True)]
+                await cursor.execute(self._upsert_orders(types), columns)
             await cursor.executemany(
                 self._upsert_position,
                 [(topic, partition, offset) for partition, offset in projection.positions.items()],
             )
+
+    def _upsert_orders(self, types: Sequence[str]) -> sql.Composed:
+        """Insert or update every order of a batch from one array per column."""
+        return sql.SQL(
+            "INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"
+            " ON CONFLICT (id) DO UPDATE SET {updates}"
+        ).format(
+            table=self._orders,
+            columns=sql.SQL(", ").join(map(sql.Identifier, ORDER_COLUMNS)),
+            arrays=sql.SQL(", ").join(
+                sql.SQL("%b::{}[]").format(sql.SQL(type_)) for type_ in types
+            ),
+            updates=sql.SQL(", ").join(
+                sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
+                for c in ORDER_COLUMNS
+                if c not in ("id", "created_at")
+            ),
+        )
+
+    async def _column_types(
+        self, conn: AsyncConnection, table: str, columns: Sequence[str]
+    ) -> list[str]:
+        """The types of `columns`, read once from the catalog: COPY and the casts need them."""
+        key = (table, tuple(columns))
+        if key not in self._types:
+            cursor = await conn.execute(
+                "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+                " JOIN pg_class c ON c.oid = a.attrelid"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0",
+                (self.schema, table),
+            )
+            found: dict[str, str] = dict(await cursor.fetchall())
+            self._types[key] = [found[column] for column in columns]
+        return self._types[key]
+
+
+EVENT_COLUMNS: tuple[str, ...] = (
+    "order_id", "sequence", "event_id", "type", "version", "status", "occurred_at", "producer",
+    "prev_hash", "hash", "payload", "log_partition", "log_offset",
+)  # fmt: skip
+
+
+def _event_values(row: EventRow) -> tuple[Any, ...]:
+    """An `order_events` row in `EVENT_COLUMNS` order."""
+    envelope = row.envelope
+    return (
+        envelope.order_id,
+        envelope.sequence,
+        envelope.event_id,
+        envelope.type,
+        envelope.version,
+        envelope.status.value,
+        envelope.occurred_at,
+        envelope.producer,
+        envelope.prev_hash,
+        row.hash,
+        _jsonb(row.payload_json),
+        row.partition,
+        row.offset,
+    )
+
+
+def _order_values(state: OrderState) -> tuple[Any, ...]:
+    """An `orders` row in `ORDER_COLUMNS` order, JSON columns wrapped for jsonb."""
+    return tuple(
+        _jsonb(value) if name in _JSON_COLUMNS and value is not None else value
+        for name, value in order_row(state).items()
+    )
+
+
+def _jsonb(value: Any) -> Jsonb:
+    """A jsonb parameter serialised by orjson (the stdlib encoder was a third of the write)."""
+    return Jsonb(value, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()

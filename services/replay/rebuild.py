@@ -10,6 +10,11 @@ included, and the live projector can carry on from it after a switch.
 Memory stays flat whatever the length of the log: the orders' states live in the
 rebuilt tables, and only a bounded cache of unfinished orders is kept in memory
 (a miss is reloaded from the rebuilt `order_events`, as the live projector does).
+
+Writing a batch overlaps folding the next one: PostgreSQL works on batch n on
+one core while Python decodes batch n + 1 on the other. Misses are read on a
+second connection; an order of the batch still being written is found in that
+batch's states, everything older is committed.
 """
 
 from __future__ import annotations
@@ -35,7 +40,13 @@ from psycopg import AsyncConnection, sql
 from services.common import db, kafka
 from services.common.settings import Settings
 from services.domain.order import OrderState
-from services.projector.projection import LogRecord, Rejected, order_ids_in, project
+from services.projector.projection import (
+    LogRecord,
+    Projection,
+    Rejected,
+    order_ids_in,
+    project,
+)
 from services.projector.store import LIVE_SCHEMA, ReadModelStore
 from services.replay.chain import ChainBreak, chain_breaks
 
@@ -205,6 +216,10 @@ class Rebuilder:
         self._partitions: list[TopicPartition] = []
         self._consumer: AIOKafkaConsumer | None = None
         self._conn: AsyncConnection[Any] | None = None
+        self._reader: AsyncConnection[Any] | None = None
+        # The batch being written, and the states it writes (for misses meanwhile).
+        self._writing: asyncio.Task[None] | None = None
+        self._writing_states: Mapping[uuid.UUID, OrderState] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -219,7 +234,10 @@ class Rebuilder:
         url = str(self.settings.database_url)
         try:
             self._conn = await AsyncConnection.connect(url, autocommit=True, connect_timeout=5)
+            self._reader = await AsyncConnection.connect(url, autocommit=True, connect_timeout=5)
         except psycopg.OperationalError as exc:
+            if self._conn is not None:
+                await self._conn.close()
             raise db.unreachable(url, exc) from None
         consumer = AIOKafkaConsumer(
             bootstrap_servers=servers,
@@ -239,7 +257,7 @@ class Rebuilder:
             await asyncio.wait_for(consumer.start(), 15)
         except (KafkaError, OSError, TimeoutError) as exc:
             await consumer.stop()
-            await self._conn.close()
+            await self._close_connections()
             raise kafka.unreachable(servers, exc) from None
         self._consumer = consumer
         partitions = await topic_partitions(servers, self.topic)
@@ -261,12 +279,17 @@ class Rebuilder:
         traceback: TracebackType | None,
     ) -> None:
         gc.set_threshold(*self._gc_threshold)
+        await self._abandon_write()
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        await self._close_connections()
+
+    async def _close_connections(self) -> None:
+        for conn in (self._conn, self._reader):
+            if conn is not None:
+                await conn.close()
+        self._conn = self._reader = None
 
     @property
     def conn(self) -> AsyncConnection[Any]:
@@ -344,7 +367,9 @@ class Rebuilder:
                     await self._apply(batch)
                 if self.on_progress is not None:
                     self.on_progress(self.report.records, self._total)
+            await self._written()
         finally:
+            await self._abandon_write()  # only left over when the loop failed or was stopped
             self.report.seconds += time.perf_counter() - started
         return self.report
 
@@ -388,12 +413,15 @@ class Rebuilder:
                 del pending[tp]
 
     async def _apply(self, batch: list[LogRecord]) -> None:
+        """Fold a batch while the previous one is written, then start writing it."""
+        assert self._reader is not None
         prior, missing = self.cache.lookup(order_ids_in(batch))
-        async with self.conn.transaction():
-            if missing:
-                prior.update(await self.store.load_states(self.conn, missing))
-            projection = project(batch, prior)
-            await self.store.write(self.conn, self.topic, projection)
+        for order_id in missing & self._writing_states.keys():
+            prior[order_id] = self._writing_states[order_id]
+        missing -= self._writing_states.keys()
+        if missing:
+            prior.update(await self.store.load_states(self._reader, missing))
+        projection = project(batch, prior)
         self.cache.remember(projection.states)
         report = self.report
         report.records += len(batch)
@@ -401,11 +429,36 @@ class Rebuilder:
         report.duplicates += projection.duplicates
         report.rejected += len(projection.rejected)
         report.rejects.extend(projection.rejected[: _REJECTS_KEPT - len(report.rejects)])
-        report.positions.update(projection.positions)
         breaks = chain_breaks(projection.events, prior)
         if breaks:
             report.chain_breaks += len(breaks)
             report.first_break = report.first_break or breaks[0]
+        await self._written()
+        self._writing_states = projection.states
+        self._writing = asyncio.create_task(self._write(projection))
+
+    async def _write(self, projection: Projection) -> None:
+        async with self.conn.transaction():
+            await self.store.write(self.conn, self.topic, projection)
+        self.report.positions.update(projection.positions)
+
+    async def _abandon_write(self) -> None:
+        """Let a batch still being written end (one batch: bounded) and ignore its outcome.
+
+        Only after a failure or a stop, when the schema is about to be dropped; waiting
+        leaves the connection usable for that, where cancelling mid-COPY might not.
+        """
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            await asyncio.gather(writing, return_exceptions=True)
+        self._writing_states = {}
+
+    async def _written(self) -> None:
+        """Wait for the batch being written; its failure is the rebuild's failure."""
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            await writing
+        self._writing_states = {}
 
 
 async def topic_partitions(servers: str, topic: str) -> list[int]:
