@@ -174,7 +174,7 @@ def _event_values(row: EventRow) -> tuple[Any, ...]:
         envelope.producer,
         envelope.prev_hash,
         row.hash,
-        _jsonb(row.payload_json),
+        Jsonb(row.payload_json, dumps=_already_json),
         row.partition,
         row.offset,
     )
@@ -195,3 +195,7 @@ def _jsonb(value: Any) -> Jsonb:
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+def _already_json(value: str) -> str:
+    return value
