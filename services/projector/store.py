@@ -59,6 +59,16 @@ class ReadModelStore:
         cursor = await conn.execute(query, (topic,))
         return dict(await cursor.fetchall())
 
+    async def last_sequences(
+        self, conn: AsyncConnection, order_ids: Iterable[uuid.UUID]
+    ) -> dict[uuid.UUID, int]:
+        """The last sequence applied to each of these orders (absent: no event yet)."""
+        cursor = await conn.execute(
+            sql.SQL("SELECT id, last_sequence FROM {} WHERE id = ANY(%s)").format(self._orders),
+            (list(order_ids),),
+        )
+        return dict(await cursor.fetchall())
+
     async def load_states(
         self, conn: AsyncConnection, order_ids: Iterable[uuid.UUID]
     ) -> dict[uuid.UUID, OrderState]:

@@ -24,8 +24,7 @@ import gc
 import re
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -40,6 +39,7 @@ from psycopg import AsyncConnection, sql
 from services.common import db, kafka
 from services.common.settings import Settings
 from services.domain.order import OrderState
+from services.projector.cache import StateCache
 from services.projector.projection import (
     LogRecord,
     Projection,
@@ -115,46 +115,6 @@ def check_schema_name(name: str) -> str:
 def stamp() -> str:
     """A UTC timestamp fit for a schema name."""
     return datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-
-
-class StateCache:
-    """The states of recently seen unfinished orders, at most `capacity` of them.
-
-    Finished orders are dropped at once: they are rarely touched again (a redelivery
-    at most), and such a miss is reloaded from the rebuilt tables like any other.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._states: OrderedDict[uuid.UUID, OrderState] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._states)
-
-    def lookup(
-        self, order_ids: Iterable[uuid.UUID]
-    ) -> tuple[dict[uuid.UUID, OrderState | None], set[uuid.UUID]]:
-        """The cached states of these orders, and the ids not cached."""
-        found: dict[uuid.UUID, OrderState | None] = {}
-        missing: set[uuid.UUID] = set()
-        for order_id in order_ids:
-            state = self._states.get(order_id)
-            if state is None:
-                missing.add(order_id)
-            else:
-                found[order_id] = state
-        return found, missing
-
-    def remember(self, states: Mapping[uuid.UUID, OrderState]) -> None:
-        """Keep these newer states; evict finished orders, then the least recently used."""
-        for order_id, state in states.items():
-            if state.is_final:
-                self._states.pop(order_id, None)
-                continue
-            self._states[order_id] = state
-            self._states.move_to_end(order_id)
-        while len(self._states) > self.capacity:
-            self._states.popitem(last=False)
 
 
 @dataclass

@@ -23,8 +23,11 @@ from aiokafka.structs import RecordMetadata
 from schemas import codec
 from schemas.envelope import Envelope, genesis_hash, record_hash
 from schemas.events import FailureCode, OrderEvent, OrderFailed, TransactionBuilt
+from services.common.db import open_pool
 from services.common.kafka import durable_producer, ensure_topics, start_producer, topic_specs
 from services.common.settings import Settings
+from services.projector.main import Projector
+from services.projector.projection import LogRecord
 from services.projector.store import ReadModelStore
 from tests.builders import completed, next_envelope, quote, route_plan, routed_and_sent, submitted
 from tests.fixtures.projector import caught_up, projector_running
@@ -361,3 +364,36 @@ async def test_a_restarted_projector_reads_nothing_before_its_stored_positions(
     assert len(parked) == len(poison)
     # The first projector is subject to the same race on a fresh topic; only compare growth.
     assert {s: len(v) for s, v in parked.items()} == {s: len(v) for s, v in parked_once.items()}
+
+
+async def test_a_cached_state_behind_the_stored_one_is_not_used(
+    make_settings: MakeSettings,
+) -> None:
+    """After a rebalance another projector may have applied an order's events: the stored
+    `last_sequence` wins over the cache, or the next event would be refused as a gap."""
+    settings = make_settings()
+    assert settings.database_url
+    order_id = uuid.uuid4()
+    values: list[bytes] = []
+    for payload in (submitted("4"), *route_and_send(TX_A), completed(TX_A, "600")):
+        envelope = next_envelope(order_id, values, payload, start=T0, producer="test-router")
+        values.append(codec.encode(envelope))
+    record = [
+        LogRecord(settings.orders_topic, 0, offset, str(order_id).encode(), value)
+        for offset, value in enumerate(values)
+    ]
+    pool = await open_pool(settings.database_url, max_size=2)
+    first = Projector(settings, pool, ReadModelStore())
+    second = Projector(settings, pool, ReadModelStore())
+    try:
+        assert await first.apply(record[:2]) == 2  # first caches the order at sequence 2
+        assert await second.apply(record[2:4]) == 2  # the partition moved: 3 and 4 elsewhere
+        assert await first.apply(record[2:]) == 1  # back: 3 and 4 are below the position
+        async with read_model(settings) as db:
+            orders = await db.orders([order_id])
+            sequences = await db.event_sequences([order_id])
+    finally:
+        await asyncio.gather(first.stop(), second.stop())  # never started: releases clients
+        await pool.close()
+    assert sequences == {order_id: [1, 2, 3, 4, 5]}
+    assert (orders[order_id]["status"], orders[order_id]["last_sequence"]) == ("completed", 5)
