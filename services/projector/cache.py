@@ -42,13 +42,22 @@ class StateCache:
                 found[order_id] = state
         return found, missing
 
-    def remember(self, states: Mapping[uuid.UUID, OrderState]) -> None:
-        """Keep these newer states; evict finished orders, then the least recently used."""
+    def remember(self, states: Mapping[uuid.UUID, OrderState]) -> list[OrderState]:
+        """Keep these newer states; evict finished orders, then the least recently used.
+
+        Returns the unfinished states evicted to stay within capacity.
+        """
         for order_id, state in states.items():
             if state.is_final:
                 self._states.pop(order_id, None)
                 continue
             self._states[order_id] = state
             self._states.move_to_end(order_id)
+        evicted: list[OrderState] = []
         while len(self._states) > self.capacity:
-            self._states.popitem(last=False)
+            evicted.append(self._states.popitem(last=False)[1])
+        return evicted
+
+    def states(self) -> list[OrderState]:
+        """Every cached state, least recently used first."""
+        return list(self._states.values())

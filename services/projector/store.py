@@ -104,12 +104,20 @@ class ReadModelStore:
             states[order_id] = evolve(states.get(order_id), envelope, event_hash)
         return states
 
-    async def write(self, conn: AsyncConnection, topic: str, projection: Projection) -> None:
-        """Write rows and positions; the caller owns the transaction.
+    async def write(
+        self,
+        conn: AsyncConnection,
+        topic: str,
+        projection: Projection,
+        orders: Iterable[OrderState] | None = None,
+    ) -> None:
+        """Write event rows, order rows and positions; the caller owns the transaction.
 
-        Event rows go in with one binary COPY and order rows with one upsert over
-        arrays (one per column): a batch costs three statements whatever its size,
-        where row-by-row `executemany` cost more client CPU than folding the events.
+        `orders` are the order rows to write, by default every state the projection
+        changed (a rebuild defers some, see `Rebuilder`). Event rows go in with one
+        binary COPY and order rows with one upsert over arrays (one per column): a
+        batch costs three statements whatever its size, where row-by-row
+        `executemany` cost more client CPU than folding the events.
         """
         async with conn.cursor() as cursor:
             if projection.events:
@@ -118,15 +126,19 @@ class ReadModelStore:
                     copy.set_types(types)
                     for row in projection.events:
                         await copy.write_row(_event_values(row))
-            if projection.states:
-                types = await self._column_types(conn, "orders", ORDER_COLUMNS)
-                rows = [_order_values(state) for state in projection.states.values()]
-                columns = [list(column) for column in zip(*rows, strict=True)]
-                await cursor.execute(self._upsert_orders(types), columns)
+            await self.write_orders(conn, projection.states.values() if orders is None else orders)
             await cursor.executemany(
                 self._upsert_position,
                 [(topic, partition, offset) for partition, offset in projection.positions.items()],
             )
+
+    async def write_orders(self, conn: AsyncConnection, states: Iterable[OrderState]) -> None:
+        """Insert or update the `orders` rows of these states."""
+        rows = [_order_values(state) for state in states]
+        if rows:
+            types = await self._column_types(conn, "orders", ORDER_COLUMNS)
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            await conn.execute(self._upsert_orders(types), columns)
 
     def _upsert_orders(self, types: Sequence[str]) -> sql.Composed:
         """Insert or update every order of a batch from one array per column."""

@@ -11,6 +11,12 @@ Memory stays flat whatever the length of the log: the orders' states live in the
 rebuilt tables, and only a bounded cache of unfinished orders is kept in memory
 (a miss is reloaded from the rebuilt `order_events`, as the live projector does).
 
+An order's row is written when it finishes, when it leaves the cache, and for the
+orders still cached at the end of each `run_to`, not after every batch that
+touches it: in between, its events are in `order_events` and its state is in
+memory, and a rebuild is only read once `run_to` returns. That is one insert per
+order instead of an upsert per batch, the largest part of PostgreSQL's work.
+
 Writing a batch overlaps folding the next one: PostgreSQL works on batch n on
 one core while Python decodes batch n + 1 on the other. Misses are read on a
 second connection; an order of the batch still being written is found in that
@@ -328,6 +334,7 @@ class Rebuilder:
                 if self.on_progress is not None:
                     self.on_progress(self.report.records, self._total)
             await self._written()
+            await self._write_cached_orders()
         finally:
             await self._abandon_write()  # only left over when the loop failed or was stopped
             self.report.seconds += time.perf_counter() - started
@@ -382,7 +389,8 @@ class Rebuilder:
         if missing:
             prior.update(await self.store.load_states(self._reader, missing))
         projection = project(batch, prior)
-        self.cache.remember(projection.states)
+        evicted = self.cache.remember(projection.states)
+        finished = [state for state in projection.states.values() if state.is_final]
         report = self.report
         report.records += len(batch)
         report.events += len(projection.events)
@@ -395,12 +403,17 @@ class Rebuilder:
             report.first_break = report.first_break or breaks[0]
         await self._written()
         self._writing_states = projection.states
-        self._writing = asyncio.create_task(self._write(projection))
+        self._writing = asyncio.create_task(self._write(projection, [*finished, *evicted]))
 
-    async def _write(self, projection: Projection) -> None:
+    async def _write(self, projection: Projection, orders: list[OrderState]) -> None:
         async with self.conn.transaction():
-            await self.store.write(self.conn, self.topic, projection)
+            await self.store.write(self.conn, self.topic, projection, orders)
         self.report.positions.update(projection.positions)
+
+    async def _write_cached_orders(self) -> None:
+        """The rows of orders still in flight, so the schema is complete when `run_to` returns."""
+        async with self.conn.transaction():
+            await self.store.write_orders(self.conn, self.cache.states())
 
     async def _abandon_write(self) -> None:
         """Let a batch still being written end (one batch: bounded) and ignore its outcome.

@@ -244,7 +244,9 @@ async def test_a_rebuild_equals_the_live_read_model_every_time(
     async with log_of(settings) as log, live_schema(settings) as live:
         orders = await write_mixed_orders(log)
         await project_into(settings, live)
-        first = await rebuild(settings, into=f"{live}_a", live=live, batch_size=7)
+        # Small batches and a one-order cache: states are evicted and reloaded, and rows
+        # are written at eviction, at the end and when orders finish.
+        first = await rebuild(settings, into=f"{live}_a", live=live, batch_size=7, cache_size=1)
         second = await rebuild(settings, into=f"{live}_b", live=live)
         expected = await dump(settings, live)
         assert await dump(settings, f"{live}_a") == expected

@@ -129,16 +129,19 @@ def test_the_state_cache_is_bounded_and_forgets_finished_orders() -> None:
     cache = StateCache(capacity=2)
     orders = [uuid.uuid4() for _ in range(3)]
     states = {}
+    evicted = []
     for order in orders:
         projection = project(records(order, chained(order, lifecycle()[:2])), {})
         states[order] = projection.states[order]
-        cache.remember(projection.states)
+        evicted += cache.remember(projection.states)
     found, missing = cache.lookup(orders)
     assert set(found) == set(orders[1:])
     assert missing == {orders[0]}  # least recently used, evicted
+    assert evicted == [states[orders[0]]]  # handed back, so a rebuild can write its row
+    assert cache.states() == [states[orders[1]], states[orders[2]]]
 
     done = project(records(orders[1], chained(orders[1], lifecycle())), {}).states
-    cache.remember(done)
+    assert cache.remember(done) == []  # a finished order leaves, but is not "evicted"
     assert cache.lookup([orders[1]]) == ({}, {orders[1]})
     assert len(cache) == 1
 
