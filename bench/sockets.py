@@ -1,6 +1,6 @@
 """Thousands of WebSocket subscribers on one API process: does every one get every event?
 
-Run: `.venv/bin/python bench/sockets.py [--sockets 5000] [--orders 40] [--rate 10]`.
+Run: `.venv/bin/python bench/sockets.py [--sockets 5000] [--orders 20] [--rate 10]`.
 Starts Kafka, PostgreSQL, one projector, one router and one API process as
 `bench/load.py` does (its `Launched`), opens `--sockets` firehose subscriptions
 (`/ws/orders`) to the API and waits until each has its `connected` message, then
