@@ -13,9 +13,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -30,6 +30,7 @@ from services.api.read_model import ReadModel, ReadModelUnavailable
 from services.common.metrics import WEBSOCKET_CLIENTS
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # The projector may not have stored an order yet right after its 202.
 NOT_FOUND_GRACE_SECONDS = 2.0
@@ -147,9 +148,37 @@ async def _stored(
         await asyncio.sleep(_POLL_SECONDS)
 
 
-async def _read(query: Awaitable[list[Envelope]]) -> list[Envelope]:
+# Reads still running for sockets that have gone (see `detached`): held so they finish.
+_DETACHED: set[asyncio.Task[Any]] = set()
+
+
+async def detached(query: Coroutine[Any, Any, T]) -> T:
+    """Await a read-model query in a task of its own, which a leaving client does not cancel.
+
+    Why: cancelled while it waits for a pooled connection, psycopg_pool's waiting
+    client keeps the CancelledError, whose traceback holds every frame up to the
+    socket handler: a reference cycle that kept each such socket (transport,
+    buffers, deflate state) alive until a full garbage collection, which a large
+    heap rarely runs, so the API's memory grew with every socket closed during the
+    not-found grace. Detached, the query ends by itself (within the pool timeout)
+    and none of its frames refer to the socket; a query cancelled mid-statement
+    also no longer costs a pooled connection.
+    """
+    task = asyncio.create_task(query)
+    _DETACHED.add(task)
+    task.add_done_callback(_forget)
+    return await asyncio.shield(task)
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    _DETACHED.discard(task)
+    if not task.cancelled():
+        task.exception()  # mark it retrieved: a caller still waiting has had it already
+
+
+async def _read(query: Coroutine[Any, Any, list[Envelope]]) -> list[Envelope]:
     try:
-        return await query
+        return await detached(query)
     except ReadModelUnavailable:
         raise StreamEnded(
             "READ_MODEL_UNAVAILABLE",
@@ -286,7 +315,7 @@ async def _wanted(
     if pair is None:
         # Submitted before this process started and not routed since: ask the read model.
         with contextlib.suppress(ReadModelUnavailable):
-            pair = await read_model.pair(envelope.order_id)
+            pair = await detached(read_model.pair(envelope.order_id))
         if pair is None:
             return False
         feed.remember_pair(envelope.order_id, pair)
@@ -300,7 +329,7 @@ async def _owned_by(order_id: uuid.UUID, owner: str, feed: LiveFeed, read_model:
         # (the projector behind), the event is not shown: never someone else's by mistake.
         row = None
         with contextlib.suppress(ReadModelUnavailable):
-            row = await read_model.order(order_id)
+            row = await detached(read_model.order(order_id))
         if row is None:
             return False
         found = row["owner"]
