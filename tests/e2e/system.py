@@ -8,8 +8,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,11 +52,22 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 @dataclass
 class System:
-    """Child processes of one system under test; each can be killed and restarted."""
+    """Child processes of one system under test; each can be killed and restarted.
+
+    With `supervise()`, a child that exits on its own is started again, as `oee up`
+    does, and counted in `restarts`; exits the test asks for (kill, terminate,
+    stop_all) are not restarted.
+    """
 
     settings: Settings
     log_dir: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    restarts: Counter[str] = field(default_factory=Counter)
+    _launch: dict[str, tuple[str, int | None, str | None]] = field(default_factory=dict)
+    _expected_exits: set[int] = field(default_factory=set)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _supervising: threading.Event = field(default_factory=threading.Event)
+    _supervisor: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
@@ -64,6 +77,12 @@ class System:
         self, name: str, *, api_port: int | None = None, instance: str | None = None
     ) -> subprocess.Popen[bytes]:
         """Start `oee <name>`; a second process of a kind needs an `api_port` or an `instance`."""
+        with self._lock:
+            return self._start(name, api_port=api_port, instance=instance)
+
+    def _start(
+        self, name: str, *, api_port: int | None = None, instance: str | None = None
+    ) -> subprocess.Popen[bytes]:
         env = os.environ | settings_env(self.settings)
         key = name
         if api_port is not None:
@@ -80,15 +99,50 @@ class System:
         )
         log.close()
         self.processes[key] = process
+        self._launch[key] = (name, api_port, instance)
         return process
+
+    def expect_exit(self, key: str) -> subprocess.Popen[bytes]:
+        """The test is about to stop this process itself: the supervisor must not restart it."""
+        with self._lock:
+            process = self.processes[key]
+            self._expected_exits.add(process.pid)
+            return process
 
     def kill(self, key: str) -> None:
         """SIGKILL: no cleanup, as in a crash."""
-        process = self.processes[key]
+        process = self.expect_exit(key)
         process.send_signal(signal.SIGKILL)
         process.wait(10)
 
+    def supervise(self, interval: float = 0.5) -> None:
+        """Restart any child that exits unasked, like `oee up`, counting each in `restarts`."""
+        if self._supervisor is not None:
+            return
+        self._supervising.set()
+        self._supervisor = threading.Thread(
+            target=self._supervise, args=(interval,), name="oee-test-supervisor", daemon=True
+        )
+        self._supervisor.start()
+
+    def _supervise(self, interval: float) -> None:
+        while self._supervising.is_set():
+            with self._lock:
+                for key, process in list(self.processes.items()):
+                    code = process.poll()
+                    if code is None or process.pid in self._expected_exits:
+                        continue
+                    name, api_port, instance = self._launch[key]
+                    with (self.log_dir / f"{key.replace(':', '-')}.log").open("a") as log:
+                        log.write(f"\n== supervisor: {key} exited with {code}; restarting\n")
+                    self.restarts[key] += 1
+                    self._start(name, api_port=api_port, instance=instance)
+            time.sleep(interval)
+
     def stop_all(self) -> None:
+        self._supervising.clear()
+        if self._supervisor is not None:
+            self._supervisor.join(5)
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -104,6 +158,27 @@ class System:
         return "\n".join(
             f"== {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.log_dir.glob("*.log"))
         )
+
+    def replay_verify(self) -> subprocess.CompletedProcess[str]:
+        """`oee replay verify` against this system's log and read models (exit 0: no difference)."""
+        return subprocess.run(
+            [sys.executable, "-m", "services.cli", "replay", "verify"],
+            env=os.environ
+            | settings_env(self.settings)
+            | {"OEE_LOG_FORMAT": "console", "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    async def assert_replay_verifies(self) -> None:
+        """The read models rebuilt from the log equal the live ones; every hash chain holds."""
+        result = await asyncio.to_thread(self.replay_verify)
+        output = f"{result.stdout}\n{result.stderr}"
+        assert result.returncode == 0, f"oee replay verify found differences:\n{output}"
+        assert "read models equal" in output, output
+        assert "hash chain intact" in output, output
 
     async def wait_healthy(self, base_url: str | None = None, timeout: float = 60) -> None:
         url = f"{base_url or self.base_url}/health"

@@ -34,6 +34,7 @@ class Load:
     base_urls: list[str]
     accepted: set[str] = field(default_factory=set)
     outcomes: Counter[str] = field(default_factory=Counter)
+    accepted_by: Counter[str] = field(default_factory=Counter)  # 202s per API base URL
     rng: random.Random = field(default_factory=lambda: random.Random(11))
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -56,6 +57,7 @@ class Load:
             return None
         order_id = str(response.json()["orderId"])
         self.accepted.add(order_id)
+        self.accepted_by[url] += 1
         return order_id
 
     async def run(self, count: int, *, concurrency: int = 8, pause: float = 0.01) -> None:
@@ -156,7 +158,7 @@ async def orders_on_log(system: System) -> set[str]:
 
 def terminate(system: System, key: str, timeout: float = 30) -> tuple[float, int | None]:
     """SIGTERM one process; how long it took to exit and its exit code (None: had to be killed)."""
-    process: subprocess.Popen[bytes] = system.processes[key]
+    process: subprocess.Popen[bytes] = system.expect_exit(key)
     began = time.monotonic()
     process.send_signal(signal.SIGTERM)
     try:
@@ -219,7 +221,7 @@ async def assert_exactly_once_despite_poison(system: System, order_ids: set[str]
             " WHERE order_id = ANY(%s::uuid[]) GROUP BY 1",
             (list(order_ids),),
         )
-        fills = dict(await cursor.fetchall())
+        fills: dict[str, int] = dict(await cursor.fetchall())
     assert {order_id: status for order_id, status, _, _ in rows} == finals
     for order_id, _, last_sequence, stored in rows:
         assert last_sequence == stored == max(sequences[order_id]), order_id

@@ -1,7 +1,8 @@
 """Kafka or PostgreSQL stopped for ten seconds under load, then started again.
 
 These stop the session's shared broker or database, so they restart it in a
-`finally` and wait until it answers before anything else runs.
+`finally` and wait until it answers before anything else runs. The processes run
+supervised, as under `oee up`; each test ends by checking that none needed a restart.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from tests.e2e.system import System, eventually, order_payload
 from tests.e2e.test_order_flow import assert_log_matches_read_models
 from tests.reliability.support import (
     Load,
-    OrdersStuck,
     kafka_answers,
     orders_on_log,
     router_ready,
@@ -45,17 +45,11 @@ async def timed_post(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,  # a race: most runs (2 of 3 here) hit it; strict would make the suite flaky
-    raises=OrdersStuck,
-    reason="router: after the broker restarts, faust's assignor may run on metadata without the"
-    " orders topic and assign []; the router's watchdog then stops it after 30 s for its"
-    " supervisor to restart, but this harness does not restart processes",
-)
 async def test_kafka_down_ten_seconds_is_503_then_everything_accepted_completes(
     start_system: Any, broker: KafkaBroker
 ) -> None:
-    system: System = await start_system(venue_latency="realistic")
+    # Supervised as under `oee up`, so a restart would be seen (and counted), not fatal.
+    system: System = await start_system(venue_latency="realistic", supervise=True)
     ready = await router_ready(system)
     load = Load([system.base_url])
     await load.run(150, concurrency=10)  # accepted, and mostly still in flight when Kafka goes
@@ -134,19 +128,14 @@ async def test_kafka_down_ten_seconds_is_503_then_everything_accepted_completes(
     await assert_log_matches_read_models(system, on_log)
     async with httpx.AsyncClient(timeout=10) as client:
         assert (await client.get(f"{system.base_url}/health")).status_code == 200
+    assert_resumed_in_process(system)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,  # kept until it has passed repeatedly since the fixes below
-    raises=OrdersStuck,
-    reason="fixed, under watch: orders now wait out the outage (ChainUnreachable) and the"
-    " router's timers and catch-up no longer crash it while PostgreSQL is down",
-)
 async def test_postgres_down_ten_seconds_reads_are_503_writes_go_on_projector_catches_up(
     start_system: Any, pg_server: EmbeddedPostgres
 ) -> None:
-    system: System = await start_system(venue_latency="realistic")
+    system: System = await start_system(venue_latency="realistic", supervise=True)
     ready = await router_ready(system)
     load = Load([system.base_url])
     await load.run(150, concurrency=10)
@@ -191,6 +180,14 @@ async def test_postgres_down_ten_seconds_reads_are_503_writes_go_on_projector_ca
     assert await orders_on_log(system) == everything
     await wait_all_final(system, everything, timeout=60)
     await assert_log_matches_read_models(system, everything)
+    assert_resumed_in_process(system)
+
+
+def assert_resumed_in_process(system: System) -> None:
+    """No process had to be restarted: each waited out the outage and carried on by itself."""
+    assert not system.restarts, f"restarted by the supervisor: {dict(system.restarts)}\n" + (
+        system.logs()
+    )
 
 
 async def projector_caught_up(settings: Settings) -> bool:
