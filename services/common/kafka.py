@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    TopicAlreadyExistsError,
+)
+from aiokafka.structs import RecordMetadata
 
 from services.common.errors import DependencyUnavailable
 from services.common.metrics import DEAD_LETTERS
@@ -96,6 +103,89 @@ async def start_producer(producer: AIOKafkaProducer, servers: str, timeout: floa
         raise unreachable(servers, exc) from None
 
 
+class RenewingProducer:
+    """A durable producer that replaces itself when the log stops accepting its sequence numbers.
+
+    aiokafka fails a batch that expires while its partition has no leader (a broker
+    restart) after giving it a sequence number the broker never sees; every later
+    write of that idempotent producer to the partition is then refused with
+    OutOfOrderSequenceNumber, forever, since aiokafka never resets its producer id.
+    A write that meets it starts a fresh producer (once, however many writes saw the
+    error), waits for it, and raises: the broker refused the write, so the caller's
+    retry, which goes to the fresh producer, cannot duplicate it.
+    """
+
+    def __init__(self, servers: str, *, client_id: str, linger_ms: int = 2) -> None:
+        self.servers = servers
+        self.client_id = client_id
+        self.linger_ms = linger_ms
+        self.current = self._new()
+        self._renewal: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    def _new(self) -> AIOKafkaProducer:
+        return durable_producer(self.servers, client_id=self.client_id, linger_ms=self.linger_ms)
+
+    async def start(self) -> None:
+        await start_producer(self.current, self.servers)
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        *,
+        value: bytes | None,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> RecordMetadata:
+        producer = self.current
+        try:
+            return await producer.send_and_wait(topic, value=value, key=key, headers=headers)
+        except (OutOfOrderSequenceNumber, ProducerFenced):
+            if self.current is producer:
+                if self._renewal is None:
+                    self._renewal = asyncio.create_task(self._renew(producer))
+                # Shielded: a caller that gives up (a request's timeout) leaves it running.
+                await asyncio.shield(self._renewal)
+            raise
+
+    async def _renew(self, broken: AIOKafkaProducer) -> None:
+        try:
+            delay = 0.2
+            while True:
+                fresh = self._new()
+                try:
+                    await start_producer(fresh, self.servers)
+                    break
+                except DependencyUnavailable as exc:
+                    log.warning("new producer cannot start, retrying in %.1fs: %s", delay, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+            self.current = fresh
+            log.warning("Kafka producer replaced: its sequence numbers no longer matched the log")
+            retire = asyncio.create_task(_stop_quietly(broken))
+            self._retiring.add(retire)
+            retire.add_done_callback(self._retiring.discard)
+        finally:
+            self._renewal = None
+
+    async def stop(self) -> None:
+        if self._renewal is not None:
+            self._renewal.cancel()
+        if self._retiring:
+            _, unfinished = await asyncio.wait(self._retiring, timeout=5)
+            for task in unfinished:
+                task.cancel()
+        await self.current.stop()
+
+
+async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+    """Stop a replaced producer: its pending writes land or fail (and their callers retry)."""
+    try:
+        await producer.stop()
+    except (KafkaError, OSError) as exc:
+        log.warning("replaced producer did not stop cleanly: %s", exc)
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """Where a record came from and why it could not be handled."""
@@ -108,7 +198,7 @@ class DeadLetter:
 
 
 async def send_to_dead_letter(
-    producer: AIOKafkaProducer,
+    producer: AIOKafkaProducer | RenewingProducer,
     dead_letter_topic: str,
     letter: DeadLetter,
     key: bytes | None,

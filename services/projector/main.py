@@ -17,10 +17,9 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from services.common.db import migrate, open_pool
 from services.common.kafka import (
     DeadLetter,
-    durable_producer,
+    RenewingProducer,
     ensure_topics,
     send_to_dead_letter,
-    start_producer,
     topic_specs,
     unreachable,
 )
@@ -53,8 +52,9 @@ class _SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._projector.seek_to_stored_positions(assigned)
 
 
-def is_db_outage(exc: BaseException) -> bool:
-    return isinstance(exc, psycopg.OperationalError | PoolTimeout)
+def is_outage(exc: BaseException) -> bool:
+    """PostgreSQL down, or Kafka refusing a dead letter: wait and apply the batch again."""
+    return isinstance(exc, psycopg.OperationalError | PoolTimeout | KafkaError)
 
 
 class Projector:
@@ -79,7 +79,7 @@ class Projector:
             session_timeout_ms=6000,
             heartbeat_interval_ms=1000,
         )
-        self.producer = durable_producer(
+        self.producer = RenewingProducer(
             settings.kafka_bootstrap_servers, client_id="oee-projector-dlq"
         )
         self.applied = 0
@@ -96,7 +96,7 @@ class Projector:
 
     async def start(self) -> None:
         servers = str(self.settings.kafka_bootstrap_servers)
-        await start_producer(self.producer, servers)
+        await self.producer.start()
         self.consumer.subscribe([self.topic], listener=_SeekToStoredPositions(self))
         try:
             await self.consumer.start()
@@ -173,8 +173,8 @@ class Projector:
                 continue
             applied = await retry_while_down(
                 functools.partial(self.apply, records),
-                is_outage=is_db_outage,
-                what="PostgreSQL",
+                is_outage=is_outage,
+                what="PostgreSQL or Kafka",
                 stop=stop,
             )
             if applied is None:

@@ -11,8 +11,8 @@ from typing import Any
 
 import faust
 import psycopg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber, ProducerFenced
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from schemas.codec import encode
@@ -21,13 +21,11 @@ from schemas.events import OrderEvent
 from services.chain.client import SimulatedRpc
 from services.chain.ledger import Ledger
 from services.common.db import migrate, open_pool
-from services.common.errors import DependencyUnavailable
 from services.common.kafka import (
     DeadLetter,
-    durable_producer,
+    RenewingProducer,
     ensure_topics,
     send_to_dead_letter,
-    start_producer,
     topic_specs,
 )
 from services.common.logging import configure_logging
@@ -62,11 +60,9 @@ class RouterRuntime:
         self.producer_name = f"router:{socket.gethostname()}:{os.getpid()}"
         self.db: AsyncConnectionPool | None = None
         # aiokafka clients bind to the running loop, so they are made in start().
-        self.producer: AIOKafkaProducer | None = None
+        self.producer: RenewingProducer | None = None
         self.router: OrderRouter | None = None
         self._started = asyncio.Lock()
-        self._renewing = asyncio.Lock()
-        self._retiring: set[asyncio.Task[None]] = set()
 
     async def start(self) -> OrderRouter:
         async with self._started:
@@ -76,8 +72,8 @@ class RouterRuntime:
             # Each order appends four events one after another; a 5 ms linger lets the
             # events of concurrent orders share produce requests (profiled: one request per
             # event was an eighth of the router's CPU at 200 orders/s).
-            self.producer = self._new_producer()
-            await start_producer(self.producer, self.servers)
+            self.producer = RenewingProducer(self.servers, client_id="oee-router", linger_ms=5)
+            await self.producer.start()
             ledger = Ledger(self.db, Market(seed=self.settings.market_seed))
             await ledger.genesis()
             realistic = self.settings.venue_latency == "realistic"
@@ -119,10 +115,13 @@ class RouterRuntime:
             payload=payload,
         )
         value = encode(envelope)
+        assert self.producer is not None
         delay = 0.2
         while True:
             try:
-                await self.write(self.settings.orders_topic, value, str(state.order_id).encode())
+                await self.producer.send_and_wait(
+                    self.settings.orders_topic, value=value, key=str(state.order_id).encode()
+                )
                 break
             except KafkaError as exc:
                 log.warning(
@@ -132,57 +131,6 @@ class RouterRuntime:
                 delay = min(delay * 2, 5.0)
         metrics.record(state, envelope)
         return evolve(state, envelope, record_hash(value))
-
-    async def write(self, topic: str, value: bytes, key: bytes) -> None:
-        """One durable write; a producer whose sequence numbers broke is replaced, then it raises.
-
-        aiokafka fails a batch that expires while its partition has no leader (a
-        broker restart) after giving it a sequence number the broker never sees;
-        every later write to that partition is then refused with
-        OutOfOrderSequenceNumber, forever, and aiokafka never resets its producer
-        id. The broker refused those writes, so the caller's retry on a fresh
-        producer (a new producer id, sequences from 0) cannot duplicate them.
-        """
-        producer = self.producer
-        assert producer is not None
-        try:
-            await producer.send_and_wait(topic, value=value, key=key)
-        except (OutOfOrderSequenceNumber, ProducerFenced):
-            await self._renew_producer(producer)
-            raise
-
-    def _new_producer(self) -> AIOKafkaProducer:
-        # A 5 ms linger lets concurrent orders' events share produce requests.
-        return durable_producer(self.servers, client_id="oee-router", linger_ms=5)
-
-    async def _renew_producer(self, broken: AIOKafkaProducer) -> None:
-        """Swap `broken` for a started fresh producer, once however many writes saw it fail."""
-        async with self._renewing:
-            if self.producer is not broken:
-                return  # another write renewed it already
-            delay = 0.2
-            while True:
-                fresh = self._new_producer()
-                try:
-                    await start_producer(fresh, self.servers)
-                    break
-                except DependencyUnavailable as exc:
-                    log.warning("new producer cannot start, retrying in %.1fs: %s", delay, exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-            self.producer = fresh
-            log.warning("Kafka producer replaced: its sequence numbers no longer matched the log")
-            retire = asyncio.create_task(self._retire(broken))
-            self._retiring.add(retire)
-            retire.add_done_callback(self._retiring.discard)
-
-    @staticmethod
-    async def _retire(producer: AIOKafkaProducer) -> None:
-        """Stop a replaced producer: its pending writes land or fail (and their callers retry)."""
-        try:
-            await producer.stop()
-        except (KafkaError, OSError) as exc:
-            log.warning("replaced producer did not stop cleanly: %s", exc)
 
     async def dead_letter(
         self, partition: int, offset: int, key: bytes | None, value: bytes | None, reason: str
@@ -295,10 +243,6 @@ class RouterRuntime:
         if self.router is not None:
             await self.router.drain(SHUTDOWN_GRACE_SECONDS)
             await self.save_positions()
-        if self._retiring:
-            _, unfinished = await asyncio.wait(self._retiring, timeout=5)
-            for task in unfinished:
-                task.cancel()
         if self.producer is not None:
             await self.producer.stop()
         if self.db is not None:

@@ -1,4 +1,4 @@
-"""The router's writes survive aiokafka's broken-sequence state after a broker restart.
+"""Writes survive aiokafka's broken-sequence state after a broker restart.
 
 aiokafka fails a batch that expires while its partition has no leader only after
 giving it a sequence number; the broker never sees that number, so every later
@@ -15,8 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import OutOfOrderSequenceNumber
 
-from services.common.kafka import durable_producer, ensure_topics, start_producer, topic_specs
-from services.router.main import RouterRuntime
+from services.common.kafka import RenewingProducer, ensure_topics, topic_specs
 from tests.fixtures.settings import MakeSettings
 
 
@@ -28,24 +27,23 @@ async def test_a_producer_whose_sequence_numbers_broke_is_replaced_and_nothing_i
     assert servers is not None
     topic = settings.orders_topic
     await ensure_topics(servers, topic_specs(settings))
-    runtime = RouterRuntime(settings)
-    broken = durable_producer(servers, client_id="oee-router-test", linger_ms=0)
-    await start_producer(broken, servers)
-    runtime.producer = broken
+    producer = RenewingProducer(servers, client_id="oee-test-renewal", linger_ms=0)
+    await producer.start()
+    broken = producer.current
     try:
-        first = await broken.send_and_wait(topic, value=b"first", key=b"order")
+        first = await producer.send_and_wait(topic, value=b"first", key=b"order")
         tp = TopicPartition(topic, first.partition)
         # What aiokafka does to a batch it fails unsent: the sequence moves on regardless.
         assert broken._txn_manager is not None
         broken._txn_manager.increment_sequence_number(tp, 1)
 
         with pytest.raises(OutOfOrderSequenceNumber):
-            await runtime.write(topic, b"second", b"order")
-        assert runtime.producer is not broken  # replaced, by the failed write itself
-        await runtime.write(topic, b"second", b"order")  # the caller's retry lands
-        await runtime.write(topic, b"third", b"order")
+            await producer.send_and_wait(topic, value=b"second", key=b"order")
+        assert producer.current is not broken  # replaced, by the failed write itself
+        await producer.send_and_wait(topic, value=b"second", key=b"order")  # the retry lands
+        await producer.send_and_wait(topic, value=b"third", key=b"order")
     finally:
-        await runtime.stop()
+        await producer.stop()
 
     assert await values_on(servers, tp) == [b"first", b"second", b"third"]
 
