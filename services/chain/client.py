@@ -19,10 +19,11 @@ from typing import Protocol
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from services.chain.ledger import Ledger, Receipt, Transaction
+from services.chain.ledger import BlockAbandoned, Ledger, Receipt, Transaction
 
-# The simulated chain's store being down looks, to a router, like an unreachable RPC.
-_STORE_DOWN = (psycopg.OperationalError, PoolTimeout)
+# The simulated chain's store being down (or a block dropped on the way) looks, to a
+# router, like an unreachable RPC: the order waits and sends again.
+_STORE_DOWN = (psycopg.OperationalError, PoolTimeout, BlockAbandoned)
 
 
 class ChainUnreachable(Exception):

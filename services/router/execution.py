@@ -234,7 +234,8 @@ def transaction_for(state: OrderState, chain_seed: int) -> Transaction:
         for leg in state.plan.legs
     )
     return Transaction(
-        signature=signature_for(state.order_id, chain_seed),
+        # The signature the order's TransactionSubmitted carries (base58 is not free to redo).
+        signature=state.tx_hash or signature_for(state.order_id, chain_seed),
         order_id=state.order_id,
         token_in=state.token_in,
         token_out=state.token_out,
