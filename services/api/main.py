@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from uvicorn.loops.auto import auto_loop_factory
 
 from services.api.auth.mode import startup_problem, warn_if_disabled
 from services.api.errors import install_error_handlers
@@ -80,4 +81,7 @@ def serve(settings: Settings) -> None:
     if problem is not None:
         raise SystemExit(f"error: {problem}")
     warn_if_disabled(settings)
-    asyncio.run(_serve(settings))
+    # The loop uvicorn.run would choose (uvloop where installed, as uvicorn[standard]
+    # installs it); a bare asyncio.run kept the API on the slower stdlib loop.
+    with asyncio.Runner(loop_factory=auto_loop_factory()) as runner:
+        runner.run(_serve(settings))

@@ -6,8 +6,6 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaProducer
-
 from services.api.auth.authenticator import Authenticator
 from services.api.auth.ratelimit import ConnectionLimiter, RateLimiter
 from services.api.auth.store import PostgresKeys
@@ -19,10 +17,9 @@ from services.api.quotes import Quoter
 from services.api.read_model import ReadModel, ReadModelUnavailable, open_read_pool
 from services.common.db import local_database_url
 from services.common.kafka import (
+    RenewingProducer,
     bootstrap_servers,
-    durable_producer,
     ensure_topics,
-    start_producer,
     topic_specs,
 )
 from services.common.settings import Settings
@@ -35,7 +32,7 @@ class ApiRuntime:
     """Everything a request handler needs, started in dependency order."""
 
     settings: Settings
-    producer: AIOKafkaProducer
+    producer: RenewingProducer
     publisher: OrderPublisher
     feed: LiveFeed
     read_model: ReadModel
@@ -52,12 +49,12 @@ class ApiRuntime:
         jwt = JwtVerifier.from_settings(settings) if settings.auth == "enabled" else None
         servers = bootstrap_servers(settings)
         await ensure_topics(servers, topic_specs(settings))
-        producer = durable_producer(servers, client_id="oee-api")
-        await start_producer(producer, servers)
+        producer = RenewingProducer(servers, client_id="oee-api")
+        await producer.start()
         feed = LiveFeed(servers, settings.orders_topic, settings.ws_queue_size)
         try:
             # The producer waits for the topic's metadata, which a fresh consumer may not have yet.
-            await feed.start(await producer.partitions_for(settings.orders_topic))
+            await feed.start(await producer.current.partitions_for(settings.orders_topic))
         except BaseException:
             await producer.stop()
             raise
@@ -96,7 +93,7 @@ class ApiRuntime:
         began = time.monotonic()
         try:
             await asyncio.wait_for(
-                self.producer.client.fetch_all_metadata(), HEALTH_TIMEOUT_SECONDS
+                self.producer.current.client.fetch_all_metadata(), HEALTH_TIMEOUT_SECONDS
             )
         except Exception as exc:  # any failure of the probe means: down
             return DependencyHealth(status="down", error=str(exc) or type(exc).__name__)
