@@ -1,6 +1,6 @@
 """Write 1,000,000 valid order events to a fresh topic, then time `oee replay rebuild` over it.
 
-Run: `.venv/bin/python bench/replay.py [--events N] [--batch-size B]`. Uses
+Run: `.venv/bin/python bench/replay.py [--events N] [--batch-size B] [--workers W]`. Uses
 KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set, else starts a broker and PostgreSQL
 in a temp dir. Orders follow realistic lifecycles of 5 to 7 events (completed,
 retried then completed, retried then failed), hash-chained as the router writes
@@ -195,21 +195,18 @@ async def produce(servers: str, topic: str, count: int) -> float:
     return time.perf_counter() - started
 
 
-def descendants_cpu_seconds() -> float:
-    """CPU time used so far by every process below this one (the broker, PostgreSQL and its
-    backends, when this script started them): the server side of the rebuild's cost."""
+def _descendants() -> dict[int, tuple[list[str], bytes]]:
+    """Every process below this one: pid -> (its /proc stat fields after the name, cmdline)."""
+    stats: dict[int, list[str]] = {}
     parents: dict[int, int] = {}
-    ticks: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         with contextlib.suppress(OSError, IndexError, ValueError):
             with open(f"/proc/{entry}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
+            stats[int(entry)] = fields
             parents[int(entry)] = int(fields[1])
-            # utime + stime, plus cutime + cstime: a backend that has exited counts in its
-            # postmaster's figures once reaped.
-            ticks[int(entry)] = sum(int(tick) for tick in fields[11:15])
     below = {os.getpid()}
     grew = True
     while grew:
@@ -217,15 +214,45 @@ def descendants_cpu_seconds() -> float:
         below |= found
         grew = bool(found)
     below.discard(os.getpid())
-    return sum(ticks.get(pid, 0) for pid in below) / os.sysconf("SC_CLK_TCK")
+    found_below: dict[int, tuple[list[str], bytes]] = {}
+    for pid in below:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            found_below[pid] = (stats[pid], cmdline.read())
+    return found_below
 
 
-def rss_mib() -> float:
+def _is_worker(cmdline: bytes) -> bool:
+    return b"multiprocessing.spawn" in cmdline  # a rebuild worker (not the resource tracker)
+
+
+def servers_cpu_seconds() -> float:
+    """CPU time used so far by the broker and PostgreSQL (with its backends) this script
+    started: the server side of the rebuild's cost. utime + stime, plus cutime + cstime
+    (a backend that has exited counts in its postmaster's figures once reaped)."""
+    ticks = sum(
+        sum(int(tick) for tick in fields[11:15])
+        for fields, cmdline in _descendants().values()
+        if not _is_worker(cmdline)
+    )
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def rebuild_cpu_seconds() -> float:
+    """CPU time of this process and of the rebuild workers it has reaped."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def rss_mib() -> tuple[float, int]:
+    """RSS of this process plus its rebuild workers, and how many workers there are."""
     with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * PAGE / 2**20
+        pages = int(statm.read().split()[1])
+    workers = [fields for fields, cmdline in _descendants().values() if _is_worker(cmdline)]
+    pages += sum(int(fields[21]) for fields in workers)  # rss, in pages
+    return pages * PAGE / 2**20, len(workers)
 
 
-async def run(servers: str, url: str, events: int, batch_size: int) -> None:
+async def run(servers: str, url: str, events: int, batch_size: int, workers: int) -> None:
     suffix = uuid.uuid4().hex[:8]
     topic = f"bench.replay.{suffix}"
     settings = Settings(
@@ -245,18 +272,21 @@ async def run(servers: str, url: str, events: int, batch_size: int) -> None:
         now = time.perf_counter()
         if now - last[0] >= 1.0 or done == total:
             last[0] = now
-            samples.append((done, rss_mib()))
-            print(f"  {done:>9,}/{total:,}  RSS {samples[-1][1]:6.1f} MiB", flush=True)
+            rss, running = rss_mib()
+            samples.append((done, rss))
+            print(f"  {done:>9,}/{total:,}  RSS {rss:6.1f} MiB ({running} workers)", flush=True)
 
     schema = f"read_model_bench_{suffix}"
     print(f"rebuilding into {schema} ...", flush=True)
-    rss_before = rss_mib()
-    cpu_before = time.process_time()
-    servers_before = descendants_cpu_seconds()
-    result = await rebuild(settings, into=schema, batch_size=batch_size, on_progress=progress)
+    rss_before, _ = rss_mib()
+    cpu_before = rebuild_cpu_seconds()
+    servers_before = servers_cpu_seconds()
+    result = await rebuild(
+        settings, into=schema, batch_size=batch_size, on_progress=progress, workers=workers
+    )
     report = result.report
-    cpu = time.process_time() - cpu_before
-    servers_cpu = descendants_cpu_seconds() - servers_before
+    cpu = rebuild_cpu_seconds() - cpu_before
+    servers_cpu = servers_cpu_seconds() - servers_before
     peak = max(rss for _, rss in samples)
     quarter = [rss for done, rss in samples if done <= events // 4][-1:] or [rss_before]
     print(
@@ -267,14 +297,17 @@ async def run(servers: str, url: str, events: int, batch_size: int) -> None:
     # CPU per event says what the rebuild costs even when other work shares the cores.
     per_event = 1e6 / max(report.records, 1)
     print(
-        f"CPU of the rebuilding process: {cpu:.1f}s, {cpu * per_event:.1f} µs per event;"
+        f"CPU of the rebuilding processes ({workers} worker(s) and this one): {cpu:.1f}s,"
+        f" {cpu * per_event:.1f} µs per event;"
         f" of the broker and PostgreSQL this script started: {servers_cpu:.1f}s,"
         f" {servers_cpu * per_event:.1f} µs per event (load average {os.getloadavg()[0]:.1f})"
     )
+    own_max = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    worker_max = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(
-        f"RSS: {rss_before:.0f} MiB before, {quarter[0]:.0f} MiB at 25%, {peak:.0f} MiB peak"
-        f" while rebuilding, {samples[-1][1]:.0f} MiB at the end"
-        f" (ru_maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)"
+        f"RSS of this process and its workers: {rss_before:.0f} MiB before, {quarter[0]:.0f} MiB"
+        f" at 25%, {peak:.0f} MiB peak while rebuilding, {samples[-1][1]:.0f} MiB at the end"
+        f" (peak of this process {own_max:.0f} MiB, of the largest worker {worker_max:.0f} MiB)"
     )
     from psycopg import AsyncConnection
 
@@ -313,9 +346,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     with dependencies() as (servers, url):
-        asyncio.run(asyncio.wait_for(run(servers, url, args.events, args.batch_size), 1800))
+        asyncio.run(
+            asyncio.wait_for(run(servers, url, args.events, args.batch_size, args.workers), 1800)
+        )
 
 
 if __name__ == "__main__":

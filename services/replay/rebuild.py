@@ -30,7 +30,7 @@ import gc
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -146,6 +146,18 @@ class RebuildReport:
     def records_per_second(self) -> float:
         return self.records / self.seconds if self.seconds > 0 else 0.0
 
+    def add(self, other: RebuildReport) -> None:
+        """Count in what another rebuild of other partitions into the same schema found."""
+        self.positions.update(other.positions)
+        self.records += other.records
+        self.events += other.events
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        self.rejects.extend(other.rejects[: _REJECTS_KEPT - len(self.rejects)])
+        self.chain_breaks += other.chain_breaks
+        self.first_break = self.first_break or other.first_break
+        self.short.update(other.short)
+
 
 class Rebuilder:
     """Reads the log into one schema's read-model tables, batch by batch, resumable in-process.
@@ -164,10 +176,12 @@ class Rebuilder:
         cache_size: int = 20_000,
         on_progress: Progress | None = None,
         stop: asyncio.Event | None = None,
+        partitions: Iterable[int] | None = None,
     ) -> None:
         assert settings.kafka_bootstrap_servers
         assert settings.database_url
         self.settings = settings
+        self.only = None if partitions is None else set(partitions)  # None: all of them
         self.topic = settings.orders_topic
         self.schema = check_schema_name(schema)
         self.store = ReadModelStore(schema)
@@ -230,6 +244,8 @@ class Rebuilder:
         if not partitions:
             await self.__aexit__(None, None, None)
             raise RebuildError(f"topic {self.topic!r} does not exist")
+        if self.only is not None:
+            partitions = [p for p in partitions if p in self.only]
         self._partitions = [TopicPartition(self.topic, p) for p in partitions]
         consumer.assign(self._partitions)
         begin = await consumer.beginning_offsets(self._partitions)
@@ -256,6 +272,20 @@ class Rebuilder:
             if conn is not None:
                 await conn.close()
         self._conn = self._reader = None
+
+    @property
+    def partitions(self) -> list[int]:
+        return [tp.partition for tp in self._partitions]
+
+    async def positions(self) -> dict[int, int]:
+        """The next offset this rebuild reads, per partition."""
+        return {tp.partition: await self.consumer.position(tp) for tp in self._partitions}
+
+    def seek(self, offsets: Mapping[int, int]) -> None:
+        """Continue from these next offsets (those another process reached, say)."""
+        for tp in self._partitions:
+            if tp.partition in offsets:
+                self.consumer.seek(tp, offsets[tp.partition])
 
     @property
     def conn(self) -> AsyncConnection[Any]:
@@ -521,6 +551,7 @@ async def rebuild(
     cache_size: int = 20_000,
     on_progress: Progress | None = None,
     stop: asyncio.Event | None = None,
+    workers: int = 1,
 ) -> RebuildResult:
     """Rebuild the read models of `settings.orders_topic` from the start of the log.
 
@@ -528,7 +559,11 @@ async def rebuild(
     `into` it is left beside the live schema under that name; with `until` (the
     state at a past moment) it is always left beside, never switched in. An
     interrupted rebuild drops its partial schema and leaves the live one untouched.
+    With `workers` > 1 the log up to the stops is folded by that many processes.
     """
+    # parallel.py builds on the Rebuilder defined here: imported late to avoid a cycle.
+    from services.replay.parallel import run_to_in_parallel
+
     switch = into is None and until is None
     schema = into or f"{live}_{'at' if until else 'rebuild'}_{stamp()}"
     async with Rebuilder(
@@ -541,7 +576,7 @@ async def rebuild(
     ) as rebuilder:
         await rebuilder.create_schema(template=live)
         try:
-            await rebuilder.run_to(await rebuilder.stops_for(until))
+            await run_to_in_parallel(rebuilder, await rebuilder.stops_for(until), workers)
             replaced = await switch_in(rebuilder, live) if switch else None
         except BaseException:
             await rebuilder.drop_schema()

@@ -21,6 +21,7 @@ from psycopg import AsyncConnection, sql
 
 from services.common.settings import Settings
 from services.projector.store import LIVE_SCHEMA
+from services.replay.parallel import run_to_in_parallel
 from services.replay.rebuild import (
     Progress,
     Rebuilder,
@@ -164,6 +165,7 @@ async def verify(
     batch_size: int = 10_000,
     on_progress: Progress | None = None,
     stop: asyncio.Event | None = None,
+    workers: int = 1,
 ) -> VerifyResult:
     """Rebuild the topic into a scratch schema, compare it with `live`, check the hash chain."""
     scratch = check_schema_name(scratch or f"{live}_verify_{uuid.uuid4().hex[:8]}")
@@ -173,7 +175,8 @@ async def verify(
         await rebuilder.create_schema(template=live)
         try:
             topic = rebuilder.topic
-            await rebuilder.run_to(await live_positions(rebuilder.conn, live, topic))
+            live_now = await live_positions(rebuilder.conn, live, topic)
+            await run_to_in_parallel(rebuilder, live_now, workers)
             url = str(settings.database_url)
             async with (
                 await AsyncConnection.connect(url, connect_timeout=5) as lock,

@@ -42,7 +42,7 @@ from schemas.events import (
 from services.common.kafka import durable_producer, ensure_topics, start_producer, topic_specs
 from services.common.settings import Settings
 from services.projector.store import ReadModelStore
-from services.replay.rebuild import TABLES, Until, rebuild
+from services.replay.rebuild import TABLES, Interrupted, Until, rebuild
 from services.replay.timeline import read_order
 from services.replay.verify import verify
 from tests import builders
@@ -247,11 +247,12 @@ async def test_a_rebuild_equals_the_live_read_model_every_time(
         # Small batches and a one-order cache: states are evicted and reloaded, and rows
         # are written at eviction, at the end and when orders finish.
         first = await rebuild(settings, into=f"{live}_a", live=live, batch_size=7, cache_size=1)
-        second = await rebuild(settings, into=f"{live}_b", live=live)
+        # Two processes, each folding a share of the partitions into the same schema.
+        second = await rebuild(settings, into=f"{live}_b", live=live, workers=2)
         expected = await dump(settings, live)
         assert await dump(settings, f"{live}_a") == expected
         assert await dump(settings, f"{live}_b") == expected
-        checked = await verify(settings, live=live)
+        checked = await verify(settings, live=live, workers=2)
 
     assert len(expected["orders"]) == 4
     statuses = {row[0]: row[7] for row in expected["orders"]}
@@ -270,6 +271,32 @@ async def test_a_rebuild_equals_the_live_read_model_every_time(
     assert (first.replaced, first.schema) == (None, f"{live}_a")
     assert checked.ok
     assert checked.differing == {"orders": 0, "order_events": 0}
+
+
+async def test_a_stopped_parallel_rebuild_leaves_nothing_behind(
+    make_settings: MakeSettings,
+) -> None:
+    """Ctrl-C while worker processes rebuild: they stop, the partial schema is dropped,
+    the live read model is untouched."""
+    settings = replay_settings(make_settings)
+    async with log_of(settings) as log, live_schema(settings) as live:
+        await write_mixed_orders(log)
+        await project_into(settings, live)
+        before = await dump(settings, live)
+        stop = asyncio.Event()
+        stop.set()  # as the CLI's SIGINT handler does
+        with pytest.raises(Interrupted):
+            await rebuild(settings, live=live, workers=2, stop=stop)
+        conn = await connect(settings)
+        try:
+            cursor = await conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"{live}_rebuild%",)
+            )
+            left = await cursor.fetchall()
+        finally:
+            await conn.close()
+        assert left == []
+        assert await dump(settings, live) == before
 
 
 async def test_until_rebuilds_the_state_at_a_chosen_moment(make_settings: MakeSettings) -> None:
