@@ -179,7 +179,16 @@ class Ledger:
         if self._lander is None or self._lander.done() or self._lander.get_loop() is not loop:
             # Its own task, not a sender's: a cancelled sender cannot take a block down with it.
             self._lander = asyncio.create_task(self._land_blocks(), name="chain-blocks")
+            self._lander.add_done_callback(self._after_lander)
         return await landed
+
+    def _after_lander(self, lander: asyncio.Task[None]) -> None:
+        """A lander cancelled before its first step never ran its `finally`: answer for it."""
+        if lander is self._lander and lander.cancelled():
+            for sent in self._queue:
+                if not sent.landed.done():
+                    sent.landed.set_exception(BlockAbandoned("the block lander stopped"))
+            self._queue.clear()
 
     async def _land_blocks(self) -> None:
         """Land what was sent, block after block, until nothing waits."""
