@@ -582,8 +582,8 @@ def analyse(
                 latency["socket_completed"].append(trace.socket["completed"] - trace.due)
             final_seen = any(s in trace.socket for s in ("completed", "failed"))
             expected = list(range(1, len(trace.socket_sequences) + 1))
-            if not final_seen:
-                errors["ws_no_final_event"] += 1
+            if not final_seen:  # with the close code the server gave, if it gave one
+                errors[f"ws_no_final_event_{trace.socket_close}"] += 1
             elif trace.socket_sequences != expected:
                 errors["ws_sequence_gap"] += 1
             elif trace.socket_close != 1000:
