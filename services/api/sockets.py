@@ -34,6 +34,9 @@ T = TypeVar("T")
 
 # The projector may not have stored an order yet right after its 202.
 NOT_FOUND_GRACE_SECONDS = 2.0
+# How long an order this process's feed saw submitted may take to reach the read model
+# (a projector far behind under load) before the socket gives up on it.
+SEEN_PATIENCE_SECONDS = 60.0
 # How long to wait for the projector to store events the live feed already showed.
 GAP_FILL_SECONDS = 10.0
 _POLL_SECONDS = 0.1
@@ -69,13 +72,16 @@ async def order_events(
     grace: float = NOT_FOUND_GRACE_SECONDS,
     gap_fill: float = GAP_FILL_SECONDS,
     visible_to: str | None = None,
+    seen: Callable[[], bool] = lambda: False,
 ) -> AsyncIterator[Envelope]:
     """Yield the order's events 1..n exactly once, ending after its final event.
 
     With `visible_to`, an order of any other owner ends the stream as not found.
+    `seen()` says whether the live feed saw the order submitted (and visible to the
+    caller): such an order is waited for past the not-found grace.
     """
     merge: SequenceMerge[Envelope] = SequenceMerge()
-    arrived = await _history_or_first_live(order_id, live, read_model, grace)
+    arrived = await _history_or_first_live(order_id, live, read_model, grace, seen)
     rechecks = iter(_QUIET_RECHECKS)
     while True:
         for envelope in arrived:
@@ -111,16 +117,30 @@ def _owned(submission: Envelope, visible_to: str | None) -> bool:
 
 
 async def _history_or_first_live(
-    order_id: uuid.UUID, live: Subscription, read_model: ReadModel, grace: float
+    order_id: uuid.UUID,
+    live: Subscription,
+    read_model: ReadModel,
+    grace: float,
+    seen: Callable[[], bool],
 ) -> list[Envelope]:
-    """The stored history; if there is none yet, whatever shows up first within `grace`."""
+    """The stored history; if there is none yet, whatever shows up first within `grace`.
+
+    A socket opened right after the 202 subscribes after the submission went by on
+    the feed, so its first live event is the routing one; under load both it and the
+    projector can be later than `grace`. An order the feed saw submitted is real: it
+    gets `SEEN_PATIENCE_SECONDS` instead of being reported as not found.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace
+    extended = False
     while True:
         history = await _read(read_model.envelopes(order_id))
         if history:
             return history
         remaining = deadline - loop.time()
+        if remaining <= 0 and not extended and seen():
+            deadline, extended = loop.time() + SEEN_PATIENCE_SECONDS, True
+            continue
         if remaining <= 0:
             raise StreamEnded("ORDER_NOT_FOUND", f"Order {order_id} not found", CLOSE_NOT_FOUND)
         try:
@@ -284,8 +304,13 @@ async def serve_order(
     await send(websocket, connected_message(order_id, utc_now()))
     with feed.subscribed(order_id) as live:
 
+        def seen() -> bool:
+            known, owner = feed.owner_of(order_id)
+            return known and (visible_to is None or owner == visible_to)
+
         async def pump() -> None:
-            async for envelope in order_events(order_id, live, read_model, visible_to=visible_to):
+            events = order_events(order_id, live, read_model, visible_to=visible_to, seen=seen)
+            async for envelope in events:
                 await send(websocket, event_message(envelope))
 
         await run_session(websocket, order_id, live, pump)

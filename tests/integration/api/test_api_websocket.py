@@ -13,6 +13,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from services.api.sockets import NOT_FOUND_GRACE_SECONDS
 from services.api.validation import order_id_for
 from tests.fixtures.settings import MakeSettings
 from tests.integration.api.support import (
@@ -153,6 +154,31 @@ async def test_a_finished_order_replays_its_history_and_closes(api: RunningApi) 
         got = await receive_all(socket)
     assert [m["status"] for m in got] == ["connected", *STATUSES]
     assert socket.close_code == 1000
+
+
+async def test_an_order_the_feed_saw_submitted_is_waited_for_past_the_grace(
+    api: RunningApi,
+) -> None:
+    """Under load the projector can be further behind than the not-found grace, and the
+    first live event (routing) later still; the API's feed saw the submission, so the
+    socket waits for the history instead of calling a real order not found."""
+    order_id = await submit_keyed(api, f"slow-{uuid.uuid4()}")
+    await eventually(lambda: _fed(api, order_id))
+    async with websockets.connect(f"{api.ws_url}/ws/{order_id}") as socket:
+        assert [m["status"] for m in await receive(socket, 1)] == ["connected"]
+        await asyncio.sleep(NOT_FOUND_GRACE_SECONDS + 1.0)  # nothing stored, nothing live
+        async with projector_running(api.settings):
+            assert [m["status"] for m in await receive(socket, 1)] == ["pending"]
+            async with log_writer(api.settings) as writer:
+                for sequence, event in enumerate(lifecycle(), start=2):
+                    await writer.append(order_id, sequence, event)
+            rest = await receive_all(socket)
+    assert [m["sequence"] for m in rest] == [2, 3, 4, 5]
+    assert socket.close_code == 1000
+
+
+async def _fed(api: RunningApi, order_id: uuid.UUID) -> bool:
+    return api.runtime.feed.owner_of(order_id)[0]
 
 
 async def test_an_unknown_order_is_reported_and_closed(api: RunningApi) -> None:
