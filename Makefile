@@ -37,7 +37,8 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 typecheck: install
-	$(VENV)/bin/mypy services schemas infra
+	$(VENV)/bin/mypy services schemas infra tests
+	$(VENV)/bin/mypy bench  # scripts, each a top-level module: checked on their own
 
 schemas: install
 	$(PY) -m schemas.export

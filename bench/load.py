@@ -802,7 +802,7 @@ def passes(report: dict[str, Any], args: argparse.Namespace) -> bool:
     sent = max(1, report["sent"])
     p99 = report["latency_ms"].get("log_completed", {}).get("p99", math.inf)
     rate_ok = (report["completion_rate"] or 0) >= 0.95 * report["target_rate"]
-    return (
+    return bool(
         report["error_count"] / sent <= args.max_error_rate and p99 <= args.max_p99_ms and rate_ok
     )
 

@@ -108,7 +108,7 @@ async def assert_log_matches_read_models(system: System, order_ids: set[str]) ->
             " WHERE id = ANY(%s::uuid[])",
             (list(order_ids),),
         ).fetchall()
-        event_counts = dict(
+        event_counts: dict[str, int] = dict(
             conn.execute(
                 "SELECT order_id::text, count(*) FROM read_model.order_events"
                 " WHERE order_id = ANY(%s::uuid[]) GROUP BY 1",
