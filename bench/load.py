@@ -51,7 +51,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -964,19 +964,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Start the system, run the load, print and write the report, stop everything."""
-    args = parse_args(argv)
-    launched = Launched(args)
+def run_launched(
+    launched: Launched, main: Callable[[], Coroutine[Any, Any, dict[str, Any]]]
+) -> dict[str, Any]:
+    """Start the dependencies, run `main`, show the processes' logs if it fails, stop all."""
     try:
         launched.start_dependencies()
-        result = asyncio.run(main_async(args, launched))
+        return asyncio.run(main())
     except BaseException:
         with contextlib.suppress(Exception):
             print(launched.logs_tail(), file=sys.stderr)
         raise
     finally:
         launched.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Start the system, run the load, print and write the report, stop everything."""
+    args = parse_args(argv)
+    launched = Launched(args)
+    result = run_launched(launched, lambda: main_async(args, launched))
     if args.json:
         args.json.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
         print(f"report written to {args.json}")

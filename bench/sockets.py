@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import sys
 import time
@@ -44,6 +43,7 @@ from load import (  # noqa: E402
     order_payloads,
     parse_args,
     percentiles,
+    run_launched,
     wait_healthy,
 )
 
@@ -206,15 +206,7 @@ def main() -> None:
         parser.error("--sockets and --orders: 1 to 10,000")
     # The system as bench/load.py starts it: its own defaults, our venue latency.
     launched = Launched(parse_args(["--venue-latency", args.venue_latency, "--pg-no-fsync"]))
-    try:
-        launched.start_dependencies()
-        report = asyncio.run(run(args, launched))
-    except BaseException:
-        with contextlib.suppress(Exception):
-            print(launched.logs_tail(), file=sys.stderr)
-        raise
-    finally:
-        launched.stop()
+    report = run_launched(launched, lambda: run(args, launched))
     print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     if args.json:
         args.json.write_text(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())

@@ -18,6 +18,7 @@ import queue
 import signal
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event as ProcessEvent
 
@@ -45,10 +46,13 @@ async def run_to_in_parallel(
         context.Process(
             target=_rebuild_share,
             args=(
-                rebuilder.settings,
-                rebuilder.schema,
-                {p: (starts[p], stops[p]) for p in share},
-                (rebuilder.batch_size, rebuilder.cache.capacity),
+                _Share(
+                    rebuilder.settings,
+                    rebuilder.schema,
+                    {p: (starts[p], stops[p]) for p in share},
+                    rebuilder.batch_size,
+                    rebuilder.cache.capacity,
+                ),
                 records,
                 stopping,
                 results,
@@ -108,30 +112,33 @@ async def _collect(
     return outcomes
 
 
+@dataclass(frozen=True)
+class _Share:
+    """What one worker rebuilds: where, which partitions from which offset to which."""
+
+    settings: Settings
+    schema: str
+    ranges: dict[int, tuple[int, int]]  # partition -> (start, stop) next offsets
+    batch_size: int
+    cache_size: int
+
+
 def _rebuild_share(
-    settings: Settings,
-    schema: str,
-    ranges: dict[int, tuple[int, int]],
-    sizes: tuple[int, int],
+    share: _Share,
     records: Synchronized[int],
     stopping: ProcessEvent,
     results: multiprocessing.Queue[RebuildReport | str],
 ) -> None:
-    """A worker process: rebuild partitions from start to stop offsets, report back."""
+    """A worker process: rebuild its share, report back (or say why it could not)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to pass on
     try:
-        results.put(asyncio.run(_rebuild(settings, schema, ranges, sizes, records, stopping)))
+        results.put(asyncio.run(_rebuild(share, records, stopping)))
     except BaseException as exc:
         results.put(f"{type(exc).__name__}: {exc}")
 
 
 async def _rebuild(
-    settings: Settings,
-    schema: str,
-    ranges: dict[int, tuple[int, int]],
-    sizes: tuple[int, int],
-    records: Synchronized[int],
-    stopping: ProcessEvent,
+    share: _Share, records: Synchronized[int], stopping: ProcessEvent
 ) -> RebuildReport:
     stop = asyncio.Event()
 
@@ -146,19 +153,18 @@ async def _rebuild(
                 return
             await asyncio.sleep(_POLL_SECONDS)
 
-    batch_size, cache_size = sizes
     async with Rebuilder(
-        settings,
-        schema,
-        batch_size=batch_size,
-        cache_size=cache_size,
+        share.settings,
+        share.schema,
+        batch_size=share.batch_size,
+        cache_size=share.cache_size,
         on_progress=progress,
         stop=stop,
-        partitions=ranges,
+        partitions=share.ranges,
     ) as rebuilder:
-        rebuilder.seek({p: start for p, (start, _) in ranges.items()})
+        rebuilder.seek({p: start for p, (start, _) in share.ranges.items()})
         watcher = asyncio.create_task(watch())
         try:
-            return await rebuilder.run_to({p: stop_at for p, (_, stop_at) in ranges.items()})
+            return await rebuilder.run_to({p: end for p, (_, end) in share.ranges.items()})
         finally:
             watcher.cancel()
