@@ -35,6 +35,7 @@ class ReadModelStore:
             self._events, sql.SQL(", ").join(map(sql.Identifier, EVENT_COLUMNS))
         )
         self._types: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        self._upsert_orders_sql: sql.Composed | None = None
         self._upsert_position = sql.SQL(
             "INSERT INTO {table} (topic, partition, next_offset) VALUES (%s, %s, %s)"
             " ON CONFLICT (topic, partition) DO UPDATE"
@@ -136,27 +137,29 @@ class ReadModelStore:
         """Insert or update the `orders` rows of these states."""
         rows = [_order_values(state) for state in states]
         if rows:
-            types = await self._column_types(conn, "orders", ORDER_COLUMNS)
             columns = [list(column) for column in zip(*rows, strict=True)]
-            await conn.execute(self._upsert_orders(types), columns)
+            await conn.execute(await self._upsert_orders(conn), columns)
 
-    def _upsert_orders(self, types: Sequence[str]) -> sql.Composed:
-        """Insert or update every order of a batch from one array per column."""
-        return sql.SQL(
-            "INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"
-            " ON CONFLICT (id) DO UPDATE SET {updates}"
-        ).format(
-            table=self._orders,
-            columns=sql.SQL(", ").join(map(sql.Identifier, ORDER_COLUMNS)),
-            arrays=sql.SQL(", ").join(
-                sql.SQL("%b::{}[]").format(sql.SQL(type_)) for type_ in types
-            ),
-            updates=sql.SQL(", ").join(
-                sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
-                for c in ORDER_COLUMNS
-                if c not in ("id", "created_at")
-            ),
-        )
+    async def _upsert_orders(self, conn: AsyncConnection) -> sql.Composed:
+        """Insert or update every order of a batch from one array per column (built once)."""
+        if self._upsert_orders_sql is None:
+            types = await self._column_types(conn, "orders", ORDER_COLUMNS)
+            self._upsert_orders_sql = sql.SQL(
+                "INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"
+                " ON CONFLICT (id) DO UPDATE SET {updates}"
+            ).format(
+                table=self._orders,
+                columns=sql.SQL(", ").join(map(sql.Identifier, ORDER_COLUMNS)),
+                arrays=sql.SQL(", ").join(
+                    sql.SQL("%b::{}[]").format(sql.SQL(type_)) for type_ in types
+                ),
+                updates=sql.SQL(", ").join(
+                    sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
+                    for c in ORDER_COLUMNS
+                    if c not in ("id", "created_at")
+                ),
+            )
+        return self._upsert_orders_sql
 
     async def _column_types(
         self, conn: AsyncConnection, table: str, columns: Sequence[str]
