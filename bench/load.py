@@ -335,16 +335,13 @@ async def read_orders(
 # --------------------------------------------------------------------------- samplers
 
 
-class PositionSampler:
-    """Polls the projector's stored log positions, to time when each event was projected."""
+class Background:
+    """A sampler's loop (`_run`), running as a task between `start()` and `stop()`."""
 
-    def __init__(self, database_url: str, topic: str, interval: float) -> None:
-        self.database_url = database_url
-        self.topic = topic
-        self.interval = interval
-        self.samples: dict[int, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
-        self.latest: dict[int, int] = {}
-        self._task: asyncio.Task[None] | None = None
+    _task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        raise NotImplementedError
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -354,6 +351,17 @@ class PositionSampler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+class PositionSampler(Background):
+    """Polls the projector's stored log positions, to time when each event was projected."""
+
+    def __init__(self, database_url: str, topic: str, interval: float) -> None:
+        self.database_url = database_url
+        self.topic = topic
+        self.interval = interval
+        self.samples: dict[int, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
+        self.latest: dict[int, int] = {}
 
     async def _run(self) -> None:
         async with await psycopg.AsyncConnection.connect(
@@ -411,14 +419,13 @@ def _stat(pid: int) -> tuple[int, int]:
     return ticks, rss
 
 
-class ProcessSampler:
+class ProcessSampler(Background):
     """Samples RSS and CPU ticks of each process every `interval` seconds."""
 
     def __init__(self, processes: list[ProcessInfo], interval: float = 1.0) -> None:
         self.processes = processes
         self.interval = interval
         self.series: dict[str, list[tuple[float, int, int]]] = defaultdict(list)
-        self._task: asyncio.Task[None] | None = None
         self.tick = os.sysconf("SC_CLK_TCK")
 
     def sample(self) -> None:
@@ -434,20 +441,14 @@ class ProcessSampler:
             if rss:
                 self.series[info.name].append((now, ticks, rss))
 
-    async def start(self) -> None:
-        async def run() -> None:
-            while True:
-                self.sample()
-                await asyncio.sleep(self.interval)
-
-        self._task = asyncio.create_task(run())
+    async def _run(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(self.interval)
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self.sample()
+        await super().stop()
+        self.sample()  # the last figures, as the run ends
 
     def summary(self, since: float, until: float) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -466,7 +467,7 @@ class ProcessSampler:
         return out
 
 
-class LagSampler:
+class LagSampler(Background):
     """Consumer lag each second: log end minus router commits and projector positions."""
 
     def __init__(self, settings: Settings, positions: PositionSampler) -> None:
@@ -474,16 +475,6 @@ class LagSampler:
         self.positions = positions
         self.router_lag: list[int] = []
         self.projector_lag: list[int] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         servers = str(self.settings.kafka_bootstrap_servers)

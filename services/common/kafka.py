@@ -8,8 +8,9 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     KafkaConnectionError,
@@ -92,6 +93,24 @@ def durable_producer(servers: str, *, client_id: str, linger_ms: int = 2) -> AIO
         enable_idempotence=True,
         linger_ms=linger_ms,
         request_timeout_ms=10_000,
+    )
+
+
+def log_reader(servers: str, *, client_id: str, **options: Any) -> AIOKafkaConsumer:
+    """A consumer of no group that reads committed records from the start: the log as written.
+
+    For tools that read the log themselves (replay, timelines) rather than share its
+    partitions with others; `options` add to or override the defaults.
+    """
+    return AIOKafkaConsumer(
+        bootstrap_servers=servers,
+        client_id=client_id,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        **options,
     )
 
 

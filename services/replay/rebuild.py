@@ -219,16 +219,11 @@ class Rebuilder:
             if self._conn is not None:
                 await self._conn.close()
             raise db.unreachable(url, exc) from None
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=servers,
-            group_id=None,
+        consumer = kafka.log_reader(
+            servers,
             client_id="oee-replay",
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
             # Large fetches keep the broker round trips few; memory stays bounded by them.
             fetch_max_bytes=32 * 1024 * 1024,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
             # A partition seen without a leader just after its topic was created must not
             # stay unreadable for the default 5 minutes.
             metadata_max_age_ms=5_000,

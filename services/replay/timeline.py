@@ -303,15 +303,7 @@ async def read_order(
     """Scan the log for the order's records and fold them into its timeline."""
     servers = str(settings.kafka_bootstrap_servers)
     topic = settings.orders_topic
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=servers,
-        group_id=None,
-        client_id="oee-replay-order",
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
+    consumer = kafka.log_reader(servers, client_id="oee-replay-order")
     try:
         await asyncio.wait_for(consumer.start(), 15)
     except (KafkaError, OSError, TimeoutError) as exc:
