@@ -33,6 +33,7 @@ from services.common.metrics import start_metrics_server
 from services.common.settings import Settings
 from services.domain.order import OrderState, evolve
 from services.router import metrics
+from services.router.delivery import BatchDeliveringApp
 from services.router.execution import ExecutionPolicy, OrderExecution
 from services.router.worker import OrderRouter
 from services.venues.adapters import SimulatedVenue, SnapshotCache
@@ -254,7 +255,7 @@ def create_app(settings: Settings) -> tuple[faust.App, RouterRuntime]:
     runtime = RouterRuntime(settings)
     datadir = settings.data_dir / "router"
     datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = BatchDeliveringApp(
         settings.router_group,
         broker=[f"kafka://{server}" for server in runtime.servers.split(",")],
         web_enabled=False,
