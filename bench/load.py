@@ -450,19 +450,26 @@ class ProcessSampler(Background):
         await super().stop()
         self.sample()  # the last figures, as the run ends
 
-    def summary(self, since: float, until: float) -> dict[str, dict[str, Any]]:
+    def summary(self, since: float, until: float, orders: int) -> dict[str, dict[str, Any]]:
+        """Per process: RSS, mean CPU while sending, and CPU per order from `since` to the end.
+
+        The last sample is taken once the system has drained, so CPU per order counts
+        all the work the run's orders caused, whatever the backlog when sending stopped.
+        """
         out: dict[str, dict[str, Any]] = {}
         for name, series in self.series.items():
             window = [s for s in series if since <= s[0] <= until] or series[-2:]
             first, last = window[0], window[-1]
             elapsed = last[0] - first[0]
             cpu = (last[1] - first[1]) / self.tick / elapsed * 100 if elapsed > 0 else 0.0
+            whole_run = (series[-1][1] - first[1]) / self.tick
             rss = [s[2] for s in window]
             out[name] = {
                 "peak_rss_mb": round(max(s[2] for s in series) / 1024, 1),
                 "rss_start_mb": round(rss[0] / 1024, 1),
                 "rss_end_mb": round(rss[-1] / 1024, 1),
                 "cpu_percent_mean": round(cpu, 1),
+                "cpu_ms_per_order": round(whole_run * 1000 / orders, 2) if orders else None,
             }
         return out
 
@@ -777,7 +784,10 @@ async def run_load(
         await lag.stop()
         await positions.stop()
     report = analyse(config, traces, on_log, positions)
-    report["processes"] = sampler.summary(began, sent_until)
+    report["processes"] = sampler.summary(began, sent_until, report["completed"])
+    report["cpu_ms_per_order"] = round(
+        sum(p["cpu_ms_per_order"] or 0 for p in report["processes"].values()), 2
+    )
     report["consumer_lag_max"] = {
         "router_records": max(lag.router_lag, default=None),
         "projector_records": max(lag.projector_lag, default=None),
@@ -813,11 +823,21 @@ def print_report(report: dict[str, Any]) -> None:
                 f"{name:<18}{p['count']:>8}{p['p50']:>9}{p['p90']:>9}{p['p99']:>9}"
                 f"{p['p99.9']:>9}{p['max']:>9}"
             )
-    print(f"{'process':<12}{'peak RSS MB':>12}{'RSS start':>11}{'RSS end':>9}{'CPU %':>8}")
+    print(
+        f"{'process':<12}{'peak RSS MB':>12}{'RSS start':>11}{'RSS end':>9}{'CPU %':>8}"
+        f"{'CPU ms/order':>14}"
+    )
     for name, p in sorted(report.get("processes", {}).items()):
         print(
             f"{name:<12}{p['peak_rss_mb']:>12}{p['rss_start_mb']:>11}{p['rss_end_mb']:>9}"
-            f"{p['cpu_percent_mean']:>8}"
+            f"{p['cpu_percent_mean']:>8}{p['cpu_ms_per_order'] or '-':>14}"
+        )
+    per_order = report.get("cpu_ms_per_order")
+    if per_order:
+        cores = os.cpu_count() or 1
+        print(
+            f"CPU per completed order, all processes: {per_order} ms; {cores} cores"
+            f" could complete at most {cores * 1000 / per_order:.0f} orders/s"
         )
     print(f"consumer lag max (records): {report.get('consumer_lag_max')}")
 

@@ -185,7 +185,7 @@ async def run(args: argparse.Namespace, launched: Launched) -> dict[str, Any]:
         "messages_delivered": delivered,
         "messages_per_second": round(delivered / max(drained - sending, 1e-9)),
         "delivery_latency_ms": percentiles([d for s in subscribers for d in s.delays]),
-        "processes": sampler.summary(started, drained),
+        "processes": sampler.summary(started, drained, len(accepted)),
     }
 
 
