@@ -167,6 +167,7 @@ class OrderTrace:
     socket: dict[str, float] = field(default_factory=dict)  # status -> received at
     socket_sequences: list[int] = field(default_factory=list)
     socket_close: int | None = None
+    socket_close_reason: str | None = None
 
 
 class Clients:
@@ -218,7 +219,11 @@ class Clients:
         try:
             async with asyncio.timeout(max(1.0, deadline - time.time())):
                 async with self.ws.ws_connect(url, max_msg_size=1 << 20) as socket:
-                    async for message in socket:
+                    while True:
+                        message = await socket.receive()
+                        if message.type is aiohttp.WSMsgType.CLOSE:
+                            # The server's reason: an error code, or why it gave up on us.
+                            trace.socket_close_reason = str(message.extra or "") or None
                         if message.type is not aiohttp.WSMsgType.TEXT:
                             break
                         received = time.time()
@@ -581,7 +586,8 @@ def analyse(
             final_seen = any(s in trace.socket for s in ("completed", "failed"))
             expected = list(range(1, len(trace.socket_sequences) + 1))
             if not final_seen:  # with the close code the server gave, if it gave one
-                errors[f"ws_no_final_event_{trace.socket_close}"] += 1
+                reason = f" ({trace.socket_close_reason})" if trace.socket_close_reason else ""
+                errors[f"ws_no_final_event_{trace.socket_close}{reason}"] += 1
             elif trace.socket_sequences != expected:
                 errors["ws_sequence_gap"] += 1
             elif trace.socket_close != 1000:
