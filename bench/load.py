@@ -30,8 +30,9 @@ Where the figures come from:
   submitted -> completed: the chain's swap and confirmation), and
   `projection_lag` (event stamped -> the projector's stored log position passed
   it; `read_model.log_positions` is sampled every `--position-interval`).
-- processes: peak RSS and mean CPU of every process from /proc (PostgreSQL is
-  the postmaster plus its backends, summed), and consumer lag (log end minus the
+- processes: peak RSS, mean CPU while sending, and CPU per completed order (from
+  the first send until drained) of every process from /proc (PostgreSQL is the
+  postmaster plus its backends, summed), and consumer lag (log end minus the
   router group's committed offsets and minus the projector's stored positions).
 """
 
