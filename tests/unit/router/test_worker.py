@@ -13,11 +13,14 @@ from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
 
+import pytest
+
 from schemas import events
 from schemas.codec import encode
 from schemas.envelope import Envelope, genesis_hash
 from schemas.events import FailureCode, OrderStatus
 from services.domain.order import OrderState
+from services.router import worker
 from services.router.worker import OrderRouter
 
 WAIT = 2.0  # seconds; generous, since every wait here ends in milliseconds when correct
@@ -493,3 +496,26 @@ async def test_a_live_record_arriving_before_the_catch_up_starts_is_not_lost() -
     await settle(router)
 
     assert runner.started == [a]
+
+
+async def test_finished_orders_are_remembered_up_to_one_bound_shared_by_the_partitions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(worker, "FINISHED_MEMORY", 4)  # two partitions: two orders each
+    runner = FakeRunner()
+    router = make_router(runner)
+    for partition in (0, 1):
+        router.begin_catch_up(partition, 0, 0)
+        await router.finish_catch_up(partition)
+    oldest, older, newest = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    for offset, order_id in enumerate((oldest, older, newest)):
+        await live(router, 0, offset, order_id, record(order_id, 1))
+        await settle(router)
+
+    for offset, order_id in enumerate((older, newest, oldest), start=3):  # late duplicates
+        await live(router, 0, offset, order_id, record(order_id, 1))
+        await settle(router)
+
+    # The two newest are still known and dropped; the oldest was forgotten and runs again
+    # (the chain would answer it with its first receipt).
+    assert runner.started == [oldest, older, newest, oldest]
