@@ -224,7 +224,7 @@ class Clients:
                         message = await socket.receive()
                         if message.type is aiohttp.WSMsgType.CLOSE:
                             # The server's reason: an error code, or why it gave up on us.
-                            trace.socket_close_reason = str(message.extra or "") or None
+                            trace.socket_close_reason = message.extra or None
                         if message.type is not aiohttp.WSMsgType.TEXT:
                             break
                         received = time.time()

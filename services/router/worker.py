@@ -248,5 +248,6 @@ class OrderRouter:
         part.finished[order_id] = state.sequence
         # The bound is the router's, shared by its partitions: it was per partition, up
         # to 2.4 million orders (~490 MB) over a 12-partition log.
-        while len(part.finished) > max(1, FINISHED_MEMORY // max(1, len(self._partitions))):
+        share = max(1, FINISHED_MEMORY // max(1, len(self._partitions)))
+        while len(part.finished) > share:
             part.finished.popitem(last=False)
