@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from decimal import Decimal
 
 from services.domain.tokens import from_base_units, get_token
-from services.router.routing import RouteKind, RoutingError, plan_route, pools_for_pair
+from services.pricing.routing import RouteKind, RoutingError, plan_route, pools_for_pair
 from services.venues.market import Market
 from services.venues.pool import InsufficientLiquidityError, Venue
 

@@ -16,7 +16,7 @@ import typer
 from services.api.auth.cli import development_key_notice, keys_app
 from services.client.cli import order_app, orders_app, status
 from services.common.errors import DependencyUnavailable
-from services.common.settings import Settings, get_settings
+from services.common.settings import get_settings
 from services.replay.cli import replay_app
 
 app = typer.Typer(
@@ -46,27 +46,13 @@ def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
-def _require(settings: Settings) -> Settings:
-    """Name both dependencies: the configured ones, else the ports `oee up` uses, so a
-    single process started in a second terminal just works."""
-    from services.common.db import local_database_url
-    from services.common.kafka import bootstrap_servers
-
-    return settings.model_copy(
-        update={
-            "kafka_bootstrap_servers": bootstrap_servers(settings),
-            "database_url": local_database_url(settings),
-        }
-    )
-
-
 @app.command()
 @one_line_errors
 def migrate() -> None:
     """Apply the numbered SQL migrations not yet applied."""
     from services.common.db import migrate as apply
 
-    settings = _require(get_settings())
+    settings = get_settings().with_local_servers()
     assert settings.database_url
     applied = apply(settings.database_url)
     typer.echo(
@@ -81,7 +67,7 @@ def api() -> None:
     """Serve the HTTP and WebSocket API."""
     from services.api.main import serve
 
-    serve(_require(get_settings()))
+    serve(get_settings().with_local_servers())
 
 
 @app.command()
@@ -90,7 +76,7 @@ def router() -> None:
     """Route and execute submitted orders (a faust-streaming worker)."""
     from services.router.main import serve
 
-    serve(_require(get_settings()))
+    serve(get_settings().with_local_servers())
 
 
 @app.command()
@@ -99,7 +85,7 @@ def projector() -> None:
     """Build the PostgreSQL read models from the order event log."""
     from services.projector.main import serve
 
-    serve(_require(get_settings()))
+    serve(get_settings().with_local_servers())
 
 
 @app.command()

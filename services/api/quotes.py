@@ -14,10 +14,10 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from services.api.read_model import ReadModelUnavailable
-from services.chain.client import ChainUnreachable
+from services.chain.adapters import SimulatedVenue, SnapshotCache
 from services.chain.ledger import load_snapshot
-from services.router.quoting import Quote, VenuesUnavailable, quote_order
-from services.venues.adapters import SimulatedVenue, SnapshotCache
+from services.pricing.ports import ChainUnreachable
+from services.pricing.quote import Quote, VenuesUnavailable, quote_order
 from services.venues.pool import Venue
 
 SNAPSHOT_MAX_AGE_SECONDS = 0.25

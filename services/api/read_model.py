@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from schemas.codec import UndecodableEvent, from_dict
 from schemas.envelope import Envelope
 from services.api.listing import Cursor, OrderFilter
-from services.projector.store import LIVE_SCHEMA
+from services.common.db import LIVE_SCHEMA
 
 QUERY_TIMEOUT_SECONDS = 2.0
 

@@ -15,10 +15,8 @@ from services.api.models import DependencyHealth
 from services.api.publisher import OrderPublisher
 from services.api.quotes import Quoter
 from services.api.read_model import ReadModel, ReadModelUnavailable, open_read_pool
-from services.common.db import local_database_url
 from services.common.kafka import (
     RenewingProducer,
-    bootstrap_servers,
     ensure_topics,
     topic_specs,
 )
@@ -47,7 +45,7 @@ class ApiRuntime:
     async def start(cls, settings: Settings) -> ApiRuntime:
         """Kafka must be there (DependencyUnavailable otherwise); PostgreSQL may come later."""
         jwt = JwtVerifier.from_settings(settings) if settings.auth == "enabled" else None
-        servers = bootstrap_servers(settings)
+        servers = settings.kafka_servers
         await ensure_topics(servers, topic_specs(settings))
         producer = RenewingProducer(servers, client_id="oee-api")
         await producer.start()
@@ -58,7 +56,7 @@ class ApiRuntime:
         except BaseException:
             await producer.stop()
             raise
-        pool = open_read_pool(local_database_url(settings))
+        pool = open_read_pool(settings.postgres_url)
         # Without waiting: the pool keeps trying in the background while PostgreSQL is down.
         await pool.open(wait=False)
         return cls(

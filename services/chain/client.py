@@ -19,19 +19,13 @@ from typing import Protocol
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from services.chain.ledger import BlockAbandoned, Ledger, Receipt, Transaction
+from services.chain.ledger import BlockAbandoned, Ledger
+from services.chain.transactions import Receipt, Transaction
+from services.pricing.ports import ChainUnreachable
 
 # The simulated chain's store being down (or a block dropped on the way) looks, to a
 # router, like an unreachable RPC: the order waits and sends again.
 _STORE_DOWN = (psycopg.OperationalError, PoolTimeout, BlockAbandoned)
-
-
-class ChainUnreachable(Exception):
-    """The chain itself cannot be reached (here: its PostgreSQL store is down).
-
-    Unlike a venue's transient failure this uses up no attempt: the order waits
-    and the step is done again, which is safe because every step is idempotent.
-    """
 
 
 def unreachable_while(exc: BaseException) -> ChainUnreachable:

@@ -13,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 import psycopg
@@ -24,64 +23,15 @@ from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from services.domain.tokens import from_base_units
+from services.chain.transactions import Receipt, Transaction, apply_transaction
+from services.pricing.ports import PoolSnapshot
 from services.venues.market import Market, arbitrage
-from services.venues.pool import InsufficientLiquidityError, Pair, Pool, SwapError, Venue
+from services.venues.pool import Pair, Pool, Venue
 from services.venues.serialization import pool_from_dict
-
-PoolBook = dict[tuple[Venue, Pair], Pool]
 
 # Swaps per block: bounds one block's transaction (locks, statement size) under a backlog.
 MAX_BLOCK = 256
 BLOCK_GATHER_SECONDS = 0.003
-
-
-@dataclass(frozen=True, slots=True)
-class SwapInstruction:
-    """One swap inside a transaction; later hops take the previous hop's actual output."""
-
-    venue: Venue
-    token_in: str
-    token_out: str
-    amount_in: int
-    hop: int
-
-
-@dataclass(frozen=True, slots=True)
-class Transaction:
-    """A signed swap transaction with its slippage guard."""
-
-    signature: str
-    order_id: uuid.UUID
-    token_in: str
-    token_out: str
-    amount_in: int
-    min_amount_out: int
-    instructions: tuple[SwapInstruction, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """What the chain says about a landed transaction."""
-
-    signature: str
-    order_id: uuid.UUID
-    status: Literal["confirmed", "failed"]
-    amount_in: int
-    amount_out: int
-    fee: int
-    slot: int
-    venues: tuple[str, ...]  # the venues its swaps ran on, sorted
-    error_code: str | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PoolSnapshot:
-    """Every pool as of `slot`: what a router reads to quote locally."""
-
-    slot: int
-    pools: PoolBook
 
 
 async def load_snapshot(db: AsyncConnectionPool) -> PoolSnapshot:
@@ -89,7 +39,7 @@ async def load_snapshot(db: AsyncConnectionPool) -> PoolSnapshot:
     async with db.connection() as conn, conn.cursor(row_factory=tuple_row) as cursor:
         await cursor.execute("SELECT state, slot FROM chain.pools")
         rows = await cursor.fetchall()
-    pools: PoolBook = {}
+    pools: dict[tuple[Venue, Pair], Pool] = {}
     slot = 0
     for state, pool_slot in rows:
         pool = pool_from_dict(state)
@@ -274,7 +224,7 @@ class Ledger:
         now = _now()
         changed: set[tuple[str, str, str]] = set()
         for tx in fresh:
-            receipt, touched = _apply(tx, pools, slot, now)
+            receipt, touched = apply_transaction(tx, pools, slot, now)
             receipts[tx.signature] = receipt
             for key, pool in touched.items():
                 # Arbitrageurs pull each pool back toward its reference before the next trade.
@@ -339,43 +289,6 @@ class Ledger:
         return int(row[0])
 
 
-def _apply(
-    tx: Transaction, pools: dict[tuple[str, str, str], Pool], slot: int, now: Decimal
-) -> tuple[Receipt, dict[tuple[str, str, str], Pool]]:
-    """Run one transaction against the block's pools: its receipt and the pools it moved."""
-    status: Literal["confirmed", "failed"] = "confirmed"
-    error_code = error = None
-    try:
-        amount_out, fee, touched = _swap_all(tx, pools, now)
-        if amount_out < tx.min_amount_out:
-            status, error_code = "failed", "SLIPPAGE_EXCEEDED"
-            token = tx.token_out
-            error = (
-                f"fill of {from_base_units(token, amount_out)} {token} is below"
-                f" the minimum {from_base_units(token, tx.min_amount_out)} {token}"
-            )
-    except InsufficientLiquidityError as exc:
-        status, error_code, error = "failed", "INSUFFICIENT_LIQUIDITY", str(exc)
-    except SwapError as exc:
-        status, error_code, error = "failed", "INVALID_TRANSACTION", str(exc)
-    if status == "failed":
-        amount_out, fee, touched = 0, 0, {}
-    venues = tuple(sorted({i.venue.value for i in tx.instructions}))
-    receipt = Receipt(
-        tx.signature,
-        tx.order_id,
-        status,
-        tx.amount_in,
-        amount_out,
-        fee,
-        slot,
-        venues,
-        error_code,
-        error,
-    )
-    return receipt, touched
-
-
 def _dumps(value: object) -> bytes:
     """orjson (profiled: the stdlib's encoder was the block's largest cost), exact for integers.
 
@@ -419,38 +332,3 @@ def _receipt_from_row(row: dict[str, Any]) -> Receipt:
         row[field] = int(row[field])
     row["venues"] = tuple(sorted({leg["venue"] for leg in row.pop("legs")}))
     return Receipt(**row)
-
-
-def _swap_all(
-    tx: Transaction, pools: dict[tuple[str, str, str], Pool], now: Decimal
-) -> tuple[int, int, dict[tuple[str, str, str], Pool]]:
-    """Run the instructions hop by hop; a later hop scales to the previous hop's actual output."""
-    touched: dict[tuple[str, str, str], Pool] = {}
-    fee_total = 0
-    carried: int | None = None  # actual output of the previous hop
-    for hop in sorted({i.hop for i in tx.instructions}):
-        legs = [i for i in tx.instructions if i.hop == hop]
-        planned_in = sum(leg.amount_in for leg in legs)
-        hop_out = 0
-        for leg in legs:
-            amount_in = leg.amount_in if carried is None else leg.amount_in * carried // planned_in
-            key = _stored_key(leg, pools)
-            result = touched.get(key, pools[key]).swap(leg.token_in, amount_in, now)
-            touched[key] = result.pool_after
-            hop_out += result.amount_out
-            if carried is None:
-                fee_total += result.fee
-        carried = hop_out
-    return carried or 0, fee_total, touched
-
-
-def _stored_key(
-    leg: SwapInstruction, pools: dict[tuple[str, str, str], Pool]
-) -> tuple[str, str, str]:
-    for key in (
-        (leg.venue.value, leg.token_in, leg.token_out),
-        (leg.venue.value, leg.token_out, leg.token_in),
-    ):
-        if key in pools:
-            return key
-    raise SwapError(f"no {leg.venue.value} pool for {leg.token_in}/{leg.token_out}")

@@ -15,9 +15,7 @@ import psycopg
 
 from services.client.http import ApiClient, ApiError
 from services.client.render import STATUSES, ProcessState, StatusReport
-from services.common.db import local_database_url
 from services.common.errors import DependencyUnavailable
-from services.common.kafka import bootstrap_servers
 from services.common.logstats import LogStats, read_log_stats, stored_positions
 from services.common.settings import Settings
 
@@ -58,7 +56,7 @@ def orders_by_status(client: ApiClient) -> dict[str, int]:
 async def _projector_positions(settings: Settings) -> dict[int, int] | None:
     try:
         async with await psycopg.AsyncConnection.connect(
-            local_database_url(settings),
+            settings.postgres_url,
             connect_timeout=int(PROBE_TIMEOUT_SECONDS),
             autocommit=True,
         ) as conn:
@@ -71,7 +69,7 @@ async def log_stats(settings: Settings) -> tuple[LogStats, bool]:
     """The log's lag and dead letters; the projector's positions come from PostgreSQL."""
     positions = await _projector_positions(settings)
     stats = await read_log_stats(
-        bootstrap_servers(settings),
+        settings.kafka_servers,
         settings.orders_topic,
         settings.dead_letter_topic,
         settings.consumer_group_prefix,

@@ -16,19 +16,12 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from services.common.errors import DependencyUnavailable
-from services.common.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _MIGRATION_LOCK = 0x0EE0_0001
-
-
-def local_database_url(settings: Settings) -> str:
-    """DATABASE_URL, or the server `oee up` starts on OEE_POSTGRES_PORT."""
-    return (
-        settings.database_url
-        or f"postgresql://postgres@127.0.0.1:{settings.postgres_port}/postgres"
-    )
+LIVE_SCHEMA = "read_model"
+"""The schema the API reads: the projector writes it, `oee replay rebuild` replaces it."""
 
 
 def unreachable(url: str, exc: BaseException) -> DependencyUnavailable:

@@ -46,10 +46,6 @@ def topic_specs(settings: Settings) -> tuple[TopicSpec, ...]:
     )
 
 
-def bootstrap_servers(settings: Settings) -> str:
-    return settings.kafka_bootstrap_servers or f"127.0.0.1:{settings.kafka_port}"
-
-
 def unreachable(servers: str, exc: BaseException | None = None) -> DependencyUnavailable:
     reason = f" ({exc})" if exc and str(exc) else ""
     return DependencyUnavailable(

@@ -96,6 +96,26 @@ class Settings(BaseSettings):
         return f"{self.consumer_group_prefix}-projector"
 
     @property
+    def kafka_servers(self) -> str:
+        """KAFKA_BOOTSTRAP_SERVERS, or the broker `oee up` starts on OEE_KAFKA_PORT."""
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def postgres_url(self) -> str:
+        """DATABASE_URL, or the server `oee up` starts on OEE_POSTGRES_PORT."""
+        return self.database_url or f"postgresql://postgres@127.0.0.1:{self.postgres_port}/postgres"
+
+    def with_local_servers(self) -> Settings:
+        """Name both dependencies: the configured ones, else the ports `oee up` uses, so a
+        single process started in a second terminal just works."""
+        return self.model_copy(
+            update={
+                "kafka_bootstrap_servers": self.kafka_servers,
+                "database_url": self.postgres_url,
+            }
+        )
+
+    @property
     def kafka_data_dir(self) -> Path:
         return self.data_dir / "kafka"
 

@@ -16,10 +16,10 @@ from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 
 from schemas.codec import from_dict
+from services.common.db import LIVE_SCHEMA
 from services.domain.order import OrderState, evolve
 from services.projector.projection import ORDER_COLUMNS, EventRow, Projection, order_row
 
-LIVE_SCHEMA = "read_model"
 _JSON_COLUMNS = {"route", "quotes"}
 
 

@@ -24,17 +24,17 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from services.common.db import LIVE_SCHEMA
 from services.common.errors import DependencyUnavailable
 from services.common.process import stop_event_on_signals
 from services.common.settings import Settings, get_settings
-from services.projector.store import LIVE_SCHEMA
-from services.replay.rebuild import (
+from services.replay.rebuild import rebuild
+from services.replay.rebuilder import (
     Interrupted,
     RebuildError,
     RebuildReport,
     Until,
     parse_until,
-    rebuild,
 )
 from services.replay.timeline import read_order, render, to_json
 from services.replay.verify import verify
@@ -77,10 +77,7 @@ def _progress(what: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def _settings() -> Settings:
-    # Imported here: services.cli imports this module to register `replay`.
-    from services.cli import _require
-
-    return _require(get_settings())
+    return get_settings().with_local_servers()
 
 
 def _run(main: Callable[[asyncio.Event], Coroutine[Any, Any, T]]) -> T:

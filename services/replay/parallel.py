@@ -23,7 +23,7 @@ from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event as ProcessEvent
 
 from services.common.settings import Settings
-from services.replay.rebuild import Interrupted, Rebuilder, RebuildError, RebuildReport
+from services.replay.rebuilder import Interrupted, Rebuilder, RebuildError, RebuildReport
 
 _POLL_SECONDS = 0.2
 _JOIN_SECONDS = 30.0

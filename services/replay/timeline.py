@@ -38,12 +38,12 @@ from schemas.events import (
     TransactionSubmitted,
 )
 from services.common import kafka
+from services.common.db import LIVE_SCHEMA
 from services.common.settings import Settings
 from services.domain.order import OrderState
 from services.projector.projection import LogRecord, order_row, project
-from services.projector.store import LIVE_SCHEMA
-from services.replay.chain import chain_breaks
-from services.replay.rebuild import topic_partitions
+from services.replay.hashchain import chain_breaks
+from services.replay.rebuilder import topic_partitions
 
 
 @dataclass(frozen=True)

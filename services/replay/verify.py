@@ -19,10 +19,10 @@ from typing import Any
 
 from psycopg import AsyncConnection, sql
 
+from services.common.db import LIVE_SCHEMA
 from services.common.settings import Settings
-from services.projector.store import LIVE_SCHEMA
 from services.replay.parallel import run_to_in_parallel
-from services.replay.rebuild import (
+from services.replay.rebuilder import (
     Progress,
     Rebuilder,
     RebuildReport,

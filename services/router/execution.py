@@ -19,14 +19,14 @@ from enum import Enum
 
 from schemas import events
 from schemas.events import FailureCode, OrderStatus
-from services.chain.client import ChainClient, ChainUnreachable, TransientChainError
-from services.chain.ledger import Receipt, SwapInstruction, Transaction
+from services.chain.client import ChainClient, TransientChainError
 from services.chain.signatures import signature_for
+from services.chain.transactions import Receipt, SwapInstruction, Transaction
 from services.domain.order import OrderState
 from services.domain.tokens import from_base_units, to_base_units
-from services.router.quoting import VenuesUnavailable, quote_order
-from services.router.routing import NoRouteError
-from services.venues.adapters import VenueAdapter
+from services.pricing.ports import ChainUnreachable, VenueAdapter
+from services.pricing.quote import VenuesUnavailable, quote_order
+from services.pricing.routing import NoRouteError
 from services.venues.pool import InsufficientLiquidityError, Venue
 
 log = logging.getLogger(__name__)

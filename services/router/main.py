@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from schemas.codec import encode
 from schemas.envelope import Envelope, record_hash
 from schemas.events import OrderEvent
+from services.chain.adapters import SimulatedVenue, SnapshotCache
 from services.chain.client import SimulatedRpc
 from services.chain.ledger import Ledger
 from services.common.db import migrate, open_pool
@@ -36,7 +37,6 @@ from services.router import metrics
 from services.router.delivery import BatchDeliveringApp
 from services.router.execution import ExecutionPolicy, OrderExecution
 from services.router.worker import OrderRouter
-from services.venues.adapters import SimulatedVenue, SnapshotCache
 from services.venues.market import Market
 from services.venues.pool import Venue
 

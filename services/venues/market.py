@@ -7,7 +7,7 @@ its own `random.Random`, so adding a pair does not change the others' paths.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal
 from types import MappingProxyType
@@ -15,13 +15,12 @@ from types import MappingProxyType
 from services.domain.tokens import get_token
 from services.venues.cpmm import CpmmPool
 from services.venues.dlmm import DlmmPool, LiquidityShape, bin_for_price, input_to_reach
-from services.venues.pool import Pair, Pool, Timestamp, Venue
+from services.venues.pool import Pair, Pool, PoolBook, Timestamp, Venue
 
 BPS = Decimal(10_000)
 _CTX = Context(prec=28)
 ARBITRAGE_FRACTION = Decimal("0.5")  # arbitrage closes half the gap each step
 DEVIATION_BPS = Decimal(4)  # standard deviation of a venue's offset from the reference
-PoolBook = Mapping[tuple[Venue, Pair], Pool]
 """Every pool of the market, by venue and (base, quote) pair."""
 
 

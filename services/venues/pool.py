@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -22,6 +23,10 @@ class Venue(StrEnum):
 
     RAYDIUM = "RAYDIUM"
     METEORA = "METEORA"
+
+
+PoolBook = Mapping[tuple[Venue, Pair], "Pool"]
+"""Pools by venue and (base, quote) pair: what routing searches and the market moves."""
 
 
 class SwapError(ValueError):

@@ -19,22 +19,15 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from services.chain.adapters import SimulatedVenue, SnapshotCache
 from services.chain.client import ChainUnavailable, ConfirmationTimeout, SimulatedRpc, fault_draw
-from services.chain.ledger import (
-    BlockAbandoned,
-    LandedElsewhere,
-    Ledger,
-    PoolBook,
-    Receipt,
-    SwapInstruction,
-    Transaction,
-)
+from services.chain.ledger import BlockAbandoned, LandedElsewhere, Ledger
 from services.chain.signatures import signature_for
+from services.chain.transactions import Receipt, SwapInstruction, Transaction
 from services.common.db import open_pool
-from services.router.quoting import quote_order
-from services.venues.adapters import SimulatedVenue, SnapshotCache
+from services.pricing.quote import quote_order
 from services.venues.market import Market, arbitrage
-from services.venues.pool import Pair, Venue
+from services.venues.pool import Pair, PoolBook, Venue
 
 SEED = 42
 SOL_USDC: Pair = ("SOL", "USDC")

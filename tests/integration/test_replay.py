@@ -42,7 +42,8 @@ from schemas.events import (
 from services.common.kafka import durable_producer, ensure_topics, start_producer, topic_specs
 from services.common.settings import Settings
 from services.projector.store import ReadModelStore
-from services.replay.rebuild import TABLES, Interrupted, Until, rebuild
+from services.replay.rebuild import rebuild
+from services.replay.rebuilder import TABLES, Interrupted, Until
 from services.replay.timeline import read_order
 from services.replay.verify import verify
 from tests import builders

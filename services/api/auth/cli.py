@@ -12,7 +12,7 @@ import typer
 
 from services.api.auth.principal import DEFAULT_SCOPES, checked_scopes
 from services.api.auth.store import create_key, ensure_development_key, list_keys, revoke_key
-from services.common.db import connect, local_database_url, migrate
+from services.common.db import connect, migrate
 from services.common.errors import DependencyUnavailable
 from services.common.settings import Settings, get_settings
 
@@ -24,7 +24,7 @@ keys_app = typer.Typer(
 @contextmanager
 def _keys_db() -> Iterator[psycopg.Connection]:
     """A migrated database, or the command ends with one line and exit code 2."""
-    url = local_database_url(get_settings())
+    url = get_settings().postgres_url
     try:
         migrate(url)
         with connect(url, autocommit=True) as conn:

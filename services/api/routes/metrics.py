@@ -16,7 +16,6 @@ from fastapi import APIRouter, Response
 from services.api.deps import Runtime
 from services.api.runtime import ApiRuntime
 from services.common.errors import DependencyUnavailable
-from services.common.kafka import bootstrap_servers
 from services.common.logstats import read_log_stats, stored_positions
 from services.common.metrics import CONSUMER_LAG, DEAD_LETTER_RECORDS, exposition
 
@@ -47,7 +46,7 @@ async def refresh_log_metrics(runtime: ApiRuntime) -> None:
     projector = await _projector_positions(runtime)
     try:
         stats = await read_log_stats(
-            bootstrap_servers(settings),
+            settings.kafka_servers,
             settings.orders_topic,
             settings.dead_letter_topic,
             settings.consumer_group_prefix,

@@ -11,7 +11,7 @@ from services.api.errors import ApiError
 from services.api.messages import camelize
 from services.api.models import ErrorBody, QuoteOut
 from services.api.validation import Rejection, validate_order
-from services.router.routing import NoRouteError
+from services.pricing.routing import NoRouteError
 from services.venues.pool import InsufficientLiquidityError, Venue
 
 router = APIRouter(prefix="/api", tags=["quotes"])

@@ -22,8 +22,8 @@ from schemas.events import (
 )
 from services.projector.cache import StateCache
 from services.projector.projection import LogRecord, project
-from services.replay.chain import chain_breaks
-from services.replay.rebuild import Until, ahead_of, parse_until
+from services.replay.hashchain import chain_breaks
+from services.replay.rebuilder import Until, ahead_of, parse_until
 from services.replay.timeline import TimedRecord, build_timeline, partition_of, render, to_json
 from services.replay.verify import pair_rows
 

@@ -20,10 +20,12 @@ from schemas import events
 from schemas.codec import encode
 from schemas.envelope import Envelope, genesis_hash, record_hash
 from schemas.events import FailureCode, OrderStatus
-from services.chain.client import ChainUnavailable, ChainUnreachable, ConfirmationTimeout
-from services.chain.ledger import PoolBook, Receipt, Transaction
+from services.chain.client import ChainUnavailable, ConfirmationTimeout
 from services.chain.signatures import signature_for
+from services.chain.transactions import Receipt, Transaction
 from services.domain.order import OrderState, evolve
+from services.pricing.ports import ChainUnreachable
+from services.pricing.quote import quote_order
 from services.router.execution import (
     ExecutionPolicy,
     OrderExecution,
@@ -31,9 +33,8 @@ from services.router.execution import (
     next_step,
     transaction_for,
 )
-from services.router.quoting import quote_order
 from services.venues.market import Market
-from services.venues.pool import Venue
+from services.venues.pool import PoolBook, Venue
 
 CHAIN_SEED = 7
 DELAYS = (0.01, 0.02, 0.04)

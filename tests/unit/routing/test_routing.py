@@ -5,17 +5,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.router.routing import (
+from services.pricing.routing import (
     InsufficientLiquidityError,
     NoRouteError,
+    Route,
     RouteKind,
-    RoutePlan,
     plan_route,
 )
 from services.venues.cpmm import CpmmPool
 from services.venues.dlmm import DlmmPool
-from services.venues.market import Market, PoolBook
-from services.venues.pool import Venue
+from services.venues.market import Market
+from services.venues.pool import PoolBook, Venue
 from tests.strategies import seeds
 
 SOL = 10**9
@@ -43,7 +43,7 @@ def _plan(
     split_threshold_bps: Decimal = THRESHOLD,
     now: int = 0,
     venues: Collection[Venue] = tuple(Venue),
-) -> RoutePlan:
+) -> Route:
     return plan_route(
         book,
         token_in,
@@ -61,7 +61,7 @@ def test_a_small_order_goes_to_the_cheaper_venue_whole():
     # Meteora charges 20 bps at the same price, Raydium 25 bps.
     assert plan.kind is RouteKind.SINGLE
     assert [leg.venue for leg in plan.legs] == [Venue.METEORA]
-    quotes = {q.venue: q.amount_out for q in plan.quotes}
+    quotes = {q.venue: q.amount_out for q in plan.offers}
     assert plan.amount_out == quotes[Venue.METEORA] > quotes[Venue.RAYDIUM]
     assert plan.reason.startswith("METEORA gives ")
     assert plan.reason.split()[3] == "bps"
@@ -73,7 +73,7 @@ def test_a_large_order_is_split_and_the_gain_reported():
     assert {leg.venue for leg in plan.legs} == set(Venue)
     assert sum(leg.amount_in for leg in plan.legs) == 2_000 * SOL
     assert sum(leg.share for leg in plan.legs) == 1
-    best_single = max(q.amount_out for q in plan.quotes)
+    best_single = max(q.amount_out for q in plan.offers)
     gain = (plan.amount_out - best_single) * Decimal(10_000) / best_single
     assert plan.split_improvement_bps == gain.quantize(Decimal("0.01")) > 1
     assert plan.reason.startswith("split ")
@@ -106,7 +106,7 @@ def test_no_pool_is_no_route():
 
 def test_a_dry_venue_is_reported_and_the_other_fills():
     plan = _plan(_book(dlmm_depth=1_000), "SOL", "USDC", 100 * SOL)
-    errors = {q.venue: q.error for q in plan.quotes}
+    errors = {q.venue: q.error for q in plan.offers}
     assert errors[Venue.RAYDIUM] is None
     assert "runs dry" in (errors[Venue.METEORA] or "")
     assert plan.amount_out > 0
@@ -128,8 +128,8 @@ def test_pairs_without_a_pool_go_through_usdc():
     hub_in = sum(leg.amount_in for leg in plan.legs if leg.token_in == "USDC")
     assert hub_in == sum(leg.amount_out for leg in plan.legs if leg.token_out == "USDC")
     assert plan.amount_out == sum(leg.amount_out for leg in plan.legs if leg.token_out == "SOL")
-    assert {q.venue for q in plan.quotes} == set(Venue)
-    assert plan.amount_out >= max(q.amount_out for q in plan.quotes)
+    assert {q.venue for q in plan.offers} == set(Venue)
+    assert plan.amount_out >= max(q.amount_out for q in plan.offers)
 
 
 @settings(max_examples=60, deadline=None)
@@ -146,7 +146,7 @@ def test_the_plan_is_never_worse_than_the_best_single_venue(amount, token_in, cp
         plan = _plan(book, token_in, token_out, amount, split_threshold_bps=Decimal(0))
     except InsufficientLiquidityError:
         return
-    assert plan.amount_out >= max(q.amount_out for q in plan.quotes)
+    assert plan.amount_out >= max(q.amount_out for q in plan.offers)
     assert plan.min_amount_out <= plan.amount_out
     # What the plan expects is what the pools pay.
     for leg in plan.legs:

@@ -12,16 +12,16 @@ from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
 
 from services.domain.tokens import get_token
-from services.venues.pool import InsufficientLiquidityError, Pair, Pool, Timestamp, Venue
+from services.venues.pool import InsufficientLiquidityError, Pool, PoolBook, Timestamp, Venue
 
 __all__ = [
     "InsufficientLiquidityError",
+    "Leg",
     "NoRouteError",
+    "Route",
     "RouteKind",
-    "RouteLeg",
-    "RoutePlan",
     "RoutingError",
-    "VenueQuote",
+    "VenueOffer",
     "plan_route",
     "pools_for_pair",
 ]
@@ -53,7 +53,7 @@ class RouteKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class VenueQuote:
+class VenueOffer:
     """What one venue alone offers for the whole order, or why it cannot fill it."""
 
     venue: Venue
@@ -64,7 +64,7 @@ class VenueQuote:
 
 
 @dataclass(frozen=True, slots=True)
-class RouteLeg:
+class Leg:
     """One swap of a plan: a venue, a hop, and its share of that hop's input."""
 
     venue: Venue
@@ -77,33 +77,36 @@ class RouteLeg:
 
 
 @dataclass(frozen=True, slots=True)
-class RoutePlan:
-    """The chosen execution, with the quotes it was chosen from and why."""
+class Route:
+    """The chosen execution in base units, with the offers it was chosen from and why.
+
+    The event contract's `events.RoutePlan` is its Decimal twin; `pricing.quote` converts.
+    """
 
     kind: RouteKind
     token_in: str
     token_out: str
     amount_in: int
-    legs: tuple[RouteLeg, ...]
+    legs: tuple[Leg, ...]
     amount_out: int
     min_amount_out: int
     price_impact: Decimal  # against the best spot price among the venues, fees included
     split_improvement_bps: Decimal  # best split (or hop mix) over the best single venue
-    quotes: tuple[VenueQuote, ...]  # each venue alone, for the whole order
+    offers: tuple[VenueOffer, ...]  # each venue alone, for the whole order
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
 class _Hop:
-    legs: tuple[RouteLeg, ...]
+    legs: tuple[Leg, ...]
     amount_out: int
     spot: Decimal  # best mid among the venues, whole tokens out per whole token in
-    quotes: tuple[VenueQuote, ...]
+    offers: tuple[VenueOffer, ...]
     improvement_bps: Decimal
 
 
 def pools_for_pair(
-    book: Mapping[tuple[Venue, Pair], Pool], token_a: str, token_b: str, venues: Collection[Venue]
+    book: PoolBook, token_a: str, token_b: str, venues: Collection[Venue]
 ) -> dict[Venue, Pool]:
     """Collect the allowed venues' pools for a pair, whichever way round the pool lists it."""
     found: dict[Venue, Pool] = {}
@@ -115,7 +118,7 @@ def pools_for_pair(
 
 
 def plan_route(
-    book: Mapping[tuple[Venue, Pair], Pool],
+    book: PoolBook,
     token_in: str,
     token_out: str,
     amount_in: int,
@@ -124,7 +127,7 @@ def plan_route(
     split_threshold_bps: Decimal,
     now: Timestamp,
     venues: Collection[Venue] = tuple(Venue),
-) -> RoutePlan:
+) -> Route:
     """Route an order over the allowed venues: best single venue, a split, or two hops."""
     if amount_in <= 0 or token_in == token_out or not 0 <= slippage < 1:
         msg = f"cannot route {amount_in} {token_in} -> {token_out} at slippage {slippage}"
@@ -133,7 +136,7 @@ def plan_route(
     if direct:
         hop = _route_hop(direct, token_in, token_out, amount_in, split_threshold_bps, now)
         kind = RouteKind.SPLIT if len(hop.legs) > 1 else RouteKind.SINGLE
-        return _plan(kind, token_in, token_out, amount_in, (hop,), hop.quotes, slippage)
+        return _plan(kind, token_in, token_out, amount_in, (hop,), hop.offers, slippage)
     first = pools_for_pair(book, token_in, HUB, venues)
     second = pools_for_pair(book, HUB, token_out, venues)
     if HUB in (token_in, token_out) or not first or not second:
@@ -141,17 +144,17 @@ def plan_route(
         raise NoRouteError(msg)
     hop1 = _route_hop(first, token_in, HUB, amount_in, split_threshold_bps, now)
     hop2 = _route_hop(second, HUB, token_out, hop1.amount_out, split_threshold_bps, now)
-    quotes = _two_hop_quotes(first, second, token_in, amount_in, now)
-    return _plan(RouteKind.MULTIHOP, token_in, token_out, amount_in, (hop1, hop2), quotes, slippage)
+    offers = _two_hop_offers(first, second, token_in, amount_in, now)
+    return _plan(RouteKind.MULTIHOP, token_in, token_out, amount_in, (hop1, hop2), offers, slippage)
 
 
-def _quote(venue: Venue, pool: Pool, token_in: str, amount_in: int, now: Timestamp) -> VenueQuote:
-    """Ask one pool for the whole amount; a pool that cannot fill it yields an error quote."""
+def _offer(venue: Venue, pool: Pool, token_in: str, amount_in: int, now: Timestamp) -> VenueOffer:
+    """Ask one pool for the whole amount; a pool that cannot fill it yields an error offer."""
     try:
         result = pool.swap(token_in, amount_in, now)
     except InsufficientLiquidityError as error:
-        return VenueQuote(venue, 0, 0, Decimal(0), str(error))
-    return VenueQuote(venue, result.amount_out, result.fee, result.price_impact)
+        return VenueOffer(venue, 0, 0, Decimal(0), str(error))
+    return VenueOffer(venue, result.amount_out, result.fee, result.price_impact)
 
 
 def _route_hop(
@@ -164,8 +167,8 @@ def _route_hop(
 ) -> _Hop:
     """Route one pair: best single venue, or the best split if it clears the threshold."""
     spot = max(pool.mid_price(token_in) for pool in pools.values())
-    quotes = tuple(_quote(v, p, token_in, amount_in, now) for v, p in pools.items())
-    filled = [q for q in quotes if q.error is None and q.amount_out > 0]
+    offers = tuple(_offer(v, p, token_in, amount_in, now) for v, p in pools.items())
+    filled = [q for q in offers if q.error is None and q.amount_out > 0]
     best = max(filled, key=lambda q: q.amount_out, default=None)
     best_out = best.amount_out if best else 0
 
@@ -184,14 +187,12 @@ def _route_hop(
             _leg(venue, pool, token_in, token_out, share_in, amount_in, now)
             for venue, pool, share_in in ((venue_a, pool_a, a), (venue_b, pool_b, amount_in - a))
         )
-        return _Hop(legs, sum(leg.amount_out for leg in legs), spot, quotes, improvement)
+        return _Hop(legs, sum(leg.amount_out for leg in legs), spot, offers, improvement)
     if best is None:
-        errors = "; ".join(q.error or f"{q.venue} pays nothing" for q in quotes)
+        errors = "; ".join(q.error or f"{q.venue} pays nothing" for q in offers)
         raise InsufficientLiquidityError(errors)
-    leg = RouteLeg(
-        best.venue, token_in, token_out, amount_in, best.amount_out, best.fee, Decimal(1)
-    )
-    return _Hop((leg,), best_out, spot, quotes, improvement)
+    leg = Leg(best.venue, token_in, token_out, amount_in, best.amount_out, best.fee, Decimal(1))
+    return _Hop((leg,), best_out, spot, offers, improvement)
 
 
 def _leg(
@@ -202,11 +203,11 @@ def _leg(
     amount: int,
     total: int,
     now: Timestamp,
-) -> RouteLeg:
+) -> Leg:
     """Quote one venue's part of a split."""
     result = pool.swap(token_in, amount, now)
     share = Decimal(amount) / Decimal(total)
-    return RouteLeg(venue, token_in, token_out, amount, result.amount_out, result.fee, share)
+    return Leg(venue, token_in, token_out, amount, result.amount_out, result.fee, share)
 
 
 def _best_split(
@@ -215,7 +216,7 @@ def _best_split(
     token_in: str,
     amount: int,
     now: Timestamp,
-    best: VenueQuote | None,
+    best: VenueOffer | None,
 ) -> tuple[int, int] | None:
     """Find `a` in [1, amount - 1] maximising out_a(a) + out_b(amount - a).
 
@@ -264,25 +265,25 @@ def _best_split(
     return (a, total) if total > 0 else None
 
 
-def _two_hop_quotes(
+def _two_hop_offers(
     first: Mapping[Venue, Pool],
     second: Mapping[Venue, Pool],
     token_in: str,
     amount_in: int,
     now: Timestamp,
-) -> tuple[VenueQuote, ...]:
+) -> tuple[VenueOffer, ...]:
     """Quote each venue alone for both hops, so a two-hop route still compares venues."""
-    quotes = []
+    offers = []
     for venue in first.keys() & second.keys():
-        hop1 = _quote(venue, first[venue], token_in, amount_in, now)
+        hop1 = _offer(venue, first[venue], token_in, amount_in, now)
         if hop1.error is not None or hop1.amount_out == 0:
-            quotes.append(hop1)
+            offers.append(hop1)
             continue
-        hop2 = _quote(venue, second[venue], HUB, hop1.amount_out, now)
+        hop2 = _offer(venue, second[venue], HUB, hop1.amount_out, now)
         fee = hop1.fee + -(-hop2.fee * amount_in // hop1.amount_out)
         impact = 1 - (1 - hop1.price_impact) * (1 - hop2.price_impact)
-        quotes.append(VenueQuote(venue, hop2.amount_out, fee, impact, hop2.error))
-    return tuple(sorted(quotes, key=lambda q: q.venue.value))
+        offers.append(VenueOffer(venue, hop2.amount_out, fee, impact, hop2.error))
+    return tuple(sorted(offers, key=lambda q: q.venue.value))
 
 
 def _plan(
@@ -291,9 +292,9 @@ def _plan(
     token_out: str,
     amount_in: int,
     hops: tuple[_Hop, ...],
-    quotes: tuple[VenueQuote, ...],
+    offers: tuple[VenueOffer, ...],
     slippage: Decimal,
-) -> RoutePlan:
+) -> Route:
     """Assemble the plan: totals, the slippage floor, impact, and the reason it won."""
     amount_out = hops[-1].amount_out
     if amount_out <= 0:
@@ -305,7 +306,7 @@ def _plan(
         spot *= hop.spot
     shift = get_token(token_in).decimals - get_token(token_out).decimals
     executed = (Decimal(amount_out) / amount_in).scaleb(shift)
-    filled = sorted((q for q in quotes if q.error is None), key=lambda q: -q.amount_out)
+    filled = sorted((q for q in offers if q.error is None), key=lambda q: -q.amount_out)
     best_single = filled[0].amount_out if filled else 0
     if kind is RouteKind.MULTIHOP:
         gain = (amount_out - best_single) * BPS / best_single if best_single else Decimal(0)
@@ -313,7 +314,7 @@ def _plan(
     else:
         improvement = hops[0].improvement_bps
     legs = tuple(leg for hop in hops for leg in hop.legs)
-    return RoutePlan(
+    return Route(
         kind=kind,
         token_in=token_in,
         token_out=token_out,
@@ -323,13 +324,13 @@ def _plan(
         min_amount_out=min_out,
         price_impact=1 - executed / spot,
         split_improvement_bps=improvement.quantize(Decimal("0.01")),
-        quotes=quotes,
+        offers=offers,
         reason=_reason(kind, legs, filled, improvement),
     )
 
 
 def _reason(
-    kind: RouteKind, legs: tuple[RouteLeg, ...], filled: list[VenueQuote], improvement: Decimal
+    kind: RouteKind, legs: tuple[Leg, ...], filled: list[VenueOffer], improvement: Decimal
 ) -> str:
     """Say in one line why this route won, for the routing event and the client."""
     gain = f"{improvement:.1f} bps"

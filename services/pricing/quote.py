@@ -14,12 +14,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from schemas import events
-from services.chain.client import ChainUnreachable
-from services.chain.ledger import PoolBook
 from services.domain.tokens import from_base_units, to_base_units
-from services.router import routing
-from services.venues.adapters import VenueAdapter
-from services.venues.pool import Venue
+from services.pricing import routing
+from services.pricing.ports import ChainUnreachable, VenueAdapter
+from services.venues.pool import Pair, Pool, Venue
 
 
 class VenuesUnavailable(Exception):
@@ -28,12 +26,13 @@ class VenuesUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Quote:
-    """A route plan in the event contract's terms, plus the plan in base units for execution."""
+    """One route in both forms: `plan` for the event contract (Decimal), `route` for execution
+    (base units), so the `routing` event and the transaction come from the same choice."""
 
     plan: events.RoutePlan
     quotes: tuple[events.VenueQuote, ...]
     reason: str
-    route: routing.RoutePlan
+    route: routing.Route
 
 
 async def quote_order(
@@ -55,7 +54,7 @@ async def quote_order(
     for result in loaded:
         if isinstance(result, ChainUnreachable):
             raise result  # our side is down, not a venue: no attempt is used up
-    book: PoolBook = {}
+    book: dict[tuple[Venue, Pair], Pool] = {}
     slot = 0
     unavailable: dict[Venue, str] = {}
     for adapter, result in zip(asked, loaded, strict=True):
@@ -79,7 +78,7 @@ async def quote_order(
         now=Decimal(quoted_at),
         venues=[v.venue for v in asked if v.venue not in unavailable],
     )
-    quotes = tuple(_venue_quote(token_in, token_out, q) for q in route.quotes) + tuple(
+    quotes = tuple(_venue_quote(token_in, token_out, q) for q in route.offers) + tuple(
         events.VenueQuote(
             venue=v.value, amount_out=Decimal(0), fee=Decimal(0), price_impact=Decimal(0), error=e
         )
@@ -109,7 +108,7 @@ async def quote_order(
     return Quote(plan, quotes, route.reason, route)
 
 
-def _venue_quote(token_in: str, token_out: str, quote: routing.VenueQuote) -> events.VenueQuote:
+def _venue_quote(token_in: str, token_out: str, quote: routing.VenueOffer) -> events.VenueQuote:
     return events.VenueQuote(
         venue=quote.venue.value,
         amount_out=from_base_units(token_out, quote.amount_out),

@@ -1,8 +1,7 @@
-"""Venue adapters: how the router reads a venue's pools.
+"""The simulated chain's venue adapters: pool accounts read from the ledger, for quoting.
 
-Solana routers quote by reading pool accounts and computing the swap locally;
-an adapter is that read. A real adapter would fetch the accounts over RPC and
-decode them into the same `Pool` values the simulators use.
+They implement `services.pricing.ports.VenueAdapter`; a real adapter would fetch the
+accounts over RPC and decode them into the same `Pool` values.
 """
 
 from __future__ import annotations
@@ -11,25 +10,13 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
 
 import psycopg
 from psycopg_pool import PoolTimeout
 
 from services.chain.client import unreachable_while
-from services.chain.ledger import PoolBook, PoolSnapshot
-from services.venues.pool import Venue
-
-
-class VenueAdapter(Protocol):
-    """Reads one venue's pools for quoting."""
-
-    @property
-    def venue(self) -> Venue: ...
-
-    async def load_pools(self) -> tuple[int, PoolBook]:
-        """Return (slot, this venue's pools) as of the slot read."""
-        ...
+from services.pricing.ports import PoolSnapshot
+from services.venues.pool import PoolBook, Venue
 
 
 class SnapshotCache:
