@@ -23,6 +23,7 @@ from aiokafka.structs import RecordMetadata
 
 from services.common.errors import DependencyUnavailable
 from services.common.metrics import DEAD_LETTERS
+from services.common.process import retry_while_down
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -165,17 +166,17 @@ class RenewingProducer:
 
     async def _renew(self, broken: AIOKafkaProducer) -> None:
         try:
-            delay = 0.2
-            while True:
+
+            async def start_fresh() -> AIOKafkaProducer:
                 fresh = self._new()
-                try:
-                    await start_producer(fresh, self.servers)
-                    break
-                except DependencyUnavailable as exc:
-                    log.warning("new producer cannot start, retrying in %.1fs: %s", delay, exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-            self.current = fresh
+                await start_producer(fresh, self.servers)
+                return fresh
+
+            self.current = await retry_while_down(
+                start_fresh,
+                is_outage=lambda exc: isinstance(exc, DependencyUnavailable),
+                what="Kafka, for a new producer,",
+            )
             log.warning("Kafka producer replaced: its sequence numbers no longer matched the log")
             retire = asyncio.create_task(_stop_quietly(broken))
             self._retiring.add(retire)

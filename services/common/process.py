@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, overload
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -21,17 +21,46 @@ def stop_event_on_signals() -> asyncio.Event:
     return stop
 
 
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+@overload
 async def retry_while_down(
     action: Callable[[], Awaitable[T]],
     *,
     is_outage: Callable[[BaseException], bool],
     what: str,
     stop: asyncio.Event,
+    max_delay: float = ...,
+) -> T | None: ...
+
+
+@overload
+async def retry_while_down(
+    action: Callable[[], Awaitable[T]],
+    *,
+    is_outage: Callable[[BaseException], bool],
+    what: str,
+    stop: None = None,
+    max_delay: float = ...,
+) -> T: ...
+
+
+async def retry_while_down(
+    action: Callable[[], Awaitable[T]],
+    *,
+    is_outage: Callable[[BaseException], bool],
+    what: str,
+    stop: asyncio.Event | None = None,
     max_delay: float = 5.0,
 ) -> T | None:
-    """Run `action` until it succeeds, waiting and retrying while `is_outage` says it is down.
+    """Run `action` until it succeeds, waiting while `is_outage` says its dependency is down.
 
-    Returns None if asked to stop while waiting. Other errors propagate.
+    The one retry cadence of every process (producer restarts, appends, the chain, stored
+    positions): waits double from 0.2 s to `max_delay`, quick to notice a recovery without
+    hammering a server that is down. Without `stop` it waits as long as the outage lasts;
+    with it, it returns None if asked to stop while waiting. Other errors propagate.
     """
     delay = 0.2
     while True:
@@ -40,14 +69,13 @@ async def retry_while_down(
         except Exception as exc:
             if not is_outage(exc):
                 raise
-            log.warning(
-                "%s unavailable (%s); retrying in %.1fs",
-                what,
-                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                delay,
-            )
-        try:
-            await asyncio.wait_for(stop.wait(), delay)
-            return None
-        except TimeoutError:
-            delay = min(delay * 2, max_delay)
+            log.warning("%s unavailable (%s); retrying in %.1fs", what, _first_line(exc), delay)
+        if stop is None:
+            await asyncio.sleep(delay)
+        else:
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+                return None
+            except TimeoutError:
+                pass
+        delay = min(delay * 2, max_delay)

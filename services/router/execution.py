@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
+from functools import partial
 
 from schemas import events
 from schemas.events import FailureCode, OrderStatus
 from services.chain.client import ChainClient, TransientChainError
 from services.chain.signatures import signature_for
 from services.chain.transactions import Receipt, SwapInstruction, Transaction
+from services.common.process import retry_while_down
 from services.domain.order import OrderState
 from services.domain.tokens import from_base_units, to_base_units
 from services.pricing.ports import ChainUnreachable, VenueAdapter
@@ -87,18 +89,13 @@ class OrderExecution:
         While the chain is unreachable the order waits and its step is done again:
         each step is idempotent (reads, or a resend under the order's signature).
         """
-        delay = 0.2
         while (step := next_step(state)) is not Step.DONE:
             log.debug("order %s: %s from %s", state.order_id, step.value, state.status.value)
-            try:
-                state = await self._do(step, state)
-                delay = 0.2
-            except ChainUnreachable as exc:
-                log.warning(
-                    "order %s waits %.1fs: chain unreachable (%s)", state.order_id, delay, exc
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            state = await retry_while_down(
+                partial(self._do, step, state),
+                is_outage=lambda exc: isinstance(exc, ChainUnreachable),
+                what=f"the chain, for order {state.order_id},",
+            )
         return state
 
     async def _do(self, step: Step, state: OrderState) -> OrderState:

@@ -1,0 +1,56 @@
+"""The router's appends to the order log: each order's next event, and dead letters."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from aiokafka.errors import KafkaError
+
+from schemas.codec import encode
+from schemas.envelope import Envelope, record_hash
+from schemas.events import OrderEvent
+from services.common.kafka import DeadLetter, RenewingProducer, send_to_dead_letter
+from services.common.process import retry_while_down
+from services.common.settings import Settings
+from services.domain.order import OrderState, evolve
+from services.router import metrics
+
+
+class Emitter:
+    """Appends events for the orders this router executes, waiting out Kafka outages."""
+
+    def __init__(self, producer: RenewingProducer, settings: Settings) -> None:
+        self._producer = producer
+        self._settings = settings
+        self._name = f"router:{socket.gethostname()}:{os.getpid()}"
+
+    async def emit(self, state: OrderState, payload: OrderEvent) -> OrderState:
+        """Append the order's next event; return once it is durably on the log."""
+        envelope = Envelope.new(
+            order_id=state.order_id,
+            sequence=state.sequence + 1,
+            producer=self._name,
+            prev_hash=state.last_hash,
+            payload=payload,
+        )
+        value = encode(envelope)
+        await retry_while_down(
+            lambda: self._producer.send_and_wait(
+                self._settings.orders_topic, value=value, key=str(state.order_id).encode()
+            ),
+            is_outage=lambda exc: isinstance(exc, KafkaError),
+            what=f"Kafka, for order {state.order_id},",
+        )
+        metrics.record(state, envelope)
+        return evolve(state, envelope, record_hash(value))
+
+    async def dead_letter(
+        self, partition: int, offset: int, key: bytes | None, value: bytes | None, reason: str
+    ) -> None:
+        letter = DeadLetter(
+            self._settings.orders_topic, partition, offset, reason, self._settings.router_group
+        )
+        await send_to_dead_letter(
+            self._producer, self._settings.dead_letter_topic, letter, key, value
+        )
