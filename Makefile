@@ -37,8 +37,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 typecheck: install
-	$(VENV)/bin/mypy services schemas infra tests
-	$(VENV)/bin/mypy bench  # scripts, each a top-level module: checked on their own
+	$(VENV)/bin/mypy services schemas infra bench tests
 
 schemas: install
 	$(PY) -m schemas.export

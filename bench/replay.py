@@ -1,6 +1,6 @@
 """Write 1,000,000 valid order events to a fresh topic, then time `oee replay rebuild` over it.
 
-Run: `.venv/bin/python bench/replay.py [--events N] [--batch-size B] [--workers W]`. Uses
+Run: `.venv/bin/python -m bench.replay [--events N] [--batch-size B] [--workers W]`. Uses
 KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set, else starts a broker and PostgreSQL
 in a temp dir. Orders follow realistic lifecycles of 5 to 7 events (completed,
 retried then completed, retried then failed), hash-chained as the router writes

@@ -1,6 +1,6 @@
 """Route 10,000 seeded orders of mixed sizes through the simulated market and report.
 
-Run: `.venv/bin/python bench/routing.py [--orders N] [--seed S]`. Between orders the
+Run: `.venv/bin/python -m bench.routing [--orders N] [--seed S]`. Between orders the
 market takes one step (reference walk plus arbitrage) and every fill is applied to the
 pools, so later quotes see the liquidity earlier orders took.
 """

@@ -1,8 +1,8 @@
 """Thousands of WebSocket subscribers on one API process: does every one get every event?
 
-Run: `.venv/bin/python bench/sockets.py [--sockets 5000] [--orders 20] [--rate 10]`.
+Run: `.venv/bin/python -m bench.sockets [--sockets 5000] [--orders 20] [--rate 10]`.
 Starts Kafka, PostgreSQL, one projector, one router and one API process as
-`bench/load.py` does (its `Launched`), opens `--sockets` firehose subscriptions
+`bench.load` does (`bench.launcher.Launched`), opens `--sockets` firehose subscriptions
 (`/ws/orders`) to the API and waits until each has its `connected` message, then
 submits `--orders` orders at `--rate` per second. Every subscriber must receive
 every event of every one of those orders: sequences 1..n per order, in order, no
@@ -17,35 +17,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
-import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-for path in (REPO, REPO / "bench"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+import aiohttp
+import orjson
 
-import aiohttp  # noqa: E402
-import orjson  # noqa: E402
-from load import (  # noqa: E402
-    Launched,
-    LoadConfig,
-    ProcessInfo,
-    ProcessSampler,
-    machine,
-    order_payloads,
-    parse_args,
-    percentiles,
-    run_launched,
-    wait_healthy,
-)
+from bench.launcher import Launched, Topology, run_launched
+from bench.orderlog import epoch
+from bench.polling import TimedOut, eventually
+from bench.report import machine, percentiles
+from bench.samplers import ProcessInfo, ProcessSampler
+from bench.workload import LoadConfig, order_payloads
 
 FINAL = {"completed", "failed"}
 
@@ -65,15 +53,6 @@ class Subscriber:
         return all(self.sequences.get(o) == list(range(1, n + 1)) for o, n in orders.items())
 
 
-async def settled(check: Callable[[], bool], timeout: float) -> None:
-    """Poll `check` until it holds or `timeout` passes (the report says which)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if check() or time.monotonic() > deadline:
-            return
-        await asyncio.sleep(0.2)
-
-
 async def subscribe(session: aiohttp.ClientSession, url: str, subscriber: Subscriber) -> None:
     try:
         async with session.ws_connect(url, max_msg_size=1 << 20, heartbeat=None) as socket:
@@ -87,21 +66,17 @@ async def subscribe(session: aiohttp.ClientSession, url: str, subscriber: Subscr
                     continue
                 order_id = data["orderId"]
                 subscriber.sequences[order_id].append(data["sequence"])
-                subscriber.delays.append(received - _epoch(data["timestamp"]))
+                subscriber.delays.append(received - epoch(data["timestamp"]))
                 if data["status"] in FINAL:
                     subscriber.finals.add(order_id)
     except (aiohttp.ClientError, OSError) as exc:
         subscriber.error = type(exc).__name__
 
 
-def _epoch(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
 async def submit(
     session: aiohttp.ClientSession, base: str, count: int, rate: float, seed: int
 ) -> list[str]:
-    """`count` orders (bench/load.py's mix) on a fixed schedule; the ids of those accepted."""
+    """`count` orders (the load generator's mix) on a fixed schedule; the ids of those accepted."""
     bodies = order_payloads(LoadConfig(rate=rate, duration=count / rate, seed=seed))
     accepted: list[str] = []
     start = time.monotonic()
@@ -120,7 +95,7 @@ async def submit(
 
 async def run(args: argparse.Namespace, launched: Launched) -> dict[str, Any]:
     (base,) = launched.start_processes()
-    await wait_healthy([base])
+    await launched.wait_healthy([base])
     api = launched.children["api"].pid
     sampler = ProcessSampler(
         [ProcessInfo("api", api), ProcessInfo("subscribers", os.getpid())], interval=0.5
@@ -137,9 +112,12 @@ async def run(args: argparse.Namespace, launched: Launched) -> dict[str, Any]:
             tasks.append(asyncio.create_task(subscribe(sockets, url, subscriber)))
             if len(tasks) % 200 == 0:
                 await asyncio.sleep(0)  # let the handshakes progress as we go
-        await settled(
-            lambda: all(s.connected_at or s.error for s in subscribers), args.connect_timeout
-        )
+
+        async def all_connected() -> bool:
+            return all(s.connected_at or s.error for s in subscribers)
+
+        with contextlib.suppress(TimedOut):  # the report says how many did
+            await eventually(all_connected, timeout=args.connect_timeout, interval=0.2)
         connected = sum(s.connected_at is not None for s in subscribers)
         connect_seconds = time.time() - started
         print(f"{connected:,}/{args.sockets:,} subscribers connected in {connect_seconds:.1f}s")
@@ -148,10 +126,12 @@ async def run(args: argparse.Namespace, launched: Launched) -> dict[str, Any]:
         accepted = await submit(http, base, args.orders, args.rate, args.seed)
         print(f"{len(accepted)}/{args.orders} orders accepted; waiting for every event ...")
         wanted = set(accepted)
-        await settled(
-            lambda: all(wanted <= s.finals for s in subscribers if s.error is None),
-            args.drain_timeout,
-        )
+
+        async def all_final() -> bool:
+            return all(wanted <= s.finals for s in subscribers if s.error is None)
+
+        with contextlib.suppress(TimedOut):  # the report says how many have every event
+            await eventually(all_final, timeout=args.drain_timeout, interval=0.2)
         drained = time.time()
     finally:
         await sampler.stop()
@@ -204,8 +184,8 @@ def main() -> None:
     args = parser.parse_args()
     if not 0 < args.sockets <= 10_000 or not 0 < args.orders <= 10_000:
         parser.error("--sockets and --orders: 1 to 10,000")
-    # The system as bench/load.py starts it: its own defaults, our venue latency.
-    launched = Launched(parse_args(["--venue-latency", args.venue_latency, "--pg-no-fsync"]))
+    # The system as bench.load starts it by default, with our venue latency.
+    launched = Launched(Topology(venue_latency=args.venue_latency, pg_no_fsync=True))
     report = run_launched(launched, lambda: run(args, launched))
     print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     if args.json:

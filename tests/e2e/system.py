@@ -1,9 +1,12 @@
-"""The whole system as real processes (`oee api`, `oee router`, `oee projector`) for e2e tests."""
+"""The whole system as real processes (`oee api`, `oee router`, `oee projector`) for e2e tests.
+
+Starting, stopping and health-checking the processes is `bench.launcher`'s, shared with the
+benchmarks; waiting is `bench.polling.eventually`, re-exported here for the tests.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -12,42 +15,22 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench.launcher import logs_tail, start_process, stop_processes, wait_healthy
+from bench.launcher import settings_env as settings_env  # re-exported for the tests
+from bench.polling import eventually as eventually  # re-exported for the tests
 from infra.kafka.launcher import free_port
 from schemas.codec import UndecodableEvent, decode
 from schemas.envelope import Envelope
 from services.common.settings import Settings
 
 PROCESSES = ("projector", "router", "api")
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes a child process see `settings`."""
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": str(settings.kafka_bootstrap_servers),
-        "DATABASE_URL": str(settings.database_url),
-        "OEE_ORDERS_TOPIC": settings.orders_topic,
-        "OEE_ORDERS_TOPIC_PARTITIONS": str(settings.orders_topic_partitions),
-        "OEE_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
-        "OEE_CONSUMER_GROUP_PREFIX": settings.consumer_group_prefix,
-        "OEE_VENUE_LATENCY": settings.venue_latency,
-        "OEE_VENUE_FAILURE_RATE": str(settings.venue_failure_rate),
-        "OEE_RETRY_DELAYS_SECONDS": json.dumps(list(settings.retry_delays_seconds)),
-        "OEE_API_PORT": str(settings.api_port),
-        "OEE_DATA_DIR": str(settings.data_dir),
-        "OEE_LOG_FORMAT": "json",
-        "OEE_ROUTER_METRICS_PORT": str(settings.router_metrics_port),
-        "OEE_PROJECTOR_METRICS_PORT": str(settings.projector_metrics_port),
-        "OEE_AUTH": settings.auth,
-    }
 
 
 @dataclass
@@ -90,14 +73,7 @@ class System:
             key = f"{name}:{api_port}"
         elif instance is not None:
             key = f"{name}:{instance}"
-        log = (self.log_dir / f"{key.replace(':', '-')}.log").open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", name],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        process = start_process(name, env, self.log_dir / f"{key.replace(':', '-')}.log")
         self.processes[key] = process
         self._launch[key] = (name, api_port, instance)
         return process
@@ -143,21 +119,10 @@ class System:
         self._supervising.clear()
         if self._supervisor is not None:
             self._supervisor.join(5)
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for process in self.processes.values():
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.processes.values())
 
     def logs(self) -> str:
-        return "\n".join(
-            f"== {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.log_dir.glob("*.log"))
-        )
+        return logs_tail(self.log_dir, 3000)
 
     def replay_verify(self) -> subprocess.CompletedProcess[str]:
         """`oee replay verify` against this system's log and read models (exit 0: no difference)."""
@@ -181,36 +146,7 @@ class System:
         assert "hash chain intact" in output, output
 
     async def wait_healthy(self, base_url: str | None = None, timeout: float = 60) -> None:
-        url = f"{base_url or self.base_url}/health"
-        async with httpx.AsyncClient() as client:
-            await eventually(
-                lambda: _is_ok(client, url), timeout=timeout, what=f"{url} healthy", system=self
-            )
-
-
-async def _is_ok(client: httpx.AsyncClient, url: str) -> bool:
-    try:
-        return (await client.get(url, timeout=2)).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]],
-    *,
-    timeout: float,
-    what: str,
-    system: System | None = None,
-    interval: float = 0.2,
-) -> None:
-    """Poll `check` until true; fail with the processes' logs when the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(interval)
-    details = system.logs() if system else ""
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{details}")
+        await wait_healthy(base_url or self.base_url, timeout=timeout, system=self)
 
 
 async def wait_all_final(

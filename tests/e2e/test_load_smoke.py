@@ -1,6 +1,6 @@
 """The load generator still runs end to end: a few seconds at a low rate, counts only.
 
-Performance targets live in `bench/load.py` and docs/benchmarks.md, never here:
+Performance targets live in `bench.load` and docs/benchmarks.md, never here:
 nothing below asserts a latency.
 """
 
@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from bench.load import LoadConfig, ProcessInfo, run_load, schedule
+from bench.load import run_load
+from bench.samplers import ProcessInfo
+from bench.workload import LoadConfig, schedule
 from tests.e2e.system import System
 
 
