@@ -12,7 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 
 def _not_a_float(value: object) -> object:
@@ -25,10 +25,37 @@ def _not_a_float(value: object) -> object:
 # The constraints come before `Exact` so pydantic checks them in its compiled core;
 # placed after a Python validator they would each run as Python code too.
 Exact = BeforeValidator(_not_a_float)
-Amount = Annotated[Decimal, Field(ge=0, allow_inf_nan=False), Exact]
-PositiveAmount = Annotated[Decimal, Field(gt=0, allow_inf_nan=False), Exact]
-Fraction = Annotated[Decimal, Field(ge=0, le=1, allow_inf_nan=False), Exact]
-Ratio = Annotated[Decimal, Field(allow_inf_nan=False), Exact]
+
+
+def _money(pattern: str, bounds: str) -> WithJsonSchema:
+    """The exported schema of a Decimal field: a decimal string, with its bounds said.
+
+    Serialized Decimals are strings, so JSON Schema's minimum/maximum cannot express
+    the bounds pydantic checks; a pattern and a description carry them instead.
+    """
+    return WithJsonSchema(
+        {"type": "string", "pattern": pattern, "description": f"exact decimal string, {bounds}"},
+        mode="serialization",
+    )
+
+
+_DIGITS = r"\d+(\.\d+)?([eE][+-]?\d+)?$"  # str(Decimal): "10", "0.01", "0E-9"
+Amount = Annotated[Decimal, Field(ge=0, allow_inf_nan=False), Exact, _money("^" + _DIGITS, ">= 0")]
+PositiveAmount = Annotated[
+    Decimal,
+    Field(gt=0, allow_inf_nan=False),
+    Exact,
+    _money("^(?=[0-9.]*[1-9])" + _DIGITS, "> 0"),
+]
+Fraction = Annotated[
+    Decimal,
+    Field(ge=0, le=1, allow_inf_nan=False),
+    Exact,
+    _money("^" + _DIGITS, "between 0 and 1"),
+]
+Ratio = Annotated[
+    Decimal, Field(allow_inf_nan=False), Exact, _money("^-?" + _DIGITS, "of any sign")
+]
 TokenSymbol = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,10}$")]
 VenueName = Literal["RAYDIUM", "METEORA"]
 

@@ -9,7 +9,6 @@ say so (the helper ties its life to the interpreter that started it).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -200,10 +199,6 @@ class EmbeddedPostgres:
             os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait()
         self._process = None
-
-    def wipe(self) -> None:
-        self.stop()
-        shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def __enter__(self) -> EmbeddedPostgres:
         return self.start()

@@ -24,8 +24,7 @@ from schemas.events import (
     TransactionBuilt,
     TransactionSubmitted,
 )
-
-_VENUE_NAMES = {"RAYDIUM": "Raydium", "METEORA": "Meteora"}
+from services.venues.pool import display_name
 
 
 def camel(name: str) -> str:
@@ -56,7 +55,7 @@ def _venues(event: OrderRouted) -> str:
 
 
 def _routed(event: OrderRouted) -> str:
-    chosen = " and ".join(_VENUE_NAMES.get(v, v) for v in _venues(event).split("+"))
+    chosen = " and ".join(display_name(v) for v in _venues(event).split("+"))
     return f"Comparing prices on Raydium and Meteora: routing via {chosen} ({event.reason})"
 
 

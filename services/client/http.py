@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,10 +19,6 @@ class ApiError(Exception):
         self.status = status
         # 1: the API said no (fix the request or the key); 2: the API is not there or broke.
         self.exit_code = exit_code
-
-
-def default_api_url() -> str:
-    return os.environ.get("OEE_API_URL") or DEFAULT_API_URL
 
 
 def failure(status: int, body: Any, url: str) -> ApiError:

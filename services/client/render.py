@@ -15,8 +15,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from services.venues.pool import display_name
+
 VENUES = ("RAYDIUM", "METEORA")
-VENUE_NAMES = {"RAYDIUM": "Raydium", "METEORA": "Meteora"}
 STATUS_STYLES = {
     "completed": "bold green",
     "failed": "bold red",
@@ -32,7 +33,7 @@ def venue_name(dex: str | None) -> str:
     """ "METEORA+RAYDIUM" -> "Meteora + Raydium"; None -> ""."""
     if not dex:
         return ""
-    return " + ".join(VENUE_NAMES.get(v, v) for v in dex.split("+"))
+    return " + ".join(display_name(v) for v in dex.split("+"))
 
 
 def status_text(status: str) -> Text:
@@ -88,7 +89,7 @@ def plan_text(plan: Mapping[str, Any], reason: str | None) -> Text:
     """The route plan in one or two lines: kind, legs, expected and minimum out, why."""
     legs = plan.get("legs", [])
     hops = ", ".join(
-        f"{VENUE_NAMES.get(leg.get('venue', ''), leg.get('venue', '?'))} "
+        f"{display_name(leg.get('venue', '?'))} "
         f"{leg.get('tokenIn')}→{leg.get('tokenOut')} {leg.get('amountIn')}→{leg.get('amountOut')}"
         + (
             f" ({float(leg['share']):.0%})"

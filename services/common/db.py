@@ -46,10 +46,7 @@ async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> Async
     pool = AsyncConnectionPool(url, min_size=min_size, max_size=max_size, open=False, timeout=10)
     try:
         await pool.open(wait=True, timeout=10)
-    except psycopg.errors.Error as exc:
-        await pool.close()
-        raise unreachable(url, exc) from None
-    except Exception as exc:  # psycopg_pool.PoolTimeout and friends
+    except Exception as exc:  # psycopg's errors, psycopg_pool.PoolTimeout and friends
         await pool.close()
         raise unreachable(url, exc) from None
     return pool

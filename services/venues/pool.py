@@ -25,6 +25,11 @@ class Venue(StrEnum):
     METEORA = "METEORA"
 
 
+def display_name(code: str) -> str:
+    """A venue as people write it ("Raydium"); an unknown code is shown as it came."""
+    return code.title() if code in Venue.__members__ else code
+
+
 PoolBook = Mapping[tuple[Venue, Pair], "Pool"]
 """Pools by venue and (base, quote) pair: what routing searches and the market moves."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -160,6 +161,51 @@ def test_every_event_type_round_trips(event_type: str, data: st.DataObject) -> N
     assert type(decoded.payload) is EVENT_TYPES[event_type]
     assert decoded.type == event_type
     assert decoded.occurred_at.tzinfo is UTC
+
+
+def _patterned_values(schema: dict[str, Any], value: Any, defs: dict[str, Any]) -> list[tuple]:
+    """(pattern, value) for every string value whose exported schema states a pattern."""
+    if "$ref" in schema:
+        schema = defs[schema["$ref"].split("/")[-1]]
+    if "anyOf" in schema:
+        return [p for option in schema["anyOf"] for p in _patterned_values(option, value, defs)]
+    if isinstance(value, str) and schema.get("type") == "string" and "pattern" in schema:
+        return [(schema["pattern"], value)]
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        return [
+            found
+            for key, item in value.items()
+            if key in props
+            for found in _patterned_values(props[key], item, defs)
+        ]
+    if isinstance(value, list) and "items" in schema:
+        return [found for item in value for found in _patterned_values(schema["items"], item, defs)]
+    return []
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+@FAST
+@given(data=st.data())
+def test_every_money_value_matches_the_bounds_its_exported_schema_states(
+    event_type: str, data: st.DataObject
+) -> None:
+    payload = data.draw(PAYLOAD_STRATEGIES[event_type])
+    schema = type(payload).model_json_schema(mode="serialization")
+    found = _patterned_values(schema, payload.model_dump(mode="json"), schema.get("$defs", {}))
+    assert all(re.search(pattern, value) for pattern, value in found), found
+
+
+def test_the_exported_money_patterns_refuse_what_the_models_refuse() -> None:
+    amount = OrderSubmitted.model_json_schema(mode="serialization")["properties"]["amount"]
+    assert amount["description"] == "exact decimal string, > 0"
+    assert [bool(re.search(amount["pattern"], v)) for v in ("10", "0.5", "0", "0.00", "-1")] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
 
 
 @FAST
