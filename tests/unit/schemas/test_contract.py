@@ -163,7 +163,9 @@ def test_every_event_type_round_trips(event_type: str, data: st.DataObject) -> N
     assert decoded.occurred_at.tzinfo is UTC
 
 
-def _patterned_values(schema: dict[str, Any], value: Any, defs: dict[str, Any]) -> list[tuple[str, str]]:
+def _patterned_values(
+    schema: dict[str, Any], value: Any, defs: dict[str, Any]
+) -> list[tuple[str, str]]:
     """(pattern, value) for every string value whose exported schema states a pattern."""
     if "$ref" in schema:
         schema = defs[schema["$ref"].split("/")[-1]]
