@@ -22,6 +22,9 @@ from prometheus_client import (
     start_http_server,
 )
 
+from schemas.events import FailureCode, OrderStatus
+from services.venues.pool import Venue
+
 log = logging.getLogger(__name__)
 
 # Stages of an order whose latency is measured, in the order they happen.
@@ -80,6 +83,37 @@ WEBSOCKET_CLIENTS = Gauge(
     "Open WebSocket connections of this API process, by endpoint (order or firehose).",
     ["endpoint"],
 )
+
+
+def _start_known_series_at_zero() -> None:
+    """Create every series whose labels are known up front, so a fresh process shows 0s.
+
+    Prometheus advises this: a series that appears only after its first event makes
+    rate() and alerts blind to that first event, and a new system's /metrics shows
+    families without samples. Consumer groups are named by settings, so each process
+    starts its own dead-letter series (`dead_letters_start_at_zero`).
+    """
+    venues = [venue.value for venue in Venue]
+    for stage in STAGES:
+        STAGE_LATENCY.labels(stage)
+    ORDERS_FINISHED.labels(OrderStatus.COMPLETED.value, "")
+    for code in FailureCode:
+        ORDERS_FINISHED.labels(OrderStatus.FAILED.value, code.value)
+        RETRIES.labels(code.value)
+    for venue in venues:
+        VENUE_WINS.labels(venue)
+        for outcome in ("ok", "error"):
+            VENUE_QUOTES.labels(venue, outcome)
+    for endpoint in ("order", "firehose"):
+        WEBSOCKET_CLIENTS.labels(endpoint)
+
+
+_start_known_series_at_zero()
+
+
+def dead_letters_start_at_zero(consumer: str) -> None:
+    """Show this consumer's dead-letter count as 0 before its first dead letter."""
+    DEAD_LETTERS.labels(consumer)
 
 
 def observe_stage(stage: str, seconds: float) -> None:

@@ -24,7 +24,12 @@ from services.common.kafka import (
     unreachable,
 )
 from services.common.logging import configure_logging
-from services.common.metrics import PROJECT, observe_stage, start_metrics_server
+from services.common.metrics import (
+    PROJECT,
+    dead_letters_start_at_zero,
+    observe_stage,
+    start_metrics_server,
+)
 from services.common.process import retry_while_down, stop_event_on_signals
 from services.common.settings import Settings
 from services.domain.order import OrderState
@@ -70,6 +75,7 @@ class Projector:
         self.topic = settings.orders_topic
         self.pool = pool
         self.store = store
+        dead_letters_start_at_zero(settings.projector_group)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=settings.projector_group,

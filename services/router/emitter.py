@@ -11,6 +11,7 @@ from schemas.codec import encode
 from schemas.envelope import Envelope, record_hash
 from schemas.events import OrderEvent
 from services.common.kafka import DeadLetter, RenewingProducer, send_to_dead_letter
+from services.common.metrics import dead_letters_start_at_zero
 from services.common.process import retry_while_down
 from services.common.settings import Settings
 from services.domain.order import OrderState, evolve
@@ -24,6 +25,7 @@ class Emitter:
         self._producer = producer
         self._settings = settings
         self._name = f"router:{socket.gethostname()}:{os.getpid()}"
+        dead_letters_start_at_zero(settings.router_group)
 
     async def emit(self, state: OrderState, payload: OrderEvent) -> OrderState:
         """Append the order's next event; return once it is durably on the log."""
