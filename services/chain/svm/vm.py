@@ -218,12 +218,12 @@ class SolanaVm:
         self._supply: dict[Pubkey, int] = {}
         self._decimals: dict[Pubkey, int] = {}
         self._token_program: dict[Pubkey, Pubkey] = {}
-        self._engine_mints: set[Pubkey] = set()
+        self._our_mints: set[Pubkey] = set()
         for token in TOKENS.values():
             mint = Pubkey.from_string(token.mint)
             authority = None if mint == NATIVE_MINT else self.mint_authority.pubkey()
             self._put_mint(mint, token.decimals, authority)
-            self._engine_mints.add(mint)
+            self._our_mints.add(mint)
         self.set_time(unix_timestamp)
 
     # --- accounts ---------------------------------------------------------------------
@@ -234,6 +234,13 @@ class SolanaVm:
         supply = self._supply.setdefault(mint, 0)
         data = mint_data(decimals, supply, authority, None)
         self.svm.set_account(mint, Account(MINT_RENT, data, TOKEN_PROGRAM_ID, False))
+
+    def create_mint(self, decimals: int) -> Pubkey:
+        """A fresh mint under the VM's authority: a new pair for each pool a test creates."""
+        mint = Keypair().pubkey()
+        self._put_mint(mint, decimals, self.mint_authority.pubkey())
+        self._our_mints.add(mint)
+        return mint
 
     def mint_of(self, symbol: str) -> Pubkey:
         """The mainnet mint of one of the engine's tokens."""
@@ -265,7 +272,7 @@ class SolanaVm:
         data = token_account_data(mint, owner, total, native=native)
         lamports = TOKEN_ACCOUNT_RENT + (total if native else 0)
         self.svm.set_account(address, Account(lamports, data, program, False))
-        if not native and mint in self._engine_mints:
+        if not native and mint in self._our_mints:
             # Keep the mint's supply equal to what its accounts hold, as a real mint would.
             self._supply[mint] += amount
             self._put_mint(mint, self._decimals[mint], self.mint_authority.pubkey())

@@ -274,8 +274,14 @@ def quote_exact_in(
     *,
     swap_for_y: bool,
     now: int,
+    reserve_out: int | None = None,
 ) -> DlmmQuote:
-    """The program's `swap` on this state at unix time `now`, walking only the given arrays."""
+    """The program's `swap` on this state at unix time `now`, walking only the given arrays.
+
+    `reserve_out` is the balance of the pair's output vault: the bins' bookkeeping can promise
+    more than it holds (old snapshots' bins carry legacy fields the program reads as limit
+    orders), and then the program's transfer fails; so does the quote.
+    """
     if amount_in <= 0:
         msg = f"amount_in must be positive, got {amount_in}"
         raise DlmmQuoteError(msg)
@@ -333,4 +339,7 @@ def quote_exact_in(
             if not pair.min_bin_id <= active <= pair.max_bin_id:
                 msg = "swap walks out of the pair's bin range"
                 raise DlmmQuoteError(msg)
+    if reserve_out is not None and out > reserve_out:
+        msg = f"the bins promise {out} but the output vault holds {reserve_out}"
+        raise DlmmQuoteError(msg)
     return DlmmQuote(out, fees, active)
