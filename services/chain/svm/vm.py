@@ -62,9 +62,7 @@ def mint_data(
         return struct.pack("<I", 1) + bytes(key) if key else struct.pack("<I", 0) + bytes(32)
 
     return (
-        option(mint_authority)
-        + struct.pack("<QBB", supply, decimals, 1)
-        + option(freeze_authority)
+        option(mint_authority) + struct.pack("<QBB", supply, decimals, 1) + option(freeze_authority)
     )
 
 
@@ -107,7 +105,9 @@ class CpmmPoolKeys:
     observation: Pubkey
 
     @classmethod
-    def derive(cls, mint_a: Pubkey, mint_b: Pubkey, amm_config: Pubkey = CPMM_AMM_CONFIG) -> CpmmPoolKeys:
+    def derive(
+        cls, mint_a: Pubkey, mint_b: Pubkey, amm_config: Pubkey = CPMM_AMM_CONFIG
+    ) -> CpmmPoolKeys:
         """Derive the PDAs for a pair; the program orders the mints by their bytes."""
         mint0, mint1 = sorted((mint_a, mint_b), key=bytes)
 
@@ -185,8 +185,8 @@ class SolanaVm:
     def __init__(self, *, unix_timestamp: int = 1_750_000_000) -> None:
         """Boot the VM: programs, the CPMM config accounts, the mints; the clock at a fixed time."""
         self.svm = LiteSVM()
-        self.svm.add_program_from_file(CPMM_PROGRAM_ID, str(PROGRAMS / "raydium_cp_swap.so"))
-        self.svm.add_program_from_file(DLMM_PROGRAM_ID, str(PROGRAMS / "meteora_dlmm.so"))
+        self.svm.add_program_from_file(CPMM_PROGRAM_ID, PROGRAMS / "raydium_cp_swap.so")
+        self.svm.add_program_from_file(DLMM_PROGRAM_ID, PROGRAMS / "meteora_dlmm.so")
         raydium = ACCOUNTS / "raydium"
         self.svm.set_account(
             CPMM_AMM_CONFIG,
@@ -248,7 +248,9 @@ class SolanaVm:
 
     def token_account(self, owner: Pubkey, mint: Pubkey) -> Pubkey:
         """The owner's associated token account for `mint`."""
-        return associated_token_address(owner, mint, self._token_program.get(mint, TOKEN_PROGRAM_ID))
+        return associated_token_address(
+            owner, mint, self._token_program.get(mint, TOKEN_PROGRAM_ID)
+        )
 
     def balance(self, owner: Pubkey, mint: Pubkey) -> int:
         """Base units of `mint` in the owner's associated account (0 if it does not exist)."""
@@ -514,7 +516,9 @@ class SolanaVm:
         for leg in legs:
             keys = leg.pool
             mints = (
-                (keys.mint0, keys.mint1) if isinstance(keys, CpmmPoolKeys) else (keys.mint_x, keys.mint_y)
+                (keys.mint0, keys.mint1)
+                if isinstance(keys, CpmmPoolKeys)
+                else (keys.mint_x, keys.mint_y)
             )
             for mint in mints:
                 if self.svm.get_account(self.token_account(owner, mint)) is None:

@@ -67,10 +67,34 @@ def decode_pool_state(data: bytes) -> PoolState:
     if len(data) != POOL_STATE_LEN:
         msg = f"not a CPMM PoolState: {len(data)} bytes"
         raise ValueError(msg)
-    keys = [Pubkey.from_bytes(data[o : o + 32]) for o in range(DISCRIMINATOR, 328, 32)]
-    small = struct.unpack_from("<BBBBB", data, 328)
-    amounts = struct.unpack_from("<QQQQQQ", data, 333)
-    return PoolState(*keys, *small, *amounts)
+    k = [Pubkey.from_bytes(data[o : o + 32]) for o in range(DISCRIMINATOR, 328, 32)]
+    bump, status, lp_decimals, decimals_0, decimals_1 = struct.unpack_from("<BBBBB", data, 328)
+    lp_supply, protocol_0, protocol_1, fund_0, fund_1, open_time = struct.unpack_from(
+        "<QQQQQQ", data, 333
+    )
+    return PoolState(
+        amm_config=k[0],
+        pool_creator=k[1],
+        token_0_vault=k[2],
+        token_1_vault=k[3],
+        lp_mint=k[4],
+        token_0_mint=k[5],
+        token_1_mint=k[6],
+        token_0_program=k[7],
+        token_1_program=k[8],
+        observation_key=k[9],
+        auth_bump=bump,
+        status=status,
+        lp_mint_decimals=lp_decimals,
+        mint_0_decimals=decimals_0,
+        mint_1_decimals=decimals_1,
+        lp_supply=lp_supply,
+        protocol_fees_token_0=protocol_0,
+        protocol_fees_token_1=protocol_1,
+        fund_fees_token_0=fund_0,
+        fund_fees_token_1=fund_1,
+        open_time=open_time,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +124,7 @@ def decode_amm_config(data: bytes) -> AmmConfig:
     return AmmConfig(bump, disabled, index, trade, protocol, fund, create, *owners)
 
 
-def quote_base_input(
-    amount_in: int, reserve_in: int, reserve_out: int, trade_fee_rate: int
-) -> int:
+def quote_base_input(amount_in: int, reserve_in: int, reserve_out: int, trade_fee_rate: int) -> int:
     """`swap_base_input`'s output: fee (rounded up) off the input, then x*y=k, floored."""
     if amount_in <= 0:
         msg = f"amount_in must be positive, got {amount_in}"

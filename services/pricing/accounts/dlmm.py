@@ -236,7 +236,9 @@ def _amount_in(amount_out: int, price: int, swap_for_y: bool) -> int:
 
 def _amount_out(amount_in: int, price: int, swap_for_y: bool) -> int:
     """Output `amount_in` buys at `price`, rounded down."""
-    return (price * amount_in) >> SCALE_OFFSET if swap_for_y else (amount_in << SCALE_OFFSET) // price
+    return (
+        (price * amount_in) >> SCALE_OFFSET if swap_for_y else (amount_in << SCALE_OFFSET) // price
+    )
 
 
 def _fill_bin(b: Bin, price: int, amount: int, swap_for_y: bool) -> tuple[int, int]:

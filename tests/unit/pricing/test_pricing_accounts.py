@@ -27,7 +27,9 @@ PAIRS = sorted(p.name for p in METEORA.iterdir())
 
 
 def test_amm_config_is_mainnets_25_bps_tier():
-    config = decode_amm_config((ACCOUNTS / "raydium" / f"amm_config.{CPMM_AMM_CONFIG}.bin").read_bytes())
+    config = decode_amm_config(
+        (ACCOUNTS / "raydium" / f"amm_config.{CPMM_AMM_CONFIG}.bin").read_bytes()
+    )
     assert (config.index, config.trade_fee_rate, config.create_pool_fee) == (0, 2_500, 150_000_000)
 
 
@@ -67,7 +69,9 @@ def test_price_of_bin_zero_is_one():
     amount_in=st.integers(1, 10**15),
     fee_bps=st.sampled_from([1, 4, 25, 100, 200]),
 )
-def test_engine_cpmm_pool_quotes_as_the_program_formula(reserve_in, reserve_out, amount_in, fee_bps):
+def test_engine_cpmm_pool_quotes_as_the_program_formula(
+    reserve_in, reserve_out, amount_in, fee_bps
+):
     pool = CpmmPool("SOL", "USDC", reserve_in, reserve_out, fee_bps)
     assert pool.amount_out("SOL", amount_in) == quote_base_input(
         amount_in, reserve_in, reserve_out, fee_bps * 100
@@ -100,7 +104,11 @@ def test_pricing_stays_pure():
             else:
                 continue
             assert roots <= allowed_roots, f"{path.name} imports {roots - allowed_roots}"
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(
-                "services."
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("services.")
             ):
-                assert node.module.startswith(("services.pricing", "services.venues", "services.domain"))
+                assert node.module.startswith(
+                    ("services.pricing", "services.venues", "services.domain")
+                )

@@ -34,7 +34,9 @@ def quote(vm: SolanaVm, keys: CpmmPoolKeys, zero_in: bool, amount_in: int) -> tu
     vault0 = decode_token_amount(vm.account_data(state.token_0_vault))
     vault1 = decode_token_amount(vm.account_data(state.token_1_vault))
     r0, r1 = state.reserves(vault0, vault1)
-    direct = quote_base_input(amount_in, *((r0, r1) if zero_in else (r1, r0)), config.trade_fee_rate)
+    direct = quote_base_input(
+        amount_in, *((r0, r1) if zero_in else (r1, r0)), config.trade_fee_rate
+    )
     pool = to_cpmm_pool(state, config, vault0, vault1, "A", "B")
     engine = pool.amount_out("A" if zero_in else "B", amount_in)
     return direct, engine

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from solders.pubkey import Pubkey
 
 from services.chain.svm.errors import SlippageExceededError
 from services.chain.svm.vm import CpmmPoolKeys, CpmmSwap, DlmmPoolKeys, DlmmSwap, SolanaVm
 from services.pricing.accounts.cpmm import decode_amm_config, decode_pool_state, quote_base_input
 from services.pricing.accounts.dlmm import decode_bin_array, decode_lb_pair, quote_exact_in
 from services.pricing.accounts.spl import decode_token_amount
-from solders.pubkey import Pubkey
 
 PUMP_PAIR = "EtAdVRLFH22rjWh3mcUasKFF27WtHhsaCvK27tPFFWig"  # DLMM: X = a pump token, Y = wSOL
 
