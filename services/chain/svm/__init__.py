@@ -1,0 +1,1 @@
+"""An in-process Solana VM (LiteSVM) hosting the real Raydium CPMM and Meteora DLMM programs."""

@@ -1,0 +1,1 @@
+"""Pure decoders of the CPMM, DLMM and SPL accounts the pricing core quotes from (no I/O)."""
