@@ -21,24 +21,6 @@ class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
-class ExecuteOrderRequest(CamelModel):
-    """Documentation of the order body; the route parses it itself, with Decimal precision."""
-
-    token_in: str = Field(
-        examples=["SOL"], description="Symbol matching ^[A-Z0-9]{2,10}$, traded here"
-    )
-    token_out: str = Field(examples=["USDC"])
-    amount: Decimal | str = Field(
-        examples=[10], description="Whole tokens: a JSON number or a decimal string"
-    )
-    slippage: Decimal | str | None = Field(
-        default=None, examples=[0.01], description="Fraction in [0, 1]"
-    )
-    client_order_id: str | None = Field(
-        default=None, max_length=64, description="Idempotency key; same key, same order"
-    )
-
-
 class OrderAccepted(CamelModel):
     order_id: uuid.UUID
     status: Literal["pending"] = "pending"

@@ -42,6 +42,35 @@ TOKEN_PATTERN = re.compile(r"^[A-Z0-9]{2,10}$")
 _DECIMAL_STRING = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 MAX_CLIENT_ORDER_ID = 64
 
+
+def order_body_schema() -> dict[str, Any]:
+    """The order body as JSON Schema, for the API docs, from the same rules `validate_order`
+    applies (so the documentation cannot drift from the checks)."""
+    decimal = {"type": ["number", "string"], "pattern": _DECIMAL_STRING.pattern}
+    token = {"type": "string", "pattern": TOKEN_PATTERN.pattern}
+    return {
+        "type": "object",
+        "required": ["tokenIn", "tokenOut", "amount"],
+        "properties": {
+            "tokenIn": {**token, "examples": ["SOL"], "description": "a token this engine trades"},
+            "tokenOut": {**token, "examples": ["USDC"]},
+            "amount": {
+                **decimal,
+                "examples": [10],
+                "description": "whole tokens, > 0, at most tokenIn's decimals"
+                " (a JSON number or a decimal string)",
+            },
+            "slippage": {**decimal, "examples": [0.01], "description": "a fraction in [0, 1]"},
+            "clientOrderId": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_CLIENT_ORDER_ID,
+                "description": "idempotency key: same key, same order",
+            },
+        },
+    }
+
+
 # Keyed order ids are uuid5 in this namespace, so a retried or raced submission maps to one order.
 _ORDER_ID_NAMESPACE = uuid.UUID("3b0c7f52-0d5e-4f8e-8a3c-6c2f1a9e4d17")
 

@@ -15,7 +15,6 @@ from services.api.listing import parse_list_query
 from services.api.models import (
     ErrorBody,
     EventOut,
-    ExecuteOrderRequest,
     OrderAccepted,
     OrderEvents,
     OrderList,
@@ -24,6 +23,7 @@ from services.api.models import (
 from services.api.publisher import submission
 from services.api.validation import (
     Rejection,
+    order_body_schema,
     order_id_for,
     parse_body,
     too_large,
@@ -66,9 +66,7 @@ async def read_limited(request: Request, limit: int) -> bytes:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {
-                "application/json": {"schema": ExecuteOrderRequest.model_json_schema(by_alias=True)}
-            },
+            "content": {"application/json": {"schema": order_body_schema()}},
         }
     },
 )
