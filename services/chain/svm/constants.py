@@ -25,3 +25,11 @@ CPMM_CREATE_POOL_FEE = Pubkey.from_string("DNXgeM9EiiaAbaWvwjHj9fQQLAX5ZsfHyvmYU
 
 MINT_RENT = 1_461_600  # rent-exempt lamports of an 82-byte SPL mint
 TOKEN_ACCOUNT_RENT = 2_039_280  # rent-exempt lamports of a 165-byte SPL token account
+
+# DLMM: the base key of launch ("customizable permissionless") pairs' addresses, the widest bin
+# range a preset allows per bin step (the program's MAX_BIN_ID_PER_BIN_STEP / bin_step), and how
+# many bins one position can hold when it is created.
+DLMM_ILM_BASE_KEY = Pubkey.from_string("MFGQxwAmB91SwuYX36okv2Qmdc9aMuHTwWGUrp4AtB1")
+DLMM_MAX_BIN_ID_PER_BIN_STEP = 351_639
+DLMM_BINS_PER_POSITION = 70
+DLMM_BIN_ARRAY_BITMAP_RANGE = 512  # bin array indices in [-512, 512) need no bitmap extension

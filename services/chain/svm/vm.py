@@ -1,7 +1,8 @@
 """The chain as a Solana VM: LiteSVM running the real Raydium CPMM and Meteora DLMM programs.
 
 Mints sit at their mainnet addresses with their decimals, pools are created with the programs'
-own instructions (CPMM `initialize`) or loaded from mainnet snapshots (DLMM), and swaps are real
+own instructions (CPMM `initialize`; DLMM `initialize_lb_pair` or the launch pair, bin arrays,
+positions, `add_liquidity_by_weight`) or loaded from mainnet snapshots (DLMM), and swaps are real
 transactions: one or more swap instructions after a compute-budget instruction, each with its
 own minimum out. Nothing here prices anything; quotes come from `services.pricing.accounts`,
 which decodes the same accounts the programs read.
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from solders.account import Account
@@ -32,6 +34,10 @@ from services.chain.svm.constants import (
     CPMM_AMM_CONFIG,
     CPMM_CREATE_POOL_FEE,
     CPMM_PROGRAM_ID,
+    DLMM_BIN_ARRAY_BITMAP_RANGE,
+    DLMM_BINS_PER_POSITION,
+    DLMM_ILM_BASE_KEY,
+    DLMM_MAX_BIN_ID_PER_BIN_STEP,
     DLMM_PROGRAM_ID,
     MINT_RENT,
     NATIVE_MINT,
@@ -44,13 +50,106 @@ from services.chain.svm.constants import (
 )
 from services.chain.svm.errors import map_error
 from services.domain.tokens import TOKENS
-from services.pricing.accounts.dlmm import LbPair, decode_bin_array, decode_lb_pair
+from services.pricing.accounts.dlmm import (
+    ONE,
+    LbPair,
+    bin_array_index,
+    decode_bin_array,
+    decode_lb_pair,
+    price_from_id,
+)
 from services.pricing.accounts.spl import decode_token_amount
 
 DEFAULT_COMPUTE_UNITS = 1_400_000  # the per-transaction maximum: splits and hops share it
 _SWAP_BASE_INPUT = hashlib.sha256(b"global:swap_base_input").digest()[:8]
 _INITIALIZE = hashlib.sha256(b"global:initialize").digest()[:8]
 _DLMM_SWAP = hashlib.sha256(b"global:swap").digest()[:8]
+
+
+def _anchor(name: str) -> bytes:
+    """An Anchor instruction's discriminator: the first 8 bytes of sha256("global:<name>")."""
+    return hashlib.sha256(f"global:{name}".encode()).digest()[:8]
+
+
+_INITIALIZE_LB_PAIR = _anchor("initialize_lb_pair")
+_INITIALIZE_LAUNCH_PAIR = _anchor("initialize_customizable_permissionless_lb_pair")
+_INITIALIZE_BIN_ARRAY = _anchor("initialize_bin_array")
+_INITIALIZE_POSITION = _anchor("initialize_position")
+_ADD_LIQUIDITY_BY_WEIGHT = _anchor("add_liquidity_by_weight")
+# An account's discriminator is sha256("account:<Name>")[:8]; the IDL lists PresetParameter's.
+_PRESET_PARAMETER_ACCOUNT = hashlib.sha256(b"account:PresetParameter").digest()[:8]
+_ACTIVATION_BY_TIMESTAMP = 1  # the IDL's ActivationType: 0 slot, 1 unix time
+
+
+def _dlmm_pda(*seeds: bytes) -> Pubkey:
+    return Pubkey.find_program_address(list(seeds), DLMM_PROGRAM_ID)[0]
+
+
+DLMM_EVENT_AUTHORITY = _dlmm_pda(b"__event_authority")
+
+
+def dlmm_bin_array_address(lb_pair: Pubkey, index: int) -> Pubkey:
+    """The bin array PDA holding bins `index * 70 ..`, as the program derives it."""
+    return _dlmm_pda(b"bin_array", bytes(lb_pair), struct.pack("<q", index))
+
+
+@dataclass(frozen=True, slots=True)
+class DlmmFees:
+    """A DLMM pair's fee schedule, as a `PresetParameter` holds it.
+
+    Base fee = base_factor * bin_step * 1e-8; the variable part grows with the bins a burst of
+    swaps crosses. The defaults are the engine's `DlmmPool` defaults (and a mainnet 10 bps
+    pool's); `protocol_share` is the program's default 5 %, which moves no quote.
+    """
+
+    base_factor: int
+    filter_period: int = 30
+    decay_period: int = 600
+    reduction_factor: int = 5_000
+    variable_fee_control: int = 40_000
+    max_volatility_accumulator: int = 350_000
+    protocol_share: int = 500
+
+
+def preset_parameter_data(bin_step: int, fees: DlmmFees) -> bytes:
+    """A `PresetParameter` account: discriminator, then the IDL's fields in order (Borsh)."""
+    span = DLMM_MAX_BIN_ID_PER_BIN_STEP // bin_step
+    return _PRESET_PARAMETER_ACCOUNT + struct.pack(
+        "<HHHHHIIiiH",
+        bin_step,
+        fees.base_factor,
+        fees.filter_period,
+        fees.decay_period,
+        fees.reduction_factor,
+        fees.variable_fee_control,
+        fees.max_volatility_accumulator,
+        -span,
+        span,
+        fees.protocol_share,
+    )
+
+
+def split_by_weight(
+    weights: Mapping[int, int], active_id: int, bin_step: int, amount_x: int, amount_y: int
+) -> dict[int, tuple[int, int]]:
+    """Each bin's (x, y) when `weights` spread value the way the program's by-weight deposit
+    does: y in bins at and below the active one, x at and above, the active bin half of each
+    (by value), a bin's value proportional to its weight. Rounded down, so the sums fit."""
+    x_parts = {
+        b: (w * ONE * ONE // price_from_id(b, bin_step)) // (2 if b == active_id else 1)
+        for b, w in weights.items()
+        if b >= active_id
+    }
+    # The same halving on the y side, in units of half a weight.
+    y_parts = {b: w * (1 if b == active_id else 2) for b, w in weights.items() if b <= active_id}
+    total_x, total_y = sum(x_parts.values()), sum(y_parts.values())
+    return {
+        b: (
+            amount_x * x_parts.get(b, 0) // total_x if total_x else 0,
+            amount_y * y_parts.get(b, 0) // total_y if total_y else 0,
+        )
+        for b in sorted(weights)
+    }
 
 
 def mint_data(
@@ -284,9 +383,9 @@ class SolanaVm:
         # Written directly: LiteSVM's airdrop is itself a transaction with a capped faucet.
         self.svm.set_account(key, Account(lamports, b"", SYSTEM_PROGRAM_ID, False))
 
-    def new_wallet(self, lamports: int = 100 * 10**9) -> Keypair:
-        """A fresh keypair with SOL for fees and rent."""
-        wallet = Keypair()
+    def new_wallet(self, lamports: int = 100 * 10**9, *, keypair: Keypair | None = None) -> Keypair:
+        """A fresh keypair (or the one given) with SOL for fees and rent."""
+        wallet = keypair or Keypair()
         self._credit_lamports(wallet.pubkey(), lamports)
         return wallet
 
@@ -351,16 +450,25 @@ class SolanaVm:
     # --- CPMM -------------------------------------------------------------------------
 
     def create_cpmm_pool(
-        self, mint_a: Pubkey, mint_b: Pubkey, amount_a: int, amount_b: int, *, open_time: int = 0
+        self,
+        mint_a: Pubkey,
+        mint_b: Pubkey,
+        amount_a: int,
+        amount_b: int,
+        *,
+        open_time: int = 0,
+        creator_wallet: Keypair | None = None,
     ) -> CpmmPoolKeys:
         """Create and seed a pool with the program's `initialize`, as a launch on mainnet does.
 
         The program opens the pool at `max(open_time, now + 1)`; swaps before then fail with
-        NotApproved (6000).
+        NotApproved (6000). The creator (the VM's payer unless given) is credited the amounts
+        and signs; the pool's LP tokens go to it.
         """
         keys = CpmmPoolKeys.derive(mint_a, mint_b)
         amount0, amount1 = (amount_a, amount_b) if keys.mint0 == mint_a else (amount_b, amount_a)
-        creator = self.payer.pubkey()
+        signer = creator_wallet or self.payer
+        creator = signer.pubkey()
         c0 = self.fund(creator, keys.mint0, amount0)
         c1 = self.fund(creator, keys.mint1, amount1)
         creator_lp = associated_token_address(creator, keys.lp_mint)
@@ -389,7 +497,7 @@ class SolanaVm:
         ]
         data = _INITIALIZE + struct.pack("<QQQ", amount0, amount1, open_time)
         ix = Instruction(CPMM_PROGRAM_ID, data, [AccountMeta(k, s, wr) for k, s, wr in metas])
-        self.send([ix], self.payer)
+        self.send([ix], signer)
         return keys
 
     def cpmm_swap_ix(self, owner: Pubkey, leg: CpmmSwap) -> Instruction:
@@ -468,6 +576,233 @@ class SolanaVm:
             token_program_y=token_program_y,
             bin_arrays=tuple(sorted(arrays)),
         )
+
+    def put_dlmm_preset_parameter(self, bin_step: int, fees: DlmmFees) -> Pubkey:
+        """Write the `PresetParameter` a pair of this bin step and base factor is created from.
+
+        On mainnet only Meteora's admin creates these (its key is compiled into the program), so
+        the account is written directly, at the PDA and in the IDL's layout the admin
+        instruction would leave.
+        """
+        key = _dlmm_pda(b"preset_parameter", struct.pack("<HH", bin_step, fees.base_factor))
+        data = preset_parameter_data(bin_step, fees)
+        self.svm.set_account(key, Account(10**9, data, DLMM_PROGRAM_ID, False))
+        return key
+
+    def create_dlmm_pair(
+        self,
+        mint_x: Pubkey,
+        mint_y: Pubkey,
+        *,
+        active_id: int,
+        bin_step: int,
+        fees: DlmmFees,
+        open_time: int | None = None,
+        creator: Keypair | None = None,
+    ) -> DlmmPoolKeys:
+        """Create an empty DLMM pair with the program's own instruction; price y per x at
+        `active_id` is (1 + bin_step / 10^4) ** active_id in base units.
+
+        Without `open_time`: `initialize_lb_pair` from a preset parameter with `fees`; the pair
+        trades at once. With it: a launch pair (`initialize_customizable_permissionless_lb_pair`)
+        activated by unix time, closed to swaps before `open_time` (PoolDisabled, 6042). The
+        program fixes a launch pair's variable-fee parameters itself (and only `fees.base_factor`
+        is used), and the creator must hold some of both tokens, as proof it is the launcher.
+        The creator (the VM's payer unless given) pays the rent.
+        """
+        signer = creator or self.payer
+        lo, hi = sorted((mint_x, mint_y), key=bytes)
+        token = TOKEN_PROGRAM_ID
+        w, r = True, False
+        if open_time is None:
+            preset = self.put_dlmm_preset_parameter(bin_step, fees)
+            lb_pair = _dlmm_pda(
+                bytes(lo),
+                bytes(hi),
+                struct.pack("<H", bin_step),
+                struct.pack("<H", fees.base_factor),
+            )
+        else:
+            lb_pair = _dlmm_pda(bytes(DLMM_ILM_BASE_KEY), bytes(lo), bytes(hi))
+        reserve_x = _dlmm_pda(bytes(lb_pair), bytes(mint_x))
+        reserve_y = _dlmm_pda(bytes(lb_pair), bytes(mint_y))
+        oracle = _dlmm_pda(b"oracle", bytes(lb_pair))
+        head = [
+            (lb_pair, False, w),
+            (DLMM_PROGRAM_ID, False, r),  # no bin array bitmap extension
+            (mint_x, False, r),
+            (mint_y, False, r),
+            (reserve_x, False, w),
+            (reserve_y, False, w),
+            (oracle, False, w),
+        ]
+        tail = [(DLMM_EVENT_AUTHORITY, False, r), (DLMM_PROGRAM_ID, False, r)]
+        if open_time is None:
+            metas = [
+                *head,
+                (preset, False, r),
+                (signer.pubkey(), True, w),
+                (token, False, r),
+                (SYSTEM_PROGRAM_ID, False, r),
+                (RENT_SYSVAR_ID, False, r),
+                *tail,
+            ]
+            data = _INITIALIZE_LB_PAIR + struct.pack("<iH", active_id, bin_step)
+        else:
+            metas = [
+                *head,
+                (self.token_account(signer.pubkey(), mint_x), False, r),
+                (signer.pubkey(), True, w),
+                (token, False, r),
+                (SYSTEM_PROGRAM_ID, False, r),
+                (self.token_account(signer.pubkey(), mint_y), False, r),
+                *tail,
+            ]
+            # CustomizableParams: active id, bin step, base factor, activation type, no alpha
+            # vault, Some(activation point), no creator on/off control, power factor, function
+            # type and fee mode zero, 60 bytes of padding.
+            data = (
+                _INITIALIZE_LAUNCH_PAIR
+                + struct.pack("<iHHB?", active_id, bin_step, fees.base_factor, 1, False)
+                + struct.pack("<BQ", 1, open_time)
+                + struct.pack("<?BBB", False, 0, 0, 0)
+                + bytes(60)
+            )
+        ix = Instruction(DLMM_PROGRAM_ID, data, [AccountMeta(k, s, wr) for k, s, wr in metas])
+        self.send([ix], signer)
+        return DlmmPoolKeys(
+            lb_pair=lb_pair,
+            mint_x=mint_x,
+            mint_y=mint_y,
+            reserve_x=reserve_x,
+            reserve_y=reserve_y,
+            oracle=oracle,
+            token_program_x=token,
+            token_program_y=token,
+            bin_arrays=(),
+        )
+
+    def ensure_dlmm_bin_arrays(
+        self, keys: DlmmPoolKeys, indices: list[int], funder: Keypair | None = None
+    ) -> DlmmPoolKeys:
+        """`initialize_bin_array` for each index not yet created; the keys, with them listed."""
+        signer = funder or self.payer
+        known = dict(keys.bin_arrays)
+        missing = sorted({i for i in indices if i not in known})
+        for index in missing:
+            if not -DLMM_BIN_ARRAY_BITMAP_RANGE <= index < DLMM_BIN_ARRAY_BITMAP_RANGE:
+                # Such arrays need the bitmap extension account, which nothing here passes.
+                msg = f"bin array {index} is outside the pair's own bitmap"
+                raise ValueError(msg)
+            address = dlmm_bin_array_address(keys.lb_pair, index)
+            if self.svm.get_account(address) is None:
+                metas = [
+                    AccountMeta(keys.lb_pair, False, False),
+                    AccountMeta(address, False, True),
+                    AccountMeta(signer.pubkey(), True, True),
+                    AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+                ]
+                data = _INITIALIZE_BIN_ARRAY + struct.pack("<q", index)
+                self.send([Instruction(DLMM_PROGRAM_ID, data, metas)], signer)
+            known[index] = address
+        return replace(keys, bin_arrays=tuple(sorted(known.items())))
+
+    def add_dlmm_liquidity(
+        self,
+        keys: DlmmPoolKeys,
+        provider: Keypair,
+        weights: Mapping[int, int],
+        amount_x: int,
+        amount_y: int,
+        *,
+        position_seed: bytes = b"",
+    ) -> DlmmPoolKeys:
+        """Deposit `amount_x` and `amount_y` from the provider's accounts over the bins in
+        `weights` (bin id -> u16 weight, contiguous), shaped by the weights.
+
+        One position holds at most 70 bins, so the range is cut into positions of up to 70
+        (`initialize_position`), each filled with `add_liquidity_by_weight`; the amounts are
+        split between them so the shape runs on across the cut (`split_by_weight`). Position
+        keys derive from the provider, the pair, their first bin and `position_seed`, so the
+        same call builds the same accounts. Missing bin arrays are created first.
+        """
+        bins = sorted(weights)
+        if not bins or bins != list(range(bins[0], bins[-1] + 1)):
+            msg = "weights must cover a contiguous, non-empty range of bins"
+            raise ValueError(msg)
+        pair = decode_lb_pair(self.account_data(keys.lb_pair))
+        split = split_by_weight(weights, pair.active_id, pair.bin_step, amount_x, amount_y)
+        chunks = [
+            bins[i : i + DLMM_BINS_PER_POSITION]
+            for i in range(0, len(bins), DLMM_BINS_PER_POSITION)
+        ]
+        # A deposit names a lower and an upper bin array, two distinct accounts.
+        indices = [i for c in chunks for i in (bin_array_index(c[0]), bin_array_index(c[0]) + 1)]
+        keys = self.ensure_dlmm_bin_arrays(keys, indices, provider)
+        owner = provider.pubkey()
+        user_x, user_y = (
+            self.token_account(owner, keys.mint_x),
+            self.token_account(owner, keys.mint_y),
+        )
+        w, r = True, False
+        for chunk in chunks:
+            first, last = chunk[0], chunk[-1]
+            seed = hashlib.sha256(
+                b"dlmm-position"
+                + bytes(owner)
+                + bytes(keys.lb_pair)
+                + struct.pack("<i", first)
+                + position_seed
+            ).digest()
+            position = Keypair.from_seed(seed)
+            metas = [
+                (owner, True, w),
+                (position.pubkey(), True, w),
+                (keys.lb_pair, False, r),
+                (owner, True, r),
+                (SYSTEM_PROGRAM_ID, False, r),
+                (RENT_SYSVAR_ID, False, r),
+                (DLMM_EVENT_AUTHORITY, False, r),
+                (DLMM_PROGRAM_ID, False, r),
+            ]
+            data = _INITIALIZE_POSITION + struct.pack("<ii", first, last - first + 1)
+            ix = Instruction(DLMM_PROGRAM_ID, data, [AccountMeta(k, s, wr) for k, s, wr in metas])
+            blockhash = self.svm.latest_blockhash()
+            message = Message.new_with_blockhash(
+                [set_compute_unit_limit(DEFAULT_COMPUTE_UNITS), ix], owner, blockhash
+            )
+            self.submit(Transaction([provider, position], message, blockhash))
+            chunk_x = sum(split[b][0] for b in chunk)
+            chunk_y = sum(split[b][1] for b in chunk)
+            lower = bin_array_index(first)
+            metas = [
+                (position.pubkey(), False, w),
+                (keys.lb_pair, False, w),
+                (DLMM_PROGRAM_ID, False, r),  # no bin array bitmap extension
+                (user_x, False, w),
+                (user_y, False, w),
+                (keys.reserve_x, False, w),
+                (keys.reserve_y, False, w),
+                (keys.mint_x, False, r),
+                (keys.mint_y, False, r),
+                (dlmm_bin_array_address(keys.lb_pair, lower), False, w),
+                (dlmm_bin_array_address(keys.lb_pair, lower + 1), False, w),
+                (owner, True, r),
+                (keys.token_program_x, False, r),
+                (keys.token_program_y, False, r),
+                (DLMM_EVENT_AUTHORITY, False, r),
+                (DLMM_PROGRAM_ID, False, r),
+            ]
+            # LiquidityParameterByWeight: amounts, the active id seen, no slippage allowed, and
+            # the (bin id, weight) list.
+            data = (
+                _ADD_LIQUIDITY_BY_WEIGHT
+                + struct.pack("<QQiiI", chunk_x, chunk_y, pair.active_id, 0, len(chunk))
+                + b"".join(struct.pack("<iH", b, weights[b]) for b in chunk)
+            )
+            ix = Instruction(DLMM_PROGRAM_ID, data, [AccountMeta(k, s, wr) for k, s, wr in metas])
+            self.send([ix], provider)
+        return keys
 
     def dlmm_swap_ix(self, owner: Pubkey, leg: DlmmSwap) -> Instruction:
         """DLMM `swap` from the owner's associated accounts, bin arrays in the walk's order."""
