@@ -36,7 +36,8 @@ class SlippageExceededError(SvmTransactionError):
 
 
 class PoolNotOpenError(SvmTransactionError):
-    """The pool refuses swaps: before its open time, or disabled (CPMM 6000 NotApproved)."""
+    """The pool refuses swaps: before its open time, or disabled (CPMM 6000 NotApproved,
+    DLMM 6042 PoolDisabled, which a launch pair also raises before its activation time)."""
 
 
 class InsufficientFundsError(SvmTransactionError):
@@ -58,6 +59,7 @@ _CUSTOM: dict[tuple[Pubkey, int], type[SvmTransactionError]] = {
     (CPMM_PROGRAM_ID, 6000): PoolNotOpenError,  # NotApproved
     (CPMM_PROGRAM_ID, 6005): SlippageExceededError,  # ExceededSlippage
     (DLMM_PROGRAM_ID, 6003): SlippageExceededError,  # ExceededAmountSlippageTolerance
+    (DLMM_PROGRAM_ID, 6042): PoolNotOpenError,  # PoolDisabled: also before activation
 }
 
 # solders' fieldless errors are not hashable: matched by equality, in order.

@@ -64,14 +64,13 @@ def build_seeded_market(
     vm: SolanaVm,
     seed: int = 42,
     pairs: Sequence[PairSpec] = DEFAULT_PAIRS,
-    *,
-    open_time: int | None = None,
 ) -> SeededMarket:
     """Create every pair's CPMM pool and DLMM pair on the VM, mirroring `Market(seed, pairs)`.
 
-    Without `open_time` both venues trade once the clock passes creation (the CPMM program opens
-    a pool one second after it); with it, both open at `open_time` (the DLMM pairs are then
-    launch pairs, whose variable-fee parameters the program fixes itself).
+    The DLMM pairs trade at once, the CPMM pools one second after creation (the program's
+    rule): move the clock on before swapping. A later open time is not offered here yet: a DLMM
+    launch pair takes only one-sided deposits before it opens, and these two-sided deposits
+    would have to be split per side first (see `SolanaVm.create_dlmm_pair`).
     """
     model = Market(seed, pairs)
     provider = provider_wallet(seed)
@@ -87,7 +86,6 @@ def build_seeded_market(
             quote,
             pool.reserve_base,
             pool.reserve_quote,
-            open_time=open_time or 0,
             creator_wallet=provider,
         )
         bins = model.pools[(Venue.METEORA, spec.pair)]
@@ -109,7 +107,6 @@ def build_seeded_market(
             active_id=bins.active_id,
             bin_step=bins.bin_step,
             fees=fees,
-            open_time=open_time,
             creator=provider,
         )
         weights = shape_weights(spec.shape, spec.radius, bins.active_id)

@@ -605,9 +605,11 @@ class SolanaVm:
 
         Without `open_time`: `initialize_lb_pair` from a preset parameter with `fees`; the pair
         trades at once. With it: a launch pair (`initialize_customizable_permissionless_lb_pair`)
-        activated by unix time, closed to swaps before `open_time` (PoolDisabled, 6042). The
-        program fixes a launch pair's variable-fee parameters itself (and only `fees.base_factor`
-        is used), and the creator must hold some of both tokens, as proof it is the launcher.
+        activated by unix time, closed to swaps before `open_time` (PoolDisabled 6042, raised
+        as `PoolNotOpenError`) and, until then, open only to one-sided deposits (x or y, not
+        both in one instruction; two-sided ones fail the same way). The program fixes a launch
+        pair's variable-fee parameters itself (only `fees.base_factor` is used), and the
+        creator must hold some of both tokens, as proof it is the launcher.
         The creator (the VM's payer unless given) pays the rent.
         """
         signer = creator or self.payer
@@ -731,6 +733,14 @@ class SolanaVm:
             msg = "weights must cover a contiguous, non-empty range of bins"
             raise ValueError(msg)
         pair = decode_lb_pair(self.account_data(keys.lb_pair))
+        # The program scales the whole shape to the scarcer token: a bin that needs a token the
+        # deposit lacks makes it deposit nothing, without failing. One-sided deposits must stay
+        # on their side of the active bin.
+        if (amount_x == 0 and bins[-1] >= pair.active_id) or (
+            amount_y == 0 and bins[0] <= pair.active_id
+        ):
+            msg = f"a one-sided deposit must leave out active bin {pair.active_id} and the far side"
+            raise ValueError(msg)
         split = split_by_weight(weights, pair.active_id, pair.bin_step, amount_x, amount_y)
         chunks = [
             bins[i : i + DLMM_BINS_PER_POSITION]
