@@ -150,9 +150,17 @@ class ChainStore:
             row: dict[str, Any] | None = await cur.fetchone()  # type: ignore[assignment]
         return None if row is None else StoredTransaction(_landed(row), row["unix_time"])
 
-    async def all_transactions(self) -> list[LandedTransaction]:
-        """Every landed transaction in landing order: what a replay runs from genesis."""
-        return await self._select("ORDER BY slot, position", ())
+    async def all_transactions(self) -> list[StoredTransaction]:
+        """Every landed transaction in landing order, with its block's clock: what a replay
+        runs from genesis."""
+        async with self._pool.connection() as conn:
+            conn.row_factory = dict_row  # type: ignore[assignment]
+            cur = await conn.execute(
+                "SELECT t.*, b.unix_time FROM svm.transactions t JOIN svm.blocks b USING (slot)"
+                " ORDER BY slot, position"
+            )
+            rows: list[dict[str, Any]] = await cur.fetchall()  # type: ignore[assignment]
+        return [StoredTransaction(_landed(row), row["unix_time"]) for row in rows]
 
     async def _select(self, where: str, params: tuple[object, ...]) -> list[LandedTransaction]:
         async with self._pool.connection() as conn:
