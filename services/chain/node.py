@@ -146,6 +146,7 @@ class ChainNode:
         self._origin_ms = 0
         self._blockhashes: dict[Hash, int] = {}
         self._statuses: dict[str, LandedTransaction] = {}
+        self._next_prune = 0
         self._pending: list[_Pending] = []
         self._pending_signatures: set[str] = set()
         self._commit = asyncio.Lock()  # held from landing a block until it is committed
@@ -249,9 +250,10 @@ class ChainNode:
         oldest = slot - MAX_PROCESSING_AGE
         if len(self._blockhashes) > 2 * MAX_PROCESSING_AGE:
             self._blockhashes = {h: s for h, s in self._blockhashes.items() if s >= oldest}
-        if len(self._statuses) > 10_000 or slot % STATUS_CACHE_SLOTS == 0:
+        if slot >= self._next_prune:  # slots may be skipped: compare, not `slot % n == 0`
             horizon = slot - STATUS_CACHE_SLOTS
             self._statuses = {k: v for k, v in self._statuses.items() if v.slot >= horizon}
+            self._next_prune = slot + MAX_PROCESSING_AGE
         self._set_clock(slot)
 
     def blockhash_valid(self, blockhash: Hash, slot: int) -> bool:
