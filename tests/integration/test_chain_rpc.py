@@ -494,3 +494,20 @@ def test_kill_9_mid_stream_loses_and_repeats_nothing(chain_db: str) -> None:
         if child.poll() is None:
             child.terminate()
             child.wait(10)
+
+
+def test_oee_chain_without_postgresql_says_so_in_one_line() -> None:
+    env = os.environ | {"DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/none"}
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "chain"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: PostgreSQL is not reachable at 127.0.0.1:")
