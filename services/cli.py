@@ -90,6 +90,15 @@ def projector() -> None:
 
 @app.command()
 @one_line_errors
+def chain() -> None:
+    """Run the chain: a Solana VM that lands a block per slot and answers Solana JSON-RPC."""
+    from services.chain.main import serve
+
+    serve(get_settings().with_local_servers())
+
+
+@app.command()
+@one_line_errors
 def up() -> None:
     """Start Kafka and PostgreSQL (unless configured), then the API, router, projector.
 

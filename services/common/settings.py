@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     venue_latency: Literal["realistic", "zero"] = "realistic"
     venue_failure_rate: Decimal = Decimal("0.02")
 
+    # The chain node (`oee chain`): a Solana VM speaking JSON-RPC (services/chain/node.py).
+    slot_ms: int = Field(default=400, gt=0)  # OEE_SLOT_MS: one block per slot
+    chain_host: str = "127.0.0.1"
+    chain_port: int = 8899  # a Solana validator's RPC port
+    chain_seed: int = 42  # genesis: the seeded market's CPMM pools and funded wallets
+    chain_wallets: int = 8
+
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
     # Prometheus /metrics of the processes without an HTTP server; 0 picks a free port.

@@ -1,0 +1,361 @@
+"""Solana JSON-RPC over HTTP in front of a `ChainNode`: the subset the engine uses.
+
+aiohttp rather than FastAPI: JSON-RPC is one POST route whose body names the method, so
+FastAPI's routing, validation and OpenAPI would do nothing here but cost time per request, and
+aiohttp is already installed (faust-streaming depends on it). Answers follow a Solana node's
+shapes closely enough that the `solana` client library parses them unchanged; errors carry
+Solana's codes (-32002 preflight failure with the TransactionError and logs, -32602 invalid
+params, -32601 unknown method).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import base58
+import orjson
+from aiohttp import web
+from solders.account import Account
+from solders.hash import Hash
+from solders.message import MessageV0
+from solders.pubkey import Pubkey
+from solders.transaction import VersionedTransaction
+
+from services.chain.node import ChainNode, RpcError
+from services.chain.svm.constants import TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
+from services.pricing.accounts.spl import decode_token_amount
+
+API_VERSION = "2.2.0"  # the Solana RPC version whose answers these follow
+
+Params = list[Any]
+Handler = Callable[[ChainNode, Params], Awaitable[object]]
+
+
+def _param(params: Params, index: int, default: object = None) -> Any:
+    return params[index] if len(params) > index else default
+
+
+def _config(params: Params, index: int) -> dict[str, Any]:
+    value = _param(params, index, {})
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RpcError(-32602, "Invalid params: the configuration must be an object")
+    return value
+
+
+def _pubkey(value: object) -> Pubkey:
+    try:
+        return Pubkey.from_string(str(value))
+    except ValueError:
+        raise RpcError(-32602, f"Invalid param: {value!r} is not a public key") from None
+
+
+def _tx_bytes(value: object, encoding: str) -> bytes:
+    if not isinstance(value, str):
+        raise RpcError(-32602, "Invalid params: the transaction must be a string")
+    try:
+        if encoding == "base64":
+            return base64.b64decode(value, validate=True)
+        if encoding == "base58":
+            return base58.b58decode(value)
+    except ValueError as exc:
+        raise RpcError(-32602, f"invalid {encoding} encoding: {exc}") from None
+    raise RpcError(-32602, f"Invalid params: unsupported encoding {encoding!r}")
+
+
+def _context(node: ChainNode) -> dict[str, object]:
+    return {"slot": node.slot, "apiVersion": API_VERSION}
+
+
+def _with_context(node: ChainNode, value: object) -> dict[str, object]:
+    return {"context": _context(node), "value": value}
+
+
+def _account_json(account: Account | None, encoding: str) -> dict[str, object] | None:
+    if account is None:
+        return None
+    data = bytes(account.data)
+    if encoding == "base58":
+        encoded = [base58.b58encode(data).decode(), "base58"]
+    elif encoding in ("base64", "jsonParsed"):  # jsonParsed falls back to base64, as on Solana
+        encoded = [base64.b64encode(data).decode(), "base64"]
+    else:
+        raise RpcError(-32602, f"Invalid params: unsupported encoding {encoding!r}")
+    return {
+        "data": encoded,
+        "executable": account.executable,
+        "lamports": account.lamports,
+        "owner": str(account.owner),
+        "rentEpoch": account.rent_epoch,
+        "space": len(data),
+    }
+
+
+# --- methods ------------------------------------------------------------------------------
+
+
+async def get_latest_blockhash(node: ChainNode, params: Params) -> object:
+    blockhash, last_valid = node.latest_blockhash()
+    return _with_context(node, {"blockhash": str(blockhash), "lastValidBlockHeight": last_valid})
+
+
+async def is_blockhash_valid(node: ChainNode, params: Params) -> object:
+    try:
+        blockhash = Hash.from_string(str(_param(params, 0)))
+    except ValueError:
+        raise RpcError(-32602, "Invalid param: not a blockhash") from None
+    return _with_context(node, node.blockhash_valid(blockhash, node.slot))
+
+
+async def send_transaction(node: ChainNode, params: Params) -> object:
+    config = _config(params, 1)
+    raw = _tx_bytes(_param(params, 0), config.get("encoding", "base58"))
+    return await node.send(raw, skip_preflight=bool(config.get("skipPreflight", False)))
+
+
+async def simulate_transaction(node: ChainNode, params: Params) -> object:
+    config = _config(params, 1)
+    raw = _tx_bytes(_param(params, 0), config.get("encoding", "base58"))
+    replace = bool(config.get("replaceRecentBlockhash", False))
+    sig_verify = bool(config.get("sigVerify", False))
+    if replace and sig_verify:
+        raise RpcError(-32602, "sigVerify may not be used with replaceRecentBlockhash")
+    simulated = await node.simulate(raw, sig_verify=sig_verify, replace_blockhash=replace)
+    value = simulated.as_rpc()
+    if replace:
+        blockhash, last_valid = node.latest_blockhash()
+        value["replacementBlockhash"] = {
+            "blockhash": str(blockhash),
+            "lastValidBlockHeight": last_valid,
+        }
+    return _with_context(node, value)
+
+
+async def get_signature_statuses(node: ChainNode, params: Params) -> object:
+    signatures = _param(params, 0, [])
+    if not isinstance(signatures, list) or len(signatures) > 256:
+        raise RpcError(-32602, "Invalid params: at most 256 signatures, as a list")
+    search = bool(_config(params, 1).get("searchTransactionHistory", False))
+    statuses = await node.statuses([str(s) for s in signatures], search_history=search)
+    return _with_context(node, statuses)
+
+
+async def get_account_info(node: ChainNode, params: Params) -> object:
+    key = _pubkey(_param(params, 0))
+    encoding = _config(params, 1).get("encoding", "base58")
+    async with node.committed() as vm:
+        account = vm.svm.get_account(key)
+    return _with_context(node, _account_json(account, encoding))
+
+
+async def get_multiple_accounts(node: ChainNode, params: Params) -> object:
+    raw_keys = _param(params, 0, [])
+    if not isinstance(raw_keys, list) or len(raw_keys) > 100:
+        raise RpcError(-32602, "Invalid params: at most 100 public keys, as a list")
+    keys = [_pubkey(k) for k in raw_keys]
+    encoding = _config(params, 1).get("encoding", "base64")
+    async with node.committed() as vm:
+        accounts = [vm.svm.get_account(key) for key in keys]
+    return _with_context(node, [_account_json(a, encoding) for a in accounts])
+
+
+async def get_balance(node: ChainNode, params: Params) -> object:
+    key = _pubkey(_param(params, 0))
+    async with node.committed() as vm:
+        lamports = vm.svm.get_balance(key) or 0
+    return _with_context(node, lamports)
+
+
+async def get_token_account_balance(node: ChainNode, params: Params) -> object:
+    key = _pubkey(_param(params, 0))
+    async with node.committed() as vm:
+        account = vm.svm.get_account(key)
+        mint = (
+            vm.svm.get_account(Pubkey.from_bytes(bytes(account.data)[:32]))
+            if account is not None
+            and account.owner in (TOKEN_PROGRAM_ID, TOKEN_2022_PROGRAM_ID)
+            and len(account.data) >= 165
+            else None
+        )
+    if account is None or mint is None:
+        raise RpcError(-32602, "Invalid param: not a Token account")
+    amount = decode_token_amount(bytes(account.data))
+    decimals = bytes(mint.data)[44]
+    ui = amount / 10**decimals
+    ui_string = f"{amount / 10**decimals:.{decimals}f}".rstrip("0").rstrip(".") or "0"
+    return _with_context(
+        node,
+        {
+            "amount": str(amount),
+            "decimals": decimals,
+            "uiAmount": ui,
+            "uiAmountString": ui_string,
+        },
+    )
+
+
+async def get_slot(node: ChainNode, params: Params) -> object:
+    return node.slot
+
+
+async def get_block_height(node: ChainNode, params: Params) -> object:
+    return node.slot  # every slot is a block here
+
+
+async def get_transaction(node: ChainNode, params: Params) -> object:
+    signature = str(_param(params, 0))
+    config = _config(params, 1)
+    encoding = config.get("encoding", "json")
+    stored = await node.store.transaction(signature)
+    if stored is None:
+        return None
+    tx_row = stored.landed
+    tx = VersionedTransaction.from_bytes(tx_row.raw)
+    message = tx.message
+    version: object = 0 if isinstance(message, MessageV0) else "legacy"
+    max_version = config.get("maxSupportedTransactionVersion")
+    if version == 0 and (max_version is None or max_version < 0):
+        raise RpcError(
+            -32015,
+            "Transaction version (0) is not supported by the requesting client. Please try the"
+            " request again with the following configuration parameter:"
+            ' "maxSupportedTransactionVersion": 0',
+        )
+    if encoding == "base64":
+        transaction: object = [base64.b64encode(tx_row.raw).decode(), "base64"]
+    elif encoding == "base58":
+        transaction = [base58.b58encode(tx_row.raw).decode(), "base58"]
+    elif encoding in ("json", "jsonParsed"):
+        header = message.header
+        ui_message: dict[str, object] = {
+            "accountKeys": [str(k) for k in message.account_keys],
+            "header": {
+                "numRequiredSignatures": header.num_required_signatures,
+                "numReadonlySignedAccounts": header.num_readonly_signed_accounts,
+                "numReadonlyUnsignedAccounts": header.num_readonly_unsigned_accounts,
+            },
+            "recentBlockhash": str(message.recent_blockhash),
+            "instructions": [
+                {
+                    "programIdIndex": ix.program_id_index,
+                    "accounts": list(bytes(ix.accounts)),
+                    "data": base58.b58encode(bytes(ix.data)).decode(),
+                    "stackHeight": None,
+                }
+                for ix in message.instructions
+            ],
+        }
+        if version == 0:
+            ui_message["addressTableLookups"] = []
+        transaction = {"signatures": [str(s) for s in tx.signatures], "message": ui_message}
+    else:
+        raise RpcError(-32602, f"Invalid params: unsupported encoding {encoding!r}")
+    meta = {
+        "err": tx_row.err,
+        "status": {"Ok": None} if tx_row.err is None else {"Err": tx_row.err},
+        "fee": tx_row.fee,
+        "preBalances": tx_row.pre_balances,
+        "postBalances": tx_row.post_balances,
+        "innerInstructions": None,  # not recorded
+        "logMessages": tx_row.logs,
+        "preTokenBalances": None,
+        "postTokenBalances": None,
+        "rewards": [],
+        "computeUnitsConsumed": tx_row.compute_units,
+    }
+    return {
+        "slot": tx_row.slot,
+        "blockTime": stored.unix_time,
+        "transaction": transaction,
+        "meta": meta,
+        "version": version,
+    }
+
+
+async def get_health(node: ChainNode, params: Params) -> object:
+    return "ok"
+
+
+async def get_version(node: ChainNode, params: Params) -> object:
+    return {"solana-core": API_VERSION, "feature-set": 0}
+
+
+METHODS: dict[str, Handler] = {
+    "getLatestBlockhash": get_latest_blockhash,
+    "isBlockhashValid": is_blockhash_valid,
+    "sendTransaction": send_transaction,
+    "simulateTransaction": simulate_transaction,
+    "getSignatureStatuses": get_signature_statuses,
+    "getAccountInfo": get_account_info,
+    "getMultipleAccounts": get_multiple_accounts,
+    "getBalance": get_balance,
+    "getTokenAccountBalance": get_token_account_balance,
+    "getSlot": get_slot,
+    "getBlockHeight": get_block_height,
+    "getTransaction": get_transaction,
+    "getHealth": get_health,
+    "getVersion": get_version,
+}
+
+
+# --- transport ----------------------------------------------------------------------------
+
+
+def _error(request_id: object, code: int, message: str, data: object = None) -> dict[str, object]:
+    error: dict[str, object] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "error": error, "id": request_id}
+
+
+async def dispatch(node: ChainNode, request: object) -> dict[str, object]:
+    """One JSON-RPC request object to its response object."""
+    if not isinstance(request, dict) or not isinstance(request.get("method"), str):
+        return _error(None, -32600, "Invalid request")
+    request_id = request.get("id")
+    handler = METHODS.get(request["method"])
+    if handler is None:
+        return _error(request_id, -32601, "Method not found")
+    params = request.get("params", [])
+    if not isinstance(params, list):
+        return _error(request_id, -32602, "Invalid params: expected an array")
+    try:
+        result = await handler(node, params)
+    except RpcError as exc:
+        return _error(request_id, exc.code, exc.message, exc.data)
+    return {"jsonrpc": "2.0", "result": result, "id": request_id}
+
+
+def make_app(node: ChainNode) -> web.Application:
+    """The aiohttp app: POST / takes a request or a batch."""
+
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            answer: object = _error(None, -32700, "Parse error")
+        else:
+            if isinstance(body, list):
+                answer = [await dispatch(node, item) for item in body]
+            else:
+                answer = await dispatch(node, body)
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+
+    async def health(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application(client_max_size=64 * 1024)
+    app.router.add_post("/", handle)
+    app.router.add_get("/health", health)
+    return app
+
+
+async def serve(node: ChainNode, host: str, port: int) -> web.AppRunner:
+    """Start listening; the caller runs the node's slot loop and cleans the runner up."""
+    runner = web.AppRunner(make_app(node), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
