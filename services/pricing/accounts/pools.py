@@ -297,10 +297,36 @@ def dlmm_listing(
 
 @dataclass(frozen=True, slots=True)
 class PoolRegistry:
-    """Every pool found, and how to turn one read of their accounts into a `PoolBook`."""
+    """The pools found, one per venue and pair, and how one read of their accounts becomes a
+    `PoolBook`. Build it with `of`, which keeps the first listing (by address) of each pair."""
 
     cpmm: tuple[CpmmListing, ...]
     dlmm: tuple[DlmmListing, ...]
+
+    @classmethod
+    def of(cls, cpmm: Iterable[CpmmListing], dlmm: Iterable[DlmmListing]) -> PoolRegistry:
+        """One listing per venue and pair: the book is keyed so, and a route names no more."""
+        cpmm_by_pair: dict[Pair, CpmmListing] = {}
+        for c in sorted(cpmm, key=lambda listing: bytes(listing.address)):
+            cpmm_by_pair.setdefault(orient(c.symbol_0, c.symbol_1), c)
+        dlmm_by_pair: dict[Pair, DlmmListing] = {}
+        for d in sorted(dlmm, key=lambda listing: bytes(listing.address)):
+            dlmm_by_pair.setdefault(orient(d.symbol_x, d.symbol_y), d)
+        return cls(tuple(cpmm_by_pair.values()), tuple(dlmm_by_pair.values()))
+
+    def cpmm_for(self, token_a: str, token_b: str) -> CpmmListing:
+        """The CPMM pool between two tokens (KeyError if none was found)."""
+        for c in self.cpmm:
+            if {c.symbol_0, c.symbol_1} == {token_a, token_b}:
+                return c
+        raise KeyError((token_a, token_b))
+
+    def dlmm_for(self, token_a: str, token_b: str) -> DlmmListing:
+        """The DLMM pair between two tokens (KeyError if none was found)."""
+        for d in self.dlmm:
+            if {d.symbol_x, d.symbol_y} == {token_a, token_b}:
+                return d
+        raise KeyError((token_a, token_b))
 
     def addresses(self) -> list[Pubkey]:
         """Every account a snapshot reads, each once, the Clock sysvar first."""
