@@ -162,6 +162,58 @@ async def get_multiple_accounts(node: ChainNode, params: Params) -> object:
     return _with_context(node, [_account_json(a, encoding) for a in accounts])
 
 
+MAX_FILTERS = 4  # as a Solana node allows
+
+
+def _filter(raw: object) -> Callable[[bytes], bool]:
+    """One `getProgramAccounts` filter: `{"dataSize": n}` or `{"memcmp": {offset, bytes}}`."""
+    if isinstance(raw, dict) and isinstance(raw.get("dataSize"), int):
+        size = raw["dataSize"]
+        return lambda data: len(data) == size
+    memcmp = raw.get("memcmp") if isinstance(raw, dict) else None
+    if isinstance(memcmp, dict) and isinstance(memcmp.get("offset"), int):
+        offset, encoded = memcmp["offset"], memcmp.get("bytes")
+        encoding = memcmp.get("encoding", "base58")
+        if not isinstance(encoded, str) or encoding not in ("base58", "base64"):
+            raise RpcError(-32602, "Invalid params: memcmp needs base58 or base64 bytes")
+        try:
+            wanted = (
+                base64.b64decode(encoded, validate=True)
+                if encoding == "base64"
+                else base58.b58decode(encoded)
+            )
+        except ValueError as exc:
+            raise RpcError(-32602, f"Invalid params: memcmp bytes: {exc}") from None
+        return lambda data: data[offset : offset + len(wanted)] == wanted
+    raise RpcError(-32602, f"Invalid params: unsupported filter {raw!r}")
+
+
+async def get_program_accounts(node: ChainNode, params: Params) -> object:
+    """Every account the program owns that passes all the filters (Solana's AND)."""
+    program = _pubkey(_param(params, 0))
+    config = _config(params, 1)
+    raw_filters = config.get("filters") or []
+    if not isinstance(raw_filters, list) or len(raw_filters) > MAX_FILTERS:
+        raise RpcError(-32602, f"Invalid params: at most {MAX_FILTERS} filters, as a list")
+    filters = [_filter(f) for f in raw_filters]
+    encoding = config.get("encoding", "base58")
+    data_slice = config.get("dataSlice")
+    async with node.committed() as vm:
+        owned = vm.svm.get_program_accounts(program)
+    found = []
+    for address, account in owned:
+        data = bytes(account.data)
+        if account.lamports == 0 or not all(f(data) for f in filters):
+            continue
+        if isinstance(data_slice, dict):
+            start = int(data_slice.get("offset", 0))
+            data = data[start : start + int(data_slice.get("length", 0))]
+            account = Account(account.lamports, data, account.owner, account.executable)
+        found.append({"pubkey": str(address), "account": _account_json(account, encoding)})
+    found.sort(key=lambda item: str(item["pubkey"]))  # a stable order for a stable state
+    return _with_context(node, found) if config.get("withContext") else found
+
+
 async def get_balance(node: ChainNode, params: Params) -> object:
     key = _pubkey(_param(params, 0))
     async with node.committed() as vm:
@@ -291,6 +343,7 @@ METHODS: dict[str, Handler] = {
     "getSignatureStatuses": get_signature_statuses,
     "getAccountInfo": get_account_info,
     "getMultipleAccounts": get_multiple_accounts,
+    "getProgramAccounts": get_program_accounts,
     "getBalance": get_balance,
     "getTokenAccountBalance": get_token_account_balance,
     "getSlot": get_slot,

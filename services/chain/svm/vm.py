@@ -281,8 +281,18 @@ def _load(path: Path) -> bytes:
 class SolanaVm:
     """LiteSVM with both programs at their mainnet ids, the engine's mints, and a clock we set."""
 
-    def __init__(self, *, unix_timestamp: int = 1_750_000_000) -> None:
-        """Boot the VM: programs, the CPMM config accounts, the mints; the clock at a fixed time."""
+    def __init__(
+        self,
+        *,
+        unix_timestamp: int = 1_750_000_000,
+        mint_authority: Keypair | None = None,
+        payer: Keypair | None = None,
+    ) -> None:
+        """Boot the VM: programs, the CPMM config accounts, the mints; the clock at a fixed time.
+
+        The mint authority and the payer are fresh random keys unless given: a chain that must
+        rebuild byte-identical state from a seed passes keys derived from it.
+        """
         self.svm = LiteSVM()
         self.svm.add_program_from_file(CPMM_PROGRAM_ID, PROGRAMS / "raydium_cp_swap.so")
         self.svm.add_program_from_file(DLMM_PROGRAM_ID, PROGRAMS / "meteora_dlmm.so")
@@ -311,8 +321,8 @@ class SolanaVm:
             ),
         )
         # Mainnet's mint authorities are not ours to sign for; the VM's own key stands in.
-        self.mint_authority = Keypair()
-        self.payer = Keypair()
+        self.mint_authority = mint_authority or Keypair()
+        self.payer = payer or Keypair()
         self._credit_lamports(self.payer.pubkey(), 10**14)
         self._supply: dict[Pubkey, int] = {}
         self._decimals: dict[Pubkey, int] = {}

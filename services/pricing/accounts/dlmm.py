@@ -10,7 +10,8 @@ whole bin only when the input strictly exceeds it, and scales the base fee by a 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 from solders.pubkey import Pubkey
 
@@ -241,13 +242,16 @@ def _amount_out(amount_in: int, price: int, swap_for_y: bool) -> int:
     )
 
 
-def _fill_bin(b: Bin, price: int, amount: int, swap_for_y: bool) -> tuple[int, int]:
-    """(input used, output) filling a bin's layers in the program's order: the market-making
-    reserves, then processed limit orders, then open ones."""
+def _fill_bin(
+    b: Bin, price: int, amount: int, swap_for_y: bool
+) -> tuple[int, int, tuple[int, int, int]]:
+    """(input used, output, output taken from each layer) filling a bin's layers in the
+    program's order: the market-making reserves, then processed limit orders, then open ones."""
     processed, open_orders = b.limit_orders(swap_for_y)
     layers = (b.amount_y if swap_for_y else b.amount_x, processed, open_orders)
     used = out = 0
-    for available in layers:
+    taken = [0, 0, 0]
+    for layer, available in enumerate(layers):
         if amount == 0:
             break
         if available == 0:
@@ -255,9 +259,12 @@ def _fill_bin(b: Bin, price: int, amount: int, swap_for_y: bool) -> tuple[int, i
         max_in = _amount_in(available, price, swap_for_y)
         if amount >= max_in:
             used, out, amount = used + max_in, out + available, amount - max_in
+            taken[layer] = available
         else:
-            used, out, amount = used + amount, out + _amount_out(amount, price, swap_for_y), 0
-    return used, out
+            got = _amount_out(amount, price, swap_for_y)
+            used, out, amount = used + amount, out + got, 0
+            taken[layer] = got
+    return used, out, (taken[0], taken[1], taken[2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,9 +276,27 @@ class DlmmQuote:
     end_bin_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Fill:
+    """What a swap did to one bin: input added (fee excluded), output taken per layer."""
+
+    bin_id: int
+    used: int
+    taken: tuple[int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class _Walk:
+    quote: DlmmQuote
+    fills: tuple[_Fill, ...]
+    volatility_reference: int
+    index_reference: int
+    volatility_accumulator: int
+
+
 def quote_exact_in(
     pair: LbPair,
-    bin_arrays: dict[int, BinArray],
+    bin_arrays: Mapping[int, BinArray],
     amount_in: int,
     *,
     swap_for_y: bool,
@@ -284,6 +309,63 @@ def quote_exact_in(
     more than it holds (old snapshots' bins carry legacy fields the program reads as limit
     orders), and then the program's transfer fails; so does the quote.
     """
+    return _walk(pair, bin_arrays, amount_in, swap_for_y, now, reserve_out).quote
+
+
+def swap_exact_in(
+    pair: LbPair,
+    bin_arrays: Mapping[int, BinArray],
+    amount_in: int,
+    *,
+    swap_for_y: bool,
+    now: int,
+    reserve_out: int | None = None,
+) -> tuple[DlmmQuote, LbPair, dict[int, BinArray]]:
+    """`quote_exact_in`, and the pair and bin arrays the program leaves behind.
+
+    Each bin it crossed gains the input net of the fee (fees are booked outside the bins) and
+    loses what it paid out; the pair's active bin, fee references, volatility accumulator and
+    last update time move as the program moves them. Exact for bins without limit orders (all
+    the pairs this engine creates); for limit-order layers only the amounts taken are modelled.
+    """
+    walk = _walk(pair, bin_arrays, amount_in, swap_for_y, now, reserve_out)
+    arrays = dict(bin_arrays)
+    for fill in walk.fills:
+        index = bin_array_index(fill.bin_id)
+        array = arrays[index]
+        at = fill.bin_id - array.lower_bin_id
+        b = array.bins[at]
+        market, processed, open_orders = fill.taken
+        if swap_for_y:
+            b = replace(b, amount_x=b.amount_x + fill.used, amount_y=b.amount_y - market)
+        else:
+            b = replace(b, amount_y=b.amount_y + fill.used, amount_x=b.amount_x - market)
+        if processed or open_orders:
+            b = replace(
+                b,
+                processed_order_remaining_amount=b.processed_order_remaining_amount - processed,
+                open_order_amount=b.open_order_amount - open_orders,
+            )
+        arrays[index] = replace(array, bins=(*array.bins[:at], b, *array.bins[at + 1 :]))
+    after = replace(
+        pair,
+        active_id=walk.quote.end_bin_id,
+        volatility_reference=walk.volatility_reference,
+        index_reference=walk.index_reference,
+        volatility_accumulator=walk.volatility_accumulator,
+        last_update_timestamp=now,
+    )
+    return walk.quote, after, arrays
+
+
+def _walk(
+    pair: LbPair,
+    bin_arrays: Mapping[int, BinArray],
+    amount_in: int,
+    swap_for_y: bool,
+    now: int,
+    reserve_out: int | None,
+) -> _Walk:
     if amount_in <= 0:
         msg = f"amount_in must be positive, got {amount_in}"
         raise DlmmQuoteError(msg)
@@ -303,7 +385,9 @@ def quote_exact_in(
             reference = 0
     base_rate = pair.base_factor * pair.bin_step * 10 * 10**pair.base_fee_power_factor
     active = pair.active_id
+    accumulator = pair.volatility_accumulator
     left, out, fees = amount_in, 0, 0
+    fills: list[_Fill] = []
     while left > 0:
         array = bin_arrays.get(bin_array_index(active))
         if array is None:
@@ -324,18 +408,19 @@ def quote_exact_in(
             price = b.price or price_from_id(active, pair.bin_step)
             fee = _ceil_div(left * rate, FEE_PRECISION) if fee_on_input else 0
             net = left - fee
-            used, got = _fill_bin(b, price, net, swap_for_y)
-            taken = left
+            used, got, taken = _fill_bin(b, price, net, swap_for_y)
+            paid = left
             if used < net:  # the bin ran dry: the fee is recomputed on what it took
                 if fee_on_input:
                     fee = _ceil_div(used * rate, FEE_PRECISION - rate)
-                taken = used + fee
+                paid = used + fee
             if not fee_on_input:
                 fee = _ceil_div(got * rate, FEE_PRECISION)
                 got -= fee
-            left -= taken
+            left -= paid
             out += got
             fees += fee
+            fills.append(_Fill(active, used, taken))
         if left > 0:
             active += -1 if swap_for_y else 1
             if not pair.min_bin_id <= active <= pair.max_bin_id:
@@ -344,4 +429,4 @@ def quote_exact_in(
     if reserve_out is not None and out > reserve_out:
         msg = f"the bins promise {out} but the output vault holds {reserve_out}"
         raise DlmmQuoteError(msg)
-    return DlmmQuote(out, fees, active)
+    return _Walk(DlmmQuote(out, fees, active), tuple(fills), reference, index_ref, accumulator)

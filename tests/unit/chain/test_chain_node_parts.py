@@ -18,6 +18,7 @@ from services.chain.genesis import Genesis, build_genesis, wallet_keypair
 from services.chain.node import blockhash_of, err_json, err_message, writable_indexes
 from services.chain.rpc import dispatch
 from services.pricing.accounts.cpmm import decode_pool_state
+from services.pricing.accounts.dlmm import decode_lb_pair
 
 
 def test_genesis_is_a_function_of_the_seed() -> None:
@@ -32,6 +33,10 @@ def test_genesis_is_a_function_of_the_seed() -> None:
     for pool in first.pools.values():
         keys += [pool.pool, pool.vault0, pool.vault1, pool.lp_mint, pool.observation]
         keys += [pool.mint0, pool.mint1]
+    assert first.pairs.keys() == second.pairs.keys() == first.pools.keys()
+    for pair in first.pairs.values():
+        keys += [pair.lb_pair, pair.reserve_x, pair.reserve_y, pair.oracle]
+        keys += [address for _, address in pair.bin_arrays]
     for key in keys:
         assert first.vm.svm.get_account(key) == second.vm.svm.get_account(key), key
     other = build_genesis(Genesis(seed=4, wallets=2))
@@ -43,6 +48,10 @@ def test_genesis_pools_are_open_at_slot_zero() -> None:
     state = build_genesis(Genesis(seed=3, wallets=0))
     for pool in state.pools.values():
         assert decode_pool_state(state.vm.account_data(pool.pool)).is_open(state.vm.now)
+    for pair in state.pairs.values():
+        lb_pair = decode_lb_pair(state.vm.account_data(pair.lb_pair))
+        assert lb_pair.status == 0
+        assert lb_pair.activation_point <= state.vm.now
 
 
 def test_blockhashes_follow_seed_and_slot() -> None:
