@@ -8,7 +8,7 @@ decoders and checks the quote against what the program pays, both ways.
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from services.chain.svm.errors import PoolNotOpenError, SvmTransactionError
@@ -32,6 +32,7 @@ bin_steps = st.sampled_from([1, 5, 10, 20, 50, 100])
 active_ids = st.integers(min_value=-3_000, max_value=3_000)
 radii = st.integers(min_value=0, max_value=80)
 deposits = st.integers(min_value=10**6, max_value=10**15)
+MAX_PRICE_EXPONENT_BPS = 100_000
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +112,10 @@ def check(vm: SolanaVm, keys: DlmmPoolKeys, swap_for_y: bool, amount_in: int) ->
 def test_created_pair_quote_equals_program_output(
     vm, shape, bin_step, active_id, radius, amounts, swap_for_y, amount_in, elapsed
 ):
+    # Prices beyond e^±10 (|active id| x bin step over 100,000 bps) make the program's own
+    # liquidity arithmetic overflow (TypeCastFailed, 6019) for large deposits: no real pair
+    # sits there, so the property is stated for prices a pair can have.
+    assume(abs(active_id) * bin_step <= MAX_PRICE_EXPONENT_BPS)
     keys = create(
         vm,
         shape=shape,
