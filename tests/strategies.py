@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-
 from decimal import Decimal
 
 from hypothesis import strategies as st
