@@ -54,6 +54,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "OEE_ROUTER_METRICS_PORT": str(settings.router_metrics_port),
         "OEE_PROJECTOR_METRICS_PORT": str(settings.projector_metrics_port),
         "OEE_AUTH": settings.auth,
+        # Which chain the router executes on, and the node `oee chain` runs.
+        "OEE_CHAIN": settings.chain,
+        "OEE_SOLANA_RPC_URL": settings.solana_rpc_url,
+        "OEE_CHAIN_DRY_RUN": str(settings.chain_dry_run).lower(),
+        "OEE_CHAIN_HOST": settings.chain_host,
+        "OEE_CHAIN_PORT": str(settings.chain_port),
+        "OEE_CHAIN_SEED": str(settings.chain_seed),
+        "OEE_CHAIN_WALLETS": str(settings.chain_wallets),
+        "OEE_SLOT_MS": str(settings.slot_ms),
+        **({"OEE_WALLET_KEYPAIR": str(settings.wallet_keypair)} if settings.wallet_keypair else {}),
     }
 
 

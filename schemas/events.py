@@ -86,6 +86,9 @@ class FailureCode(StrEnum):
     VENUE_UNAVAILABLE = "VENUE_UNAVAILABLE"
     VENUE_TIMEOUT = "VENUE_TIMEOUT"
     INVALID_TRANSACTION = "INVALID_TRANSACTION"
+    POOL_NOT_OPEN = "POOL_NOT_OPEN"  # the program refuses swaps (CPMM 6000, DLMM 6042)
+    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"  # the engine's wallet lacks tokens or fee lamports
+    DRY_RUN = "DRY_RUN"  # OEE_CHAIN_DRY_RUN: the transaction was simulated, never sent
 
 
 class _Event(BaseModel):
@@ -172,13 +175,23 @@ class TransactionBuilt(_Event):
 
 
 class TransactionSubmitted(_Event):
-    """The transaction went to the chain under this signature."""
+    """The transaction goes to the chain under this signature; written before it is sent.
+
+    v2 adds what a Solana chain needs to re-send the very same transaction after a crash:
+    the signed bytes (base64 wire format), the blockhash they carry and the last block height
+    at which that blockhash is valid. The simulated chain leaves them unset (v1 events read as
+    such): its signature is derived from the order.
+    """
 
     TYPE: ClassVar[str] = "TransactionSubmitted"
+    VERSION: ClassVar[int] = 2
     STATUS: ClassVar[OrderStatus] = OrderStatus.SUBMITTED
 
     attempt: int = Field(ge=1)
     tx_hash: str = Field(min_length=80, max_length=90)
+    transaction: str | None = Field(default=None, max_length=2048)  # base64, <= 1232 bytes
+    blockhash: str | None = Field(default=None, min_length=32, max_length=44)
+    last_valid_block_height: int | None = Field(default=None, ge=0)
 
 
 class OrderRetrying(_Event):

@@ -38,3 +38,9 @@ def upcast(event_type: str, version: int, payload: Payload) -> Payload:
         payload = step(payload)
         version += 1
     return payload
+
+
+@upcaster("TransactionSubmitted", 1)
+def _submitted_v1_to_v2(payload: Payload) -> Payload:
+    """v1 had only the signature: a simulated-chain transaction, with no bytes to re-send."""
+    return {**payload, "transaction": None, "blockhash": None, "last_valid_block_height": None}

@@ -72,11 +72,18 @@ def api() -> None:
 
 @app.command()
 @one_line_errors
-def router() -> None:
+def router(
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="With OEE_CHAIN=svm: simulate transactions, never send them."
+    ),
+) -> None:
     """Route and execute submitted orders (a faust-streaming worker)."""
     from services.router.main import serve
 
-    serve(get_settings().with_local_servers())
+    settings = get_settings().with_local_servers()
+    if dry_run:
+        settings = settings.model_copy(update={"chain_dry_run": True})
+    serve(settings)
 
 
 @app.command()
@@ -99,8 +106,13 @@ def chain() -> None:
 
 @app.command()
 @one_line_errors
-def up() -> None:
-    """Start Kafka and PostgreSQL (unless configured), then the API, router, projector.
+def up(
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="With OEE_CHAIN=svm: simulate transactions, never send them."
+    ),
+) -> None:
+    """Start Kafka and PostgreSQL (unless configured), then the API, router, projector (and,
+    with OEE_CHAIN=svm, the chain node `oee chain`).
 
     Ctrl-C stops everything.
     """
@@ -117,11 +129,22 @@ def up() -> None:
             "KAFKA_BOOTSTRAP_SERVERS": str(effective.kafka_bootstrap_servers),
             "DATABASE_URL": str(effective.database_url),
         }
+        if dry_run:
+            env["OEE_CHAIN_DRY_RUN"] = "true"
 
         def spawn(name: str) -> subprocess.Popen[bytes]:
             return subprocess.Popen([sys.executable, "-m", "services.cli", name], env=env)
 
-        children = {name: spawn(name) for name in ("projector", "router", "api")}
+        # The local chain node runs only for the local RPC URL; a remote one is not ours to run.
+        local_chain = effective.chain == "svm" and effective.solana_rpc_url.startswith(
+            (f"http://{effective.chain_host}:{effective.chain_port}", "http://localhost:")
+        )
+        names = (
+            ("chain", "projector", "router", "api")
+            if local_chain
+            else ("projector", "router", "api")
+        )
+        children = {name: spawn(name) for name in names}
         base = f"http://{effective.api_host}:{effective.api_port}"
         typer.secho(
             f"API on {base}  docs {base}/docs  health {base}/health  (Ctrl-C stops everything)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from decimal import Decimal
 
 from hypothesis import strategies as st
@@ -177,7 +178,15 @@ def transaction_built(draw: st.DrawFn) -> TransactionBuilt:
 
 @st.composite
 def transaction_submitted(draw: st.DrawFn) -> TransactionSubmitted:
-    return TransactionSubmitted(attempt=draw(attempt_numbers), tx_hash=draw(tx_hashes))
+    if not draw(st.booleans()):  # the simulated chain: a signature only
+        return TransactionSubmitted(attempt=draw(attempt_numbers), tx_hash=draw(tx_hashes))
+    return TransactionSubmitted(  # a Solana chain: the signed bytes and their blockhash too
+        attempt=draw(attempt_numbers),
+        tx_hash=draw(tx_hashes),
+        transaction=base64.b64encode(draw(st.binary(min_size=1, max_size=1232))).decode(),
+        blockhash=draw(tx_hashes)[:44],
+        last_valid_block_height=draw(st.integers(min_value=0, max_value=2**63 - 1)),
+    )
 
 
 @st.composite

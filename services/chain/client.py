@@ -48,12 +48,21 @@ class ConfirmationTimeout(TransientChainError):
     code = "VENUE_TIMEOUT"
 
 
+class UnsignableTransaction(ValueError):
+    """The plan names a pool the chain client cannot build an instruction for."""
+
+
 class ChainClient(Protocol):
-    """What the router needs from a chain; a real Solana RPC client fits here."""
+    """What the router needs from a chain; `solana_client.SolanaChain` is the Solana RPC one."""
+
+    async def sign(self, tx: Transaction) -> Transaction:
+        """The transaction as it will be sent: its final signature (and, on Solana, the signed
+        bytes with their blockhash). The router records it before sending anything."""
+        ...
 
     async def send_and_confirm(self, tx: Transaction, attempt: int) -> Receipt: ...
 
-    async def receipt(self, signature: str) -> Receipt | None: ...
+    async def receipt(self, tx: Transaction) -> Receipt | None: ...
 
 
 def fault_draw(seed: int, order_id: uuid.UUID, attempt: int, salt: str) -> Decimal:
@@ -79,6 +88,9 @@ class SimulatedRpc:
         self._latency = confirm_latency
         self._rng = random.Random(f"{seed}:confirm")
 
+    async def sign(self, tx: Transaction) -> Transaction:
+        return tx  # the signature is the order's (services/chain/signatures.py)
+
     async def send_and_confirm(self, tx: Transaction, attempt: int) -> Receipt:
         failing = fault_draw(self._seed, tx.order_id, attempt, "send") < self._failure_rate
         # Half the failures happen before sending, half after landing (lost confirmation).
@@ -98,8 +110,8 @@ class SimulatedRpc:
             raise ConfirmationTimeout("no confirmation before the blockhash expired (simulated)")
         return receipt
 
-    async def receipt(self, signature: str) -> Receipt | None:
+    async def receipt(self, tx: Transaction) -> Receipt | None:
         try:
-            return await self._ledger.receipt(signature)
+            return await self._ledger.receipt(tx.signature)
         except _STORE_DOWN as exc:
             raise unreachable_while(exc) from None

@@ -22,12 +22,13 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
 from solders.account import Account
 from solders.hash import Hash
+from solders.litesvm import LiteSVM
 from solders.message import MessageHeader, MessageV0
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
@@ -39,14 +40,21 @@ from solders.transaction_status import (
 )
 
 from services.chain.genesis import Genesis, build_genesis
-from services.chain.store import Block, ChainStore, ErrJson, LandedTransaction
-from services.chain.svm.constants import SYSTEM_PROGRAM_ID
+from services.chain.store import Block, ChainStore, ErrJson, LandedTransaction, TokenBalance
+from services.chain.svm.constants import (
+    SYSTEM_PROGRAM_ID,
+    TOKEN_2022_PROGRAM_ID,
+    TOKEN_PROGRAM_ID,
+)
 from services.chain.svm.vm import SolanaVm
+from services.pricing.accounts.spl import decode_token_amount
 
 log = structlog.get_logger("chain.node")
 
 MAX_PROCESSING_AGE = 150  # slots a blockhash stays valid for, as on Solana
 FINALIZED_DEPTH = 32  # a block this deep is reported finalized rather than confirmed
+TOKEN_ACCOUNT_LEN = 165  # an SPL token account's base layout
+_TOKEN_PROGRAMS = (TOKEN_PROGRAM_ID, TOKEN_2022_PROGRAM_ID)
 STATUS_CACHE_SLOTS = 2 * MAX_PROCESSING_AGE  # recent statuses kept in memory for dedupe
 
 
@@ -85,6 +93,33 @@ def err_message(err: ErrJson) -> str:
             )
         return f"Error processing Instruction {index}: {inner}"
     return str(err)
+
+
+def token_balances(svm: LiteSVM, keys: Sequence[Pubkey]) -> list[TokenBalance]:
+    """Every SPL token account among `keys` with its mint, owner and amount: a node's
+    `preTokenBalances`/`postTokenBalances`, read before and after a transaction runs."""
+    found: list[TokenBalance] = []
+    for index, key in enumerate(keys):
+        account = svm.get_account(key)
+        if account is None or account.owner not in _TOKEN_PROGRAMS:
+            continue
+        data = bytes(account.data)
+        if len(data) < TOKEN_ACCOUNT_LEN:
+            continue  # a mint, not a token account
+        mint = Pubkey.from_bytes(data[:32])
+        mint_account = svm.get_account(mint)
+        decimals = bytes(mint_account.data)[44] if mint_account is not None else 0
+        found.append(
+            {
+                "accountIndex": index,
+                "mint": str(mint),
+                "owner": str(Pubkey.from_bytes(data[32:64])),
+                "programId": str(account.owner),
+                "amount": str(decode_token_amount(data)),
+                "decimals": decimals,
+            }
+        )
+    return found
 
 
 def blockhash_of(seed: int, slot: int) -> Hash:
@@ -278,6 +313,7 @@ class ChainNode:
                 continue
             keys = message.account_keys
             pre = [svm.get_balance(key) or 0 for key in keys]
+            pre_tokens = token_balances(svm, keys)
             result = svm.send_transaction(pending.tx)
             if isinstance(result, FailedTransactionMetadata):
                 err = result.err()
@@ -302,6 +338,8 @@ class ChainNode:
                     pre_balances=pre,
                     post_balances=[svm.get_balance(key) or 0 for key in keys],
                     raw=pending.raw,
+                    pre_token_balances=pre_tokens,
+                    post_token_balances=token_balances(svm, keys),
                 )
             )
             seen.add(signature)

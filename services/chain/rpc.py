@@ -24,6 +24,7 @@ from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
 from services.chain.node import ChainNode, RpcError
+from services.chain.store import TokenBalance
 from services.chain.svm.constants import TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
 from services.pricing.accounts.spl import decode_token_amount
 
@@ -313,8 +314,8 @@ async def get_transaction(node: ChainNode, params: Params) -> object:
         "postBalances": tx_row.post_balances,
         "innerInstructions": None,  # not recorded
         "logMessages": tx_row.logs,
-        "preTokenBalances": None,
-        "postTokenBalances": None,
+        "preTokenBalances": _token_balances_json(tx_row.pre_token_balances),
+        "postTokenBalances": _token_balances_json(tx_row.post_token_balances),
         "rewards": [],
         "computeUnitsConsumed": tx_row.compute_units,
     }
@@ -324,6 +325,33 @@ async def get_transaction(node: ChainNode, params: Params) -> object:
         "transaction": transaction,
         "meta": meta,
         "version": version,
+    }
+
+
+def _token_balances_json(balances: list[TokenBalance] | None) -> list[dict[str, object]] | None:
+    """Solana's UiTransactionTokenBalance list (null for transactions landed before they were
+    recorded)."""
+    if balances is None:
+        return None
+    return [
+        {
+            "accountIndex": b["accountIndex"],
+            "mint": b["mint"],
+            "owner": b["owner"],
+            "programId": b["programId"],
+            "uiTokenAmount": _ui_amount(int(b["amount"]), int(b["decimals"])),
+        }
+        for b in balances
+    ]
+
+
+def _ui_amount(amount: int, decimals: int) -> dict[str, object]:
+    ui_string = f"{amount / 10**decimals:.{decimals}f}".rstrip("0").rstrip(".") or "0"
+    return {
+        "amount": str(amount),
+        "decimals": decimals,
+        "uiAmount": amount / 10**decimals,
+        "uiAmountString": ui_string,
     }
 
 

@@ -22,6 +22,9 @@ from services.common.db import open_pool
 
 # Solana's TransactionError in its JSON form: "BlockhashNotFound", {"InstructionError": [1, ...]}.
 ErrJson = str | dict[str, Any] | None
+# One SPL token account's balance in a transaction's meta, as getTransaction reports it (the
+# amount as a string): {"accountIndex", "mint", "owner", "programId", "amount", "decimals"}.
+TokenBalance = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,8 @@ class LandedTransaction:
     pre_balances: list[int]
     post_balances: list[int]
     raw: bytes
+    pre_token_balances: list[TokenBalance] | None = None
+    post_token_balances: list[TokenBalance] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,8 @@ def _landed(row: dict[str, Any]) -> LandedTransaction:
         pre_balances=list(row["pre_balances"]),
         post_balances=list(row["post_balances"]),
         raw=bytes(row["raw"]),
+        pre_token_balances=row.get("pre_token_balances"),
+        post_token_balances=row.get("post_token_balances"),
     )
 
 
@@ -178,8 +185,9 @@ class ChainStore:
             )
             await cur.executemany(
                 "INSERT INTO svm.transactions (signature, slot, position, err, logs,"
-                " compute_units, fee, pre_balances, post_balances, raw)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " compute_units, fee, pre_balances, post_balances, raw,"
+                " pre_token_balances, post_token_balances)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [
                     (
                         tx.signature,
@@ -192,6 +200,8 @@ class ChainStore:
                         tx.pre_balances,
                         tx.post_balances,
                         tx.raw,
+                        None if tx.pre_token_balances is None else Jsonb(tx.pre_token_balances),
+                        None if tx.post_token_balances is None else Jsonb(tx.post_token_balances),
                     )
                     for tx in block.transactions
                 ],

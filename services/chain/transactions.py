@@ -27,11 +27,17 @@ class SwapInstruction:
     token_out: str
     amount_in: int
     hop: int
+    amount_out: int = 0  # what the route quoted for this leg
+    fee: int = 0  # the quoted fee, in token_in base units
 
 
 @dataclass(frozen=True, slots=True)
 class Transaction:
-    """A signed swap transaction with its slippage guard."""
+    """A signed swap transaction with its slippage guard.
+
+    On a Solana chain `wire` holds the signed bytes as sent, with the blockhash they carry and
+    the last block height that blockhash is valid at; the simulated chain needs none of them.
+    """
 
     signature: str
     order_id: uuid.UUID
@@ -40,6 +46,9 @@ class Transaction:
     amount_in: int
     min_amount_out: int
     instructions: tuple[SwapInstruction, ...]
+    wire: bytes | None = None
+    blockhash: str | None = None
+    last_valid_block_height: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,16 @@ class Settings(BaseSettings):
     chain_seed: int = 42  # genesis: the seeded market's CPMM pools and funded wallets
     chain_wallets: int = 8
 
+    # Which chain the router executes on: "simulated" (the PostgreSQL ledger, chain.*) or "svm"
+    # (a Solana JSON-RPC node: `oee chain` locally, or devnet/mainnet), signing with the wallet.
+    chain: Literal["simulated", "svm"] = "simulated"
+    solana_rpc_url: str = "http://127.0.0.1:8899"
+    # A keypair file as `solana-keygen` writes it; unset: genesis wallet 0 of OEE_CHAIN_SEED
+    # (funded on the local chain only).
+    wallet_keypair: Path | None = None
+    # Simulate each transaction instead of sending it; the order fails with DRY_RUN.
+    chain_dry_run: bool = False
+
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
     # Prometheus /metrics of the processes without an HTTP server; 0 picks a free port.

@@ -55,6 +55,11 @@ class OrderState:
     plan: RoutePlan | None = None
     min_amount_out: Decimal | None = None
     tx_hash: str | None = None
+    # The signed transaction of the current attempt as sent (base64), its blockhash and the
+    # last block height that blockhash is valid at: a router taking over re-sends these bytes.
+    signed_transaction: str | None = None
+    blockhash: str | None = None
+    last_valid_block_height: int | None = None
     selected_dex: str | None = None
     amount_out: Decimal | None = None
     executed_price: Decimal | None = None
@@ -101,7 +106,7 @@ _STATE_FIELDS = frozenset(field.name for field in fields(OrderState))
 def _copy_with(state: OrderState, changes: dict[str, Any]) -> OrderState:
     """`dataclasses.replace`, at a tenth of its cost: the fold's hot spot on replay.
 
-    `replace` calls `__init__` again over all 24 fields; a state has no `__post_init__`
+    `replace` calls `__init__` again over all 27 fields; a state has no `__post_init__`
     and no field with `init=False`, so copying its attributes is the same result. It
     still stays frozen: only this function ever writes an existing state's `__dict__`,
     and only a new one's.
@@ -156,7 +161,12 @@ def _(event: TransactionBuilt, state: OrderState, envelope: Envelope) -> dict[st
 
 @_changes.register
 def _(event: TransactionSubmitted, state: OrderState, envelope: Envelope) -> dict[str, Any]:
-    return {"tx_hash": event.tx_hash}
+    return {
+        "tx_hash": event.tx_hash,
+        "signed_transaction": event.transaction,
+        "blockhash": event.blockhash,
+        "last_valid_block_height": event.last_valid_block_height,
+    }
 
 
 @_changes.register

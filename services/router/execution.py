@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from base64 import b64decode, b64encode
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from functools import partial
 
 from schemas import events
 from schemas.events import FailureCode, OrderStatus
-from services.chain.client import ChainClient, TransientChainError
+from services.chain.client import ChainClient, TransientChainError, UnsignableTransaction
 from services.chain.signatures import signature_for
 from services.chain.transactions import Receipt, SwapInstruction, Transaction
 from services.common.process import retry_while_down
@@ -118,9 +119,22 @@ class OrderExecution:
         if step is Step.SUBMIT:
             if self._expired(state):
                 return await self._route(state, state.attempts)  # re-quote, same attempt
-            signature = signature_for(state.order_id, self.policy.chain_seed)
+            # Signed now and recorded before it is sent: whoever confirms it (this router, or
+            # one taking over after a crash) re-sends exactly these bytes.
+            try:
+                signed = await self.chain.sign(transaction_for(state, self.policy.chain_seed))
+            except UnsignableTransaction as exc:
+                code = FailureCode.INVALID_TRANSACTION
+                return await self._fail(state, code, str(exc), state.attempts)
             return await self.emit(
-                state, events.TransactionSubmitted(attempt=state.attempts, tx_hash=signature)
+                state,
+                events.TransactionSubmitted(
+                    attempt=state.attempts,
+                    tx_hash=signed.signature,
+                    transaction=None if signed.wire is None else b64encode(signed.wire).decode(),
+                    blockhash=signed.blockhash,
+                    last_valid_block_height=signed.last_valid_block_height,
+                ),
             )
         return await self._confirm(state)
 
@@ -160,7 +174,7 @@ class OrderExecution:
             receipt = await self.chain.send_and_confirm(tx, state.attempts)
         except TransientChainError as exc:
             # A lost confirmation may hide a landed swap: ask the chain before retrying.
-            landed = await self.chain.receipt(tx.signature)
+            landed = await self.chain.receipt(tx)
             if landed is None:
                 code = FailureCode(exc.code)
                 return await self._retry_or_fail(state, state.attempts, code, str(exc))
@@ -217,9 +231,14 @@ def _failure_code(chain_code: str | None) -> FailureCode:
 
 
 def transaction_for(state: OrderState, chain_seed: int) -> Transaction:
-    """The swap transaction for the order's current plan, signed with the order's signature."""
+    """The swap transaction for the order's current plan, with what its submission recorded.
+
+    Before submission it carries the simulated chain's signature (derived from the order); after
+    it, the recorded signature and, on a Solana chain, the signed bytes to re-send.
+    """
     assert state.plan is not None
     assert state.min_amount_out is not None
+    recorded = state.status is OrderStatus.SUBMITTED and state.signed_transaction is not None
     instructions = tuple(
         SwapInstruction(
             venue=Venue(leg.venue),
@@ -227,6 +246,8 @@ def transaction_for(state: OrderState, chain_seed: int) -> Transaction:
             token_out=leg.token_out,
             amount_in=to_base_units(leg.token_in, leg.amount_in),
             hop=0 if leg.token_in == state.token_in else 1,
+            amount_out=to_base_units(leg.token_out, leg.amount_out),
+            fee=to_base_units(leg.token_in, leg.fee),
         )
         for leg in state.plan.legs
     )
@@ -239,6 +260,9 @@ def transaction_for(state: OrderState, chain_seed: int) -> Transaction:
         amount_in=to_base_units(state.token_in, state.amount),
         min_amount_out=to_base_units(state.token_out, state.min_amount_out),
         instructions=instructions,
+        wire=b64decode(state.signed_transaction) if recorded and state.signed_transaction else None,
+        blockhash=state.blockhash if recorded else None,
+        last_valid_block_height=state.last_valid_block_height if recorded else None,
     )
 
 

@@ -12,11 +12,15 @@ import logging
 from psycopg_pool import AsyncConnectionPool
 
 from services.chain.adapters import SimulatedVenue, SnapshotCache
-from services.chain.client import SimulatedRpc
+from services.chain.client import ChainClient, SimulatedRpc
+from services.chain.cpmm_venue import CpmmAccountsVenue
+from services.chain.genesis import wallet_keypair
 from services.chain.ledger import Ledger
+from services.chain.solana_client import AsyncClientRpc, SolanaChain, load_keypair
 from services.common.db import open_pool
 from services.common.kafka import RenewingProducer
 from services.common.settings import Settings
+from services.pricing.ports import VenueAdapter
 from services.router.catchup import catch_up
 from services.router.emitter import Emitter
 from services.router.execution import ExecutionPolicy, OrderExecution
@@ -47,6 +51,7 @@ class RouterRuntime:
         self.producer: RenewingProducer | None = None
         self.router: OrderRouter | None = None
         self.positions: ResumePositions | None = None
+        self.rpc: AsyncClientRpc | None = None
         self._started = asyncio.Lock()
 
     async def start(self) -> OrderRouter:
@@ -61,25 +66,10 @@ class RouterRuntime:
             self.producer = RenewingProducer(self.servers, client_id="oee-router", linger_ms=5)
             await self.producer.start()
             emitter = Emitter(self.producer, self.settings)
-            ledger = Ledger(self.db, Market(seed=self.settings.market_seed))
-            await ledger.genesis()
-            realistic = self.settings.venue_latency == "realistic"
-            cache = SnapshotCache(ledger.snapshot, max_age=0.1)
-            venues = [
-                SimulatedVenue(
-                    v,
-                    cache,
-                    seed=self.settings.market_seed,
-                    latency=QUOTE_LATENCY[v] if realistic else (0, 0),
-                )
-                for v in Venue
-            ]
-            chain = SimulatedRpc(
-                ledger,
-                seed=self.settings.market_seed,
-                failure_rate=self.settings.venue_failure_rate,
-                confirm_latency=CONFIRM_LATENCY if realistic else (0, 0),
-            )
+            if self.settings.chain == "svm":
+                venues, chain = self._solana()
+            else:
+                venues, chain = await self._simulated(self.db)
             policy = ExecutionPolicy(
                 retry_delays=self.settings.retry_delays_seconds,
                 quote_ttl_seconds=self.settings.quote_ttl_seconds,
@@ -91,6 +81,48 @@ class RouterRuntime:
                 execution.run, emitter.dead_letter, self.settings.router_max_in_flight
             )
             return self.router
+
+    def _solana(self) -> tuple[list[VenueAdapter], ChainClient]:
+        """The chain node (or a cluster) over JSON-RPC, signing with the engine's wallet.
+
+        Quotes come from the CPMM pools' accounts (`cpmm_venue.py`) until the RPC adapters
+        of both venues land.
+        """
+        settings = self.settings
+        self.rpc = AsyncClientRpc(settings.solana_rpc_url)
+        path = settings.wallet_keypair
+        wallet = load_keypair(path) if path else wallet_keypair(settings.chain_seed, 0)
+        log.info(
+            "executing on Solana RPC %s as %s%s",
+            settings.solana_rpc_url,
+            wallet.pubkey(),
+            " (dry run: simulate, never send)" if settings.chain_dry_run else "",
+        )
+        chain = SolanaChain(self.rpc, wallet, dry_run=settings.chain_dry_run)
+        return [CpmmAccountsVenue(self.rpc)], chain
+
+    async def _simulated(self, db: AsyncConnectionPool) -> tuple[list[VenueAdapter], ChainClient]:
+        """The simulated chain: pools and ledger in PostgreSQL, seeded latency and faults."""
+        ledger = Ledger(db, Market(seed=self.settings.market_seed))
+        await ledger.genesis()
+        realistic = self.settings.venue_latency == "realistic"
+        cache = SnapshotCache(ledger.snapshot, max_age=0.1)
+        venues: list[VenueAdapter] = [
+            SimulatedVenue(
+                v,
+                cache,
+                seed=self.settings.market_seed,
+                latency=QUOTE_LATENCY[v] if realistic else (0, 0),
+            )
+            for v in Venue
+        ]
+        chain = SimulatedRpc(
+            ledger,
+            seed=self.settings.market_seed,
+            failure_rate=self.settings.venue_failure_rate,
+            confirm_latency=CONFIRM_LATENCY if realistic else (0, 0),
+        )
+        return venues, chain
 
     async def take_partitions(self, partitions: list[int]) -> None:
         """Catch each newly assigned partition up from its resume position, then let it go live."""
@@ -117,5 +149,7 @@ class RouterRuntime:
             await self.save_positions()
         if self.producer is not None:
             await self.producer.stop()
+        if self.rpc is not None:
+            await self.rpc.close()
         if self.db is not None:
             await self.db.close()

@@ -207,6 +207,15 @@ async def test_cpmm_swap_over_json_rpc(chain: Running) -> None:
     assert sol_before - await token_balance(client, owner, SOL) == amount_in
     assert lamports_before - (await client.get_balance(owner)).value == meta.fee == 5000
 
+    # The token balances a real node reports, as the engine reads its fills from them.
+    def wallet_amounts(balances: Any) -> dict[str, int]:
+        assert balances is not None
+        return {str(b.mint): int(b.ui_token_amount.amount) for b in balances if b.owner == owner}
+
+    pre, post = wallet_amounts(meta.pre_token_balances), wallet_amounts(meta.post_token_balances)
+    assert post[str(USDC)] - pre[str(USDC)] == expected
+    assert pre[str(SOL)] - post[str(SOL)] == amount_in
+
 
 async def test_resent_transaction_lands_once(chain: Running) -> None:
     """The same signed bytes, re-sent before and after landing, land once; same signature."""

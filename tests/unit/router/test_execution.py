@@ -116,8 +116,11 @@ class FakeChain:
             _venues(tx),
         )
 
-    async def receipt(self, signature: str) -> Receipt | None:
-        return self.landed.get(signature)
+    async def sign(self, tx: Transaction) -> Transaction:
+        return tx
+
+    async def receipt(self, tx: Transaction) -> Receipt | None:
+        return self.landed.get(tx.signature)
 
 
 def _venues(tx: Transaction) -> tuple[str, ...]:

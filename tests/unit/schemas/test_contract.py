@@ -23,6 +23,7 @@ from schemas.events import (
     OrderEvent,
     OrderSubmitted,
     TransactionBuilt,
+    TransactionSubmitted,
 )
 from schemas.export import JSON_DIR, json_schemas, render
 from tests.strategies import (
@@ -375,3 +376,18 @@ def test_upcasting_state_is_restored_after_the_tests_above() -> None:
     assert TransactionBuilt.VERSION == 1
     assert "VERSION" not in TransactionBuilt.__dict__
     assert ("TransactionBuilt", 1) not in schemas.upcasting.UPCASTERS
+
+
+def test_a_v1_transaction_submitted_reads_as_v2_without_signed_bytes() -> None:
+    """The real upcaster: a v1 event (simulated chain) has no transaction to re-send."""
+    signature = "5" * 88
+    current = wrap(TransactionSubmitted(attempt=1, tx_hash=signature), sequence=4)
+    v1 = orjson.loads(codec.encode(current))
+    assert v1["version"] == 2
+    v1["version"] = 1
+    v1["payload"] = {"attempt": 1, "tx_hash": signature}
+    decoded = codec.decode(orjson.dumps(v1))
+    assert decoded.version == 2
+    assert decoded.payload == TransactionSubmitted(attempt=1, tx_hash=signature)
+    assert decoded.payload.transaction is None
+    assert decoded.payload.last_valid_block_height is None

@@ -1,0 +1,484 @@
+"""The router's `ChainClient` over Solana JSON-RPC: real, signed swap transactions.
+
+- **Building.** One legacy transaction per attempt: a compute-budget instruction, then one swap
+  instruction per leg, hops in order (a split is several instructions of one hop). Pool keys are
+  derived as the programs derive them (`CpmmPoolKeys.derive`); DLMM pairs are given by the
+  caller until pairs are discoverable over RPC.
+- **Min-outs.** The programs check each instruction alone and a later hop's input is a fixed
+  amount, so: a leg of the last hop must pay at least its share (by quote, rounded up) of the
+  order's min-out, so the whole transaction pays at least the order's min-out; a leg of an
+  earlier hop must pay at least what it was quoted, because the next hop spends exactly that
+  quoted amount. The alternative (the next hop spends the first hop's slippage-reduced min-out)
+  would sell the slippage allowance back as the intermediate token on every order and never
+  fill at the quote; the price of this choice is that a two-hop tolerates no adverse move on
+  its first hop (it then fails with SLIPPAGE_EXCEEDED), and a first hop that pays more than
+  quoted leaves the surplus in the wallet as the intermediate token.
+- **At most once.** The signed bytes are recorded (TransactionSubmitted) before they are sent.
+  `send_and_confirm` re-sends those same bytes until a confirmed status appears, or until
+  `isBlockhashValid` says their blockhash expired and a last status look finds nothing: only
+  then is the attempt provably dead (`BlockhashExpired`) and the router builds a new one. RPC
+  failures meanwhile are `ChainUnreachable`: the order waits and re-sends the same bytes.
+- **Receipts.** The fill is the wallet's token balance changes in the transaction's meta
+  (pre/post token balances), the fee the quoted fee of the first hop (exact for CPMM, whose fee
+  depends on the input alone); program errors map to failure codes through `svm.errors`.
+- **Dry run.** `simulateTransaction` instead of sending; the order then fails with `DRY_RUN`
+  (or with the code of the error the simulation hit), so a dry run never looks like a fill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+from solana.exceptions import SolanaRpcException
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Confirmed
+from solana.rpc.core import RPCException
+from solana.rpc.models import TxOpts
+from solders.commitment_config import CommitmentLevel
+from solders.compute_budget import ID as COMPUTE_BUDGET_PROGRAM_ID
+from solders.compute_budget import set_compute_unit_limit
+from solders.hash import Hash
+from solders.instruction import Instruction
+from solders.keypair import Keypair
+from solders.message import Message
+from solders.pubkey import Pubkey
+from solders.rpc.config import RpcContextConfig
+from solders.rpc.requests import IsBlockhashValid
+from solders.rpc.responses import IsBlockhashValidResp
+from solders.signature import Signature
+from solders.transaction import Transaction as SignedTransaction
+from solders.transaction import VersionedTransaction
+from solders.transaction_status import TransactionConfirmationStatus, TransactionErrorType
+
+from services.chain.client import TransientChainError, UnsignableTransaction
+from services.chain.svm.constants import CPMM_PROGRAM_ID, DLMM_PROGRAM_ID
+from services.chain.svm.errors import (
+    InsufficientFundsError,
+    PoolNotOpenError,
+    SlippageExceededError,
+    SvmTransactionError,
+    map_error,
+)
+from services.chain.svm.vm import CpmmPoolKeys, CpmmSwap, DlmmPoolKeys, DlmmSwap, SolanaVm
+from services.chain.transactions import Receipt, SwapInstruction, Transaction
+from services.domain.tokens import TOKENS
+from services.pricing.ports import ChainUnreachable
+from services.venues.pool import Venue
+
+SWAP_COMPUTE_UNITS = 400_000  # per swap instruction; CPMM uses ~40k, DLMM up to ~150k
+PROGRAMS = {Venue.RAYDIUM: CPMM_PROGRAM_ID, Venue.METEORA: DLMM_PROGRAM_ID}
+
+
+class BlockhashExpired(TransientChainError):
+    """The attempt's blockhash expired and it never landed: provably dead, safe to rebuild."""
+
+    code = "VENUE_TIMEOUT"
+
+
+# --- the RPC the client needs, as plain values ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TokenBalance:
+    """One token account's balance in a transaction's meta."""
+
+    mint: str
+    owner: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    slot: int
+    err: TransactionErrorType | None
+
+
+@dataclass(frozen=True, slots=True)
+class Landed:
+    """What `getTransaction` says about a landed transaction."""
+
+    slot: int
+    err: TransactionErrorType | None
+    logs: list[str]
+    pre_token_balances: list[TokenBalance] | None
+    post_token_balances: list[TokenBalance] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Simulated:
+    err: TransactionErrorType | None
+    logs: list[str]
+    units: int
+
+
+class SolanaRpc(Protocol):
+    """The JSON-RPC calls the client makes; `AsyncClientRpc` is the real one, tests fake it.
+
+    Every method raises `ChainUnreachable` when the RPC cannot be reached or answers an error.
+    """
+
+    async def latest_blockhash(self) -> tuple[Hash, int]: ...
+
+    async def send(self, wire: bytes) -> None: ...
+
+    async def status(self, signature: Signature) -> Status | None:
+        """The confirmed (or finalized) status, searching history; None if none yet."""
+        ...
+
+    async def blockhash_valid(self, blockhash: Hash) -> bool: ...
+
+    async def transaction(self, signature: Signature) -> Landed | None: ...
+
+    async def simulate(self, wire: bytes) -> Simulated: ...
+
+
+RPC_DOWN = (SolanaRpcException, RPCException, httpx.HTTPError, OSError)
+
+
+def unreachable(exc: BaseException) -> ChainUnreachable:
+    return ChainUnreachable(f"Solana RPC: {type(exc).__name__}: {exc}".splitlines()[0])
+
+
+class AsyncClientRpc:
+    """`SolanaRpc` over the `solana` library's AsyncClient, at Confirmed commitment."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        self.client = AsyncClient(url, commitment=Confirmed, timeout=timeout)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def latest_blockhash(self) -> tuple[Hash, int]:
+        try:
+            value = (await self.client.get_latest_blockhash(Confirmed)).value
+        except RPC_DOWN as exc:
+            raise unreachable(exc) from None
+        return value.blockhash, value.last_valid_block_height
+
+    async def send(self, wire: bytes) -> None:
+        # No preflight: a simulation failing now proves nothing about bytes that may already be
+        # in flight, and a program error lands as a failed transaction whose status says why.
+        opts = TxOpts(skip_preflight=True, skip_confirmation=True)
+        try:
+            await self.client.send_raw_transaction(wire, opts)
+        except RPC_DOWN as exc:
+            raise unreachable(exc) from None
+
+    async def status(self, signature: Signature) -> Status | None:
+        try:
+            resp = await self.client.get_signature_statuses(
+                [signature], search_transaction_history=True
+            )
+        except RPC_DOWN as exc:
+            raise unreachable(exc) from None
+        found = resp.value[0]
+        if found is None or found.confirmation_status not in (
+            TransactionConfirmationStatus.Confirmed,
+            TransactionConfirmationStatus.Finalized,
+        ):
+            return None  # "processed" may still be rolled back
+        return Status(found.slot, found.err)
+
+    async def blockhash_valid(self, blockhash: Hash) -> bool:
+        request = IsBlockhashValid(blockhash, RpcContextConfig(CommitmentLevel.Confirmed))
+        try:
+            # solana-py has no method for it; its provider sends solders' request as it is.
+            resp = await self.client._provider.make_request(request, IsBlockhashValidResp)
+        except RPC_DOWN as exc:
+            raise unreachable(exc) from None
+        return bool(resp.value)
+
+    async def transaction(self, signature: Signature) -> Landed | None:
+        try:
+            resp = await self.client.get_transaction(
+                signature, "json", Confirmed, max_supported_transaction_version=0
+            )
+        except RPC_DOWN as exc:
+            raise unreachable(exc) from None
+        if resp.value is None:
+            return None
+        meta = resp.value.transaction.meta
+        if meta is None:
+            return None
+
+        def balances(found: object) -> list[TokenBalance] | None:
+            if found is None:
+                return None
+            return [
+                TokenBalance(str(b.mint), str(b.owner), int(b.ui_token_amount.amount))
+                for b in found  # type: ignore[attr-defined]
+            ]
+
+        return Landed(
+            resp.value.slot,
+            meta.err,
+            list(meta.log_messages or []),
+            balances(meta.pre_token_balances),
+            balances(meta.post_token_balances),
+        )
+
+    async def simulate(self, wire: bytes) -> Simulated:
+        try:
+            resp = await self.client.simulate_transaction(
+                VersionedTransaction.from_bytes(wire), sig_verify=True, commitment=Confirmed
+            )
+        except RPC_DOWN as exc:
+            raise unreachable(exc) from None
+        value = resp.value
+        return Simulated(value.err, list(value.logs or []), int(value.units_consumed or 0))
+
+
+# --- building -----------------------------------------------------------------------------
+
+
+def load_keypair(path: Path) -> Keypair:
+    """A keypair file as `solana-keygen` writes it: a JSON array of the 64 secret-key bytes."""
+    raw = json.loads(path.read_text())
+    if not isinstance(raw, list) or len(raw) != 64:
+        msg = f"{path} is not a Solana keypair file (a JSON array of 64 numbers)"
+        raise ValueError(msg)
+    return Keypair.from_bytes(bytes(raw))
+
+
+def leg_min_outs(tx: Transaction) -> list[int]:
+    """Each instruction's minimum out, in `tx.instructions` order (see the module docstring)."""
+    last = max(i.hop for i in tx.instructions)
+    final = [i for i in tx.instructions if i.hop == last]
+    quoted = sum(i.amount_out for i in final)
+    if quoted <= 0:
+        msg = "the last hop's legs carry no quoted output"
+        raise UnsignableTransaction(msg)
+    return [
+        i.amount_out if i.hop != last else -(-i.amount_out * tx.min_amount_out // quoted)
+        for i in tx.instructions
+    ]
+
+
+def leg_inputs(tx: Transaction, min_outs: Sequence[int]) -> list[int]:
+    """Each instruction's exact input: a later hop never spends more than the previous hop's
+    legs are guaranteed to pay (their min-outs); scaled down if the plan says otherwise."""
+    amounts = [i.amount_in for i in tx.instructions]
+    for hop in sorted({i.hop for i in tx.instructions})[1:]:
+        guaranteed = sum(m for i, m in zip(tx.instructions, min_outs, strict=True) if i.hop < hop)
+        legs = [n for n, i in enumerate(tx.instructions) if i.hop == hop]
+        planned = sum(amounts[n] for n in legs)
+        if planned > guaranteed:
+            for n in legs:
+                amounts[n] = amounts[n] * guaranteed // planned
+    return amounts
+
+
+class SolanaChain:
+    """`ChainClient` for a Solana chain (the local `oee chain`, devnet or mainnet)."""
+
+    def __init__(
+        self,
+        rpc: SolanaRpc,
+        wallet: Keypair,
+        *,
+        dry_run: bool = False,
+        poll_seconds: float = 0.2,
+        resend_seconds: float = 2.0,
+        dlmm_pairs: Mapping[frozenset[str], DlmmPoolKeys] | None = None,
+    ) -> None:
+        self._rpc = rpc
+        self._wallet = wallet
+        self._dry_run = dry_run
+        self._poll = poll_seconds
+        self._resend = resend_seconds
+        self._dlmm_pairs = dict(dlmm_pairs or {})
+        self._cpmm_keys: dict[frozenset[str], CpmmPoolKeys] = {}
+        self._builder = SolanaVm()  # instruction builders only; nothing runs in it
+
+    @property
+    def wallet(self) -> Pubkey:
+        return self._wallet.pubkey()
+
+    # --- ChainClient -------------------------------------------------------------------
+
+    async def sign(self, tx: Transaction) -> Transaction:
+        blockhash, last_valid = await self._rpc.latest_blockhash()
+        signed = self.build(tx, blockhash)
+        return replace(
+            tx,
+            signature=str(signed.signatures[0]),
+            wire=bytes(signed),
+            blockhash=str(blockhash),
+            last_valid_block_height=last_valid,
+        )
+
+    async def send_and_confirm(self, tx: Transaction, attempt: int) -> Receipt:
+        if tx.wire is None or tx.blockhash is None:
+            msg = f"transaction {tx.signature} was never signed for this chain"
+            raise UnsignableTransaction(msg)
+        if self._dry_run:
+            return self._dry_run_receipt(tx, await self._rpc.simulate(tx.wire))
+        signature = Signature.from_string(tx.signature)
+        blockhash = Hash.from_string(tx.blockhash)
+        sent_at: float | None = None
+        while True:
+            status = await self._rpc.status(signature)
+            if status is not None:
+                return await self._receipt(tx, signature, status)
+            if sent_at is None or time.monotonic() - sent_at >= self._resend:
+                if not await self._rpc.blockhash_valid(blockhash):
+                    # It can no longer land; did it land before the hash expired?
+                    status = await self._rpc.status(signature)
+                    if status is not None:
+                        return await self._receipt(tx, signature, status)
+                    msg = (
+                        f"blockhash {tx.blockhash} expired (last valid block height"
+                        f" {tx.last_valid_block_height}) before the transaction landed"
+                    )
+                    raise BlockhashExpired(msg)
+                await self._rpc.send(tx.wire)
+                sent_at = time.monotonic()
+            await asyncio.sleep(self._poll)
+
+    async def receipt(self, tx: Transaction) -> Receipt | None:
+        if tx.wire is None:
+            return None  # never signed, so never sent
+        signature = Signature.from_string(tx.signature)
+        status = await self._rpc.status(signature)
+        return None if status is None else await self._receipt(tx, signature, status)
+
+    # --- building ----------------------------------------------------------------------
+
+    def build(self, tx: Transaction, blockhash: Hash) -> SignedTransaction:
+        """The signed transaction: compute budget, then each leg's swap, hops in order."""
+        order = sorted(range(len(tx.instructions)), key=lambda n: tx.instructions[n].hop)
+        ordered = replace(tx, instructions=tuple(tx.instructions[n] for n in order))
+        min_outs = leg_min_outs(ordered)
+        inputs = leg_inputs(ordered, min_outs)
+        owner = self._wallet.pubkey()
+        swaps = [
+            self._swap_ix(owner, leg, amount_in, min_out)
+            for leg, amount_in, min_out in zip(ordered.instructions, inputs, min_outs, strict=True)
+        ]
+        units = min(1_400_000, SWAP_COMPUTE_UNITS * len(swaps))
+        message = Message.new_with_blockhash(
+            [set_compute_unit_limit(units), *swaps], owner, blockhash
+        )
+        return SignedTransaction([self._wallet], message, blockhash)
+
+    def _swap_ix(
+        self, owner: Pubkey, leg: SwapInstruction, amount_in: int, min_out: int
+    ) -> Instruction:
+        mint_in = Pubkey.from_string(TOKENS[leg.token_in].mint)
+        mint_out = Pubkey.from_string(TOKENS[leg.token_out].mint)
+        pair = frozenset((leg.token_in, leg.token_out))
+        if leg.venue is Venue.RAYDIUM:
+            keys = self._cpmm_keys.get(pair)
+            if keys is None:
+                keys = self._cpmm_keys[pair] = CpmmPoolKeys.derive(mint_in, mint_out)
+            return self._builder.cpmm_swap_ix(owner, CpmmSwap(keys, mint_in, amount_in, min_out))
+        dlmm = self._dlmm_pairs.get(pair)
+        if dlmm is None:
+            msg = f"no known {leg.venue} pool for {leg.token_in}/{leg.token_out}"
+            raise UnsignableTransaction(msg)
+        return self._builder.dlmm_swap_ix(owner, DlmmSwap(dlmm, mint_in, amount_in, min_out))
+
+    # --- reading the outcome -------------------------------------------------------------
+
+    async def _receipt(self, tx: Transaction, signature: Signature, status: Status) -> Receipt:
+        landed = await self._rpc.transaction(signature)
+        if landed is None:  # a status without its transaction: ask again shortly
+            msg = f"{signature} has a status but getTransaction does not return it yet"
+            raise ChainUnreachable(msg)
+        venues = tuple(sorted({i.venue.value for i in tx.instructions}))
+        if landed.err is not None:
+            error = map_error(landed.err, self._programs(tx), landed.logs)
+            return self._failed(tx, landed.slot, error)
+        if landed.pre_token_balances is None or landed.post_token_balances is None:
+            msg = f"the RPC reports no token balances for {signature}: cannot read the fill"
+            raise ChainUnreachable(msg)
+        owner = str(self._wallet.pubkey())
+
+        def change(symbol: str) -> int:
+            mint = TOKENS[symbol].mint
+
+            def total(balances: list[TokenBalance]) -> int:
+                return sum(b.amount for b in balances if b.owner == owner and b.mint == mint)
+
+            assert landed is not None
+            assert landed.pre_token_balances is not None
+            assert landed.post_token_balances is not None
+            return total(landed.post_token_balances) - total(landed.pre_token_balances)
+
+        fee = sum(i.fee for i in tx.instructions if i.hop == 0)
+        return Receipt(
+            tx.signature,
+            tx.order_id,
+            "confirmed",
+            -change(tx.token_in),
+            change(tx.token_out),
+            fee,
+            landed.slot,
+            venues,
+        )
+
+    def _programs(self, tx: Transaction) -> list[Pubkey]:
+        """The program of each instruction, in the order `build` put them."""
+        legs = sorted(tx.instructions, key=lambda i: i.hop)
+        return [COMPUTE_BUDGET_PROGRAM_ID, *(PROGRAMS[i.venue] for i in legs)]
+
+    def _failed(
+        self, tx: Transaction, slot: int, error: SvmTransactionError, prefix: str = ""
+    ) -> Receipt:
+        code = failure_code(error)
+        return Receipt(
+            tx.signature,
+            tx.order_id,
+            "failed",
+            tx.amount_in,
+            0,
+            0,
+            slot,
+            tuple(sorted({i.venue.value for i in tx.instructions})),
+            code,
+            f"{prefix}{describe(error)}",
+        )
+
+    def _dry_run_receipt(self, tx: Transaction, simulated: Simulated) -> Receipt:
+        if simulated.err is not None:
+            error = map_error(simulated.err, self._programs(tx), simulated.logs)
+            return self._failed(tx, 0, error, "dry run, not sent: ")
+        return replace(
+            self._failed(tx, 0, SvmTransactionError("")),
+            error_code="DRY_RUN",
+            error=(
+                "dry run (OEE_CHAIN_DRY_RUN): the transaction simulated without error in"
+                f" {simulated.units} compute units and was not sent"
+            ),
+        )
+
+
+def failure_code(error: SvmTransactionError) -> str:
+    """The order's failure code for a program's (mapped) error."""
+    if isinstance(error, SlippageExceededError):
+        return "SLIPPAGE_EXCEEDED"
+    if isinstance(error, PoolNotOpenError):
+        return "POOL_NOT_OPEN"
+    if isinstance(error, InsufficientFundsError):
+        return "INSUFFICIENT_FUNDS"
+    return "INVALID_TRANSACTION"
+
+
+def describe(error: SvmTransactionError) -> str:
+    """A failure message a client can read: what the program said, in words."""
+    words = {
+        SlippageExceededError: "the program would pay less than the minimum out",
+        PoolNotOpenError: "the pool does not accept swaps (not open yet, or disabled)",
+        InsufficientFundsError: "the engine's wallet lacks the input tokens or the fee",
+    }
+    for kind, text in words.items():
+        if isinstance(error, kind):
+            return f"{text} ({error})"
+    return f"the transaction failed: {error}"
