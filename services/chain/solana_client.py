@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -58,6 +58,7 @@ from solders.transaction import VersionedTransaction
 from solders.transaction_status import TransactionConfirmationStatus, TransactionErrorType
 
 from services.chain.client import TransientChainError, UnsignableTransaction
+from services.chain.rpc_venues import cpmm_keys, dlmm_keys
 from services.chain.svm.constants import CPMM_PROGRAM_ID, DLMM_PROGRAM_ID
 from services.chain.svm.errors import (
     InsufficientFundsError,
@@ -66,9 +67,10 @@ from services.chain.svm.errors import (
     SvmTransactionError,
     map_error,
 )
-from services.chain.svm.vm import CpmmPoolKeys, CpmmSwap, DlmmPoolKeys, DlmmSwap, SolanaVm
+from services.chain.svm.vm import CpmmPoolKeys, CpmmSwap, DlmmSwap, SolanaVm
 from services.chain.transactions import Receipt, SwapInstruction, Transaction
 from services.domain.tokens import TOKENS
+from services.pricing.accounts.pools import PoolRegistry
 from services.pricing.ports import ChainUnreachable
 from services.venues.pool import Venue
 
@@ -275,6 +277,12 @@ def leg_inputs(tx: Transaction, min_outs: Sequence[int]) -> list[int]:
     return amounts
 
 
+class PoolDirectory(Protocol):
+    """Where the pools a route names are listed (`rpc_venues.RpcPoolSource`)."""
+
+    async def registry(self) -> PoolRegistry: ...
+
+
 class SolanaChain:
     """`ChainClient` for a Solana chain (the local `oee chain`, devnet or mainnet)."""
 
@@ -286,14 +294,14 @@ class SolanaChain:
         dry_run: bool = False,
         poll_seconds: float = 0.2,
         resend_seconds: float = 2.0,
-        dlmm_pairs: Mapping[frozenset[str], DlmmPoolKeys] | None = None,
+        pools: PoolDirectory | None = None,
     ) -> None:
         self._rpc = rpc
         self._wallet = wallet
         self._dry_run = dry_run
         self._poll = poll_seconds
         self._resend = resend_seconds
-        self._dlmm_pairs = dict(dlmm_pairs or {})
+        self._pools = pools
         self._cpmm_keys: dict[frozenset[str], CpmmPoolKeys] = {}
         self._builder = SolanaVm()  # instruction builders only; nothing runs in it
 
@@ -305,7 +313,8 @@ class SolanaChain:
 
     async def sign(self, tx: Transaction) -> Transaction:
         blockhash, last_valid = await self._rpc.latest_blockhash()
-        signed = self.build(tx, blockhash)
+        registry = await self._pools.registry() if self._pools is not None else None
+        signed = self.build(tx, blockhash, registry)
         return replace(
             tx,
             signature=str(signed.signatures[0]),
@@ -351,7 +360,9 @@ class SolanaChain:
 
     # --- building ----------------------------------------------------------------------
 
-    def build(self, tx: Transaction, blockhash: Hash) -> SignedTransaction:
+    def build(
+        self, tx: Transaction, blockhash: Hash, registry: PoolRegistry | None = None
+    ) -> SignedTransaction:
         """The signed transaction: compute budget, then each leg's swap, hops in order."""
         order = sorted(range(len(tx.instructions)), key=lambda n: tx.instructions[n].hop)
         ordered = replace(tx, instructions=tuple(tx.instructions[n] for n in order))
@@ -359,7 +370,7 @@ class SolanaChain:
         inputs = leg_inputs(ordered, min_outs)
         owner = self._wallet.pubkey()
         swaps = [
-            self._swap_ix(owner, leg, amount_in, min_out)
+            self._swap_ix(owner, leg, amount_in, min_out, registry)
             for leg, amount_in, min_out in zip(ordered.instructions, inputs, min_outs, strict=True)
         ]
         units = min(1_400_000, SWAP_COMPUTE_UNITS * len(swaps))
@@ -369,21 +380,39 @@ class SolanaChain:
         return SignedTransaction([self._wallet], message, blockhash)
 
     def _swap_ix(
-        self, owner: Pubkey, leg: SwapInstruction, amount_in: int, min_out: int
+        self,
+        owner: Pubkey,
+        leg: SwapInstruction,
+        amount_in: int,
+        min_out: int,
+        registry: PoolRegistry | None,
     ) -> Instruction:
+        """The leg's swap on the pool the registry lists (or, without one, the CPMM pool at its
+        derived address: the local chain's seeded pools live there)."""
         mint_in = Pubkey.from_string(TOKENS[leg.token_in].mint)
         mint_out = Pubkey.from_string(TOKENS[leg.token_out].mint)
         pair = frozenset((leg.token_in, leg.token_out))
+        if registry is not None:
+            try:
+                if leg.venue is Venue.RAYDIUM:
+                    cpmm = cpmm_keys(registry.cpmm_for(leg.token_in, leg.token_out))
+                    return self._builder.cpmm_swap_ix(
+                        owner, CpmmSwap(cpmm, mint_in, amount_in, min_out)
+                    )
+                dlmm = dlmm_keys(registry.dlmm_for(leg.token_in, leg.token_out))
+                return self._builder.dlmm_swap_ix(
+                    owner, DlmmSwap(dlmm, mint_in, amount_in, min_out)
+                )
+            except KeyError:
+                msg = f"no listed {leg.venue} pool for {leg.token_in}/{leg.token_out}"
+                raise UnsignableTransaction(msg) from None
         if leg.venue is Venue.RAYDIUM:
             keys = self._cpmm_keys.get(pair)
             if keys is None:
                 keys = self._cpmm_keys[pair] = CpmmPoolKeys.derive(mint_in, mint_out)
             return self._builder.cpmm_swap_ix(owner, CpmmSwap(keys, mint_in, amount_in, min_out))
-        dlmm = self._dlmm_pairs.get(pair)
-        if dlmm is None:
-            msg = f"no known {leg.venue} pool for {leg.token_in}/{leg.token_out}"
-            raise UnsignableTransaction(msg)
-        return self._builder.dlmm_swap_ix(owner, DlmmSwap(dlmm, mint_in, amount_in, min_out))
+        msg = f"no known {leg.venue} pool for {leg.token_in}/{leg.token_out} without a registry"
+        raise UnsignableTransaction(msg)
 
     # --- reading the outcome -------------------------------------------------------------
 

@@ -13,9 +13,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.chain.adapters import SimulatedVenue, SnapshotCache
 from services.chain.client import ChainClient, SimulatedRpc
-from services.chain.cpmm_venue import CpmmAccountsVenue
 from services.chain.genesis import wallet_keypair
 from services.chain.ledger import Ledger
+from services.chain.rpc_venues import RpcPoolSource, rpc_venues
 from services.chain.solana_client import AsyncClientRpc, SolanaChain, load_keypair
 from services.common.db import open_pool
 from services.common.kafka import RenewingProducer
@@ -52,6 +52,7 @@ class RouterRuntime:
         self.router: OrderRouter | None = None
         self.positions: ResumePositions | None = None
         self.rpc: AsyncClientRpc | None = None
+        self.pools: RpcPoolSource | None = None
         self._started = asyncio.Lock()
 
     async def start(self) -> OrderRouter:
@@ -85,8 +86,8 @@ class RouterRuntime:
     def _solana(self) -> tuple[list[VenueAdapter], ChainClient]:
         """The chain node (or a cluster) over JSON-RPC, signing with the engine's wallet.
 
-        Quotes come from the CPMM pools' accounts (`cpmm_venue.py`) until the RPC adapters
-        of both venues land.
+        Pools are discovered once with getProgramAccounts and quoted from one shared
+        snapshot of their accounts (`rpc_venues.py`); transactions name the same listings.
         """
         settings = self.settings
         self.rpc = AsyncClientRpc(settings.solana_rpc_url)
@@ -98,8 +99,9 @@ class RouterRuntime:
             wallet.pubkey(),
             " (dry run: simulate, never send)" if settings.chain_dry_run else "",
         )
-        chain = SolanaChain(self.rpc, wallet, dry_run=settings.chain_dry_run)
-        return [CpmmAccountsVenue(self.rpc)], chain
+        self.pools = RpcPoolSource(settings.solana_rpc_url)
+        chain = SolanaChain(self.rpc, wallet, dry_run=settings.chain_dry_run, pools=self.pools)
+        return list(rpc_venues(self.pools)), chain
 
     async def _simulated(self, db: AsyncConnectionPool) -> tuple[list[VenueAdapter], ChainClient]:
         """The simulated chain: pools and ledger in PostgreSQL, seeded latency and faults."""
@@ -151,5 +153,7 @@ class RouterRuntime:
             await self.producer.stop()
         if self.rpc is not None:
             await self.rpc.close()
+        if self.pools is not None:
+            await self.pools.close()
         if self.db is not None:
             await self.db.close()
