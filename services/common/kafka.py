@@ -47,6 +47,17 @@ def topic_specs(settings: Settings) -> tuple[TopicSpec, ...]:
     )
 
 
+def market_topic_specs(settings: Settings) -> tuple[TopicSpec, ...]:
+    """The market's two topics (schemas/market.py), kept forever like the order log: candles
+    and latest ticks are rebuilt from them. The market process writes them; readers create
+    them too, so either may start first."""
+    forever = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
+    return tuple(
+        TopicSpec(name, settings.market_topic_partitions, forever)
+        for name in (settings.market_ticks_topic, settings.market_trades_topic)
+    )
+
+
 def unreachable(servers: str, exc: BaseException | None = None) -> DependencyUnavailable:
     reason = f" ({exc})" if exc and str(exc) else ""
     return DependencyUnavailable(

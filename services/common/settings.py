@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     dead_letter_topic: str = "orders.deadletter"
     # Consumer groups are "<prefix>-router" and "<prefix>-projector"; tests use their own.
     consumer_group_prefix: str = "oee"
+    # The market's records (schemas/market.py), keyed by pair; the read side projects them.
+    market_ticks_topic: str = "market.ticks"
+    market_trades_topic: str = "market.trades"
+    market_topic_partitions: int = 6
 
     # The API.
     api_host: str = "127.0.0.1"
@@ -111,6 +115,10 @@ class Settings(BaseSettings):
     @property
     def projector_group(self) -> str:
         return f"{self.consumer_group_prefix}-projector"
+
+    @property
+    def market_projector_group(self) -> str:
+        return f"{self.consumer_group_prefix}-market-projector"
 
     @property
     def kafka_servers(self) -> str:

@@ -8,17 +8,17 @@ import logging
 import time
 import uuid
 
-import psycopg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
 from services.common.db import migrate, open_pool
 from services.common.kafka import (
     DeadLetter,
     RenewingProducer,
     ensure_topics,
+    market_topic_specs,
     send_to_dead_letter,
     topic_specs,
     unreachable,
@@ -33,7 +33,10 @@ from services.common.metrics import (
 from services.common.process import retry_while_down, stop_event_on_signals
 from services.common.settings import Settings
 from services.domain.order import OrderState
+from services.projector.batching import BATCH_LINGER_SECONDS, MAX_BATCH, is_outage
 from services.projector.cache import StateCache
+from services.projector.market import MarketProjector
+from services.projector.market_store import MarketStore
 from services.projector.projection import LogRecord, order_ids_in, project
 from services.projector.store import ReadModelStore
 
@@ -42,8 +45,6 @@ log = logging.getLogger(__name__)
 # Unfinished orders whose state is kept between batches: well above the orders in
 # flight at 1,000 orders/s, and a few MB at most.
 _CACHED_ORDERS = 20_000
-MAX_BATCH = 2000
-BATCH_LINGER_SECONDS = 0.02
 
 
 class _SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -57,11 +58,6 @@ class _SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self._projector.seek_to_stored_positions(assigned)
-
-
-def is_outage(exc: BaseException) -> bool:
-    """PostgreSQL down, or Kafka refusing a dead letter: wait and apply the batch again."""
-    return isinstance(exc, psycopg.OperationalError | PoolTimeout | KafkaError)
 
 
 class Projector:
@@ -210,14 +206,25 @@ async def _main(settings: Settings) -> None:
     assert settings.kafka_bootstrap_servers is not None
     stop = stop_event_on_signals()
     await asyncio.to_thread(migrate, settings.database_url)
-    await ensure_topics(settings.kafka_bootstrap_servers, topic_specs(settings))
+    await ensure_topics(
+        settings.kafka_bootstrap_servers, (*topic_specs(settings), *market_topic_specs(settings))
+    )
     pool = await open_pool(settings.database_url, max_size=4)
     projector = Projector(settings, pool, ReadModelStore())
+    # The market's read side runs beside the orders' in the same process (its own group).
+    market = MarketProjector(settings, pool, MarketStore())
     try:
         await projector.start()
-        log.info("projector consuming %s", settings.orders_topic)
-        await projector.run(stop)
+        await market.start()
+        log.info(
+            "projector consuming %s, %s and %s",
+            settings.orders_topic,
+            settings.market_trades_topic,
+            settings.market_ticks_topic,
+        )
+        await asyncio.gather(projector.run(stop), market.run(stop))
     finally:
+        await market.stop()
         await projector.stop()
         await pool.close()
 
