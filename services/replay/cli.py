@@ -28,6 +28,7 @@ from services.common.db import LIVE_SCHEMA
 from services.common.errors import DependencyUnavailable
 from services.common.process import stop_event_on_signals
 from services.common.settings import Settings, get_settings
+from services.replay.market import MarketReport, rebuild_market, verify_market
 from services.replay.rebuild import rebuild
 from services.replay.rebuilder import (
     Interrupted,
@@ -168,8 +169,40 @@ def rebuild_command(
                           f" model; the former one is kept as {result.replaced}")  # fmt: skip
         else:
             console.print(f"rebuilt read model left beside the live one in schema {result.schema}")
+        if stop_at is not None:
+            console.print("market tables: not rebuilt with --until (they are always rebuilt whole)")
+            return
+        with _progress("rebuilding market") as progress:
+            market = await rebuild_market(
+                settings,
+                into=f"{into}_market" if into else None,
+                batch_size=batch_size,
+                on_progress=progress,
+                stop=stop,
+            )
+        _market_summary(market.report, market.skipped)
+        if market.replaced:
+            console.print(f"[green]switched in[/green]: {market.schema} is the rebuilt market"
+                          f" data; the former one is kept as {market.replaced}")  # fmt: skip
+        elif market.skipped is None:
+            console.print(f"rebuilt market data left beside the live one in {market.schema}")
 
     _run(main)
+
+
+def _market_summary(report: MarketReport, skipped: str | None) -> None:
+    if skipped is not None:
+        console.print(f"market tables: nothing to read ({skipped})")
+        return
+    console.print(
+        f"read {report.records:,} market records in {report.seconds:.1f}s: {report.trades:,}"
+        f" trades, {report.ticks:,} ticks, {report.duplicates:,} duplicates ignored,"
+        f" {report.rejected:,} rejected"
+    )
+    for rejected in report.rejects[:5]:
+        record = rejected.record
+        console.print(f"  rejected {record.topic}/{record.partition}/{record.offset}:"
+                      f" {rejected.reason}")  # fmt: skip
 
 
 @replay_app.command("verify")
@@ -206,7 +239,21 @@ def verify_command(
                 console.print(f"  {difference.describe()}", highlight=False)
         if result.scratch:
             console.print(f"scratch schema kept: {result.scratch}")
-        return result.ok
+        with _progress("verifying market") as progress:
+            market = await verify_market(
+                settings, limit=limit, keep=keep, on_progress=progress, stop=stop
+            )
+        _market_summary(market.report, market.skipped)
+        if market.skipped is None:
+            where = ", ".join(f"{t}/{p}:{o}" for (t, p), o in sorted(market.compared_at.items()))
+            if market.ok:
+                console.print(f"[green]market tables equal[/green] to the log at {where or '-'}")
+            else:
+                counts = ", ".join(f"{n:,} {table} row(s)" for table, n in market.differing.items())
+                console.print(f"[red]market tables differ[/red] at {where}: {counts}")
+                for difference in market.differences:
+                    console.print(f"  {difference.describe()}", highlight=False)
+        return result.ok and market.ok
 
     if not _run(main):
         raise typer.Exit(1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,12 +106,17 @@ async def _columns(conn: AsyncConnection[Any], schema: str, table: str) -> list[
 
 
 async def compare(
-    conn: AsyncConnection[Any], live: str, rebuilt: str, *, limit: int = 20
+    conn: AsyncConnection[Any],
+    live: str,
+    rebuilt: str,
+    *,
+    limit: int = 20,
+    tables: Mapping[str, tuple[str, ...]] = COMPARED,
 ) -> tuple[list[RowDifference], dict[str, int]]:
     """Rows of `live` and `rebuilt` that differ (EXCEPT both ways); caller owns the transaction."""
     differences: list[RowDifference] = []
     counts: dict[str, int] = {}
-    for table, key in COMPARED.items():
+    for table, key in tables.items():
         columns = await _columns(conn, live, table)
         cols = sql.SQL(", ").join(map(sql.Identifier, columns))
         keys = sql.SQL(", ").join(map(sql.Identifier, key))
