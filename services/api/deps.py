@@ -18,6 +18,8 @@ from services.api.auth.principal import ORDERS_READ, ORDERS_WRITE, Principal
 from services.api.auth.ratelimit import ConnectionLimiter, retry_after
 from services.api.errors import ApiError
 from services.api.feed import LiveFeed
+from services.api.market_feed import MarketFeed
+from services.api.market_read import MarketReadModel
 from services.api.publisher import OrderPublisher
 from services.api.quotes import Quoter
 from services.api.read_model import ReadModel
@@ -50,12 +52,22 @@ async def _quoter(runtime: Runtime) -> Quoter:
     return runtime.quoter
 
 
+async def _market_read(runtime: Runtime) -> MarketReadModel:
+    return runtime.market_read
+
+
+async def _market_feed(runtime: Runtime) -> MarketFeed:
+    return runtime.market_feed
+
+
 Runtime = Annotated[ApiRuntime, Depends(_runtime)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 PublisherDep = Annotated[OrderPublisher, Depends(_publisher)]
 ReadModelDep = Annotated[ReadModel, Depends(_read_model)]
 FeedDep = Annotated[LiveFeed, Depends(_feed)]
 QuoterDep = Annotated[Quoter, Depends(_quoter)]
+MarketReadDep = Annotated[MarketReadModel, Depends(_market_read)]
+MarketFeedDep = Annotated[MarketFeed, Depends(_market_feed)]
 
 
 # Declared so that /docs offers both ways in; the credential itself is read from the

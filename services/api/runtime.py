@@ -11,6 +11,8 @@ from services.api.auth.ratelimit import ConnectionLimiter, RateLimiter
 from services.api.auth.store import PostgresKeys
 from services.api.auth.tokens import JwtVerifier
 from services.api.feed import LiveFeed
+from services.api.market_feed import MarketFeed
+from services.api.market_read import MarketReadModel
 from services.api.models import DependencyHealth
 from services.api.publisher import OrderPublisher
 from services.api.quotes import Quoter
@@ -18,6 +20,7 @@ from services.api.read_model import ReadModel, ReadModelUnavailable, open_read_p
 from services.common.kafka import (
     RenewingProducer,
     ensure_topics,
+    market_topic_specs,
     topic_specs,
 )
 from services.common.settings import Settings
@@ -39,6 +42,8 @@ class ApiRuntime:
     # Per key, in this process's memory only (see services/api/auth/ratelimit.py).
     order_limits: RateLimiter
     socket_limits: ConnectionLimiter
+    market_feed: MarketFeed
+    market_read: MarketReadModel
     started_at: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -46,13 +51,20 @@ class ApiRuntime:
         """Kafka must be there (DependencyUnavailable otherwise); PostgreSQL may come later."""
         jwt = JwtVerifier.from_settings(settings) if settings.auth == "enabled" else None
         servers = settings.kafka_servers
-        await ensure_topics(servers, topic_specs(settings))
+        await ensure_topics(servers, (*topic_specs(settings), *market_topic_specs(settings)))
         producer = RenewingProducer(servers, client_id="oee-api")
         await producer.start()
         feed = LiveFeed(servers, settings.orders_topic, settings.ws_queue_size)
+        market_feed = MarketFeed(servers, settings.market_ticks_topic, settings.ws_queue_size)
         try:
             # The producer waits for the topic's metadata, which a fresh consumer may not have yet.
             await feed.start(await producer.current.partitions_for(settings.orders_topic))
+            try:
+                ticks = settings.market_ticks_topic
+                await market_feed.start(sorted(await producer.current.partitions_for(ticks)))
+            except BaseException:
+                await feed.stop()
+                raise
         except BaseException:
             await producer.stop()
             raise
@@ -67,6 +79,8 @@ class ApiRuntime:
             ),
             feed=feed,
             read_model=ReadModel(pool),
+            market_feed=market_feed,
+            market_read=MarketReadModel(pool),
             auth=Authenticator(
                 PostgresKeys(pool),
                 enabled=settings.auth == "enabled",
@@ -83,6 +97,7 @@ class ApiRuntime:
         )
 
     async def stop(self) -> None:
+        await self.market_feed.stop()
         await self.feed.stop()
         await self.producer.stop()
         await self.read_model.pool.close()

@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -222,14 +222,21 @@ async def _close(websocket: WebSocket, code: int, reason: str = "") -> None:
         await asyncio.wait_for(websocket.close(code, reason), 1.0)
 
 
+class Overflowing(Protocol):
+    """A socket's inbox that gives up on a client too slow to keep up."""
+
+    overflowed: asyncio.Event
+
+
 async def run_session(
     websocket: WebSocket,
     order_id: uuid.UUID | None,
-    live: Subscription,
+    live: Overflowing,
     pump: Callable[[], Coroutine[Any, Any, None]],
+    kind: str | None = None,
 ) -> None:
     """Run `pump` until it ends, the client leaves, or the client's queue overflows."""
-    clients = WEBSOCKET_CLIENTS.labels("firehose" if order_id is None else "order")
+    clients = WEBSOCKET_CLIENTS.labels(kind or ("firehose" if order_id is None else "order"))
     clients.inc()
     sender = asyncio.create_task(pump())
     leaver = asyncio.create_task(_until_disconnect(websocket))

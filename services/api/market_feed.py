@@ -1,0 +1,149 @@
+"""The live side of the market sockets: one `market.ticks` consumer per API process.
+
+Like the order feed (`feed.py`) it has no group and reads committed records only,
+never waits on a socket (a full inbox drops that subscriber), and fans out per pair.
+It also keeps each pair's most recent ticks in memory (`RECENT_TICKS`), starting a
+little before the topic's end: a socket whose latest stored tick is behind the live
+feed (the projector lagging) fills the gap from there, so ticks reach it in sequence
+order, without a hole or a repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Iterator
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from schemas.market import MarketTick, UndecodableMarketRecord, decode_market
+from services.common.kafka import unreachable
+
+log = logging.getLogger(__name__)
+RECENT_TICKS = 500  # per pair: over three minutes of 400 ms slots
+
+Numbered = tuple[int, MarketTick]
+
+
+class TickSubscription:
+    """One socket's bounded inbox of (sequence, tick)."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._queue: asyncio.Queue[Numbered] = asyncio.Queue(maxsize)
+        self.overflowed = asyncio.Event()
+
+    def offer(self, item: Numbered) -> None:
+        if self.overflowed.is_set():
+            return
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.overflowed.set()
+
+    async def get(self) -> Numbered:
+        return await self._queue.get()
+
+
+class MarketFeed:
+    """Consumes `market.ticks` and hands each tick to its pair's subscribers."""
+
+    def __init__(self, servers: str, topic: str, queue_size: int) -> None:
+        self.servers = servers
+        self.topic = topic
+        self.queue_size = queue_size
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=servers,
+            client_id="oee-api-market-feed",
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        self._recent: dict[str, deque[Numbered]] = {}
+        self._by_pair: dict[str, set[TickSubscription]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, partitions: list[int]) -> None:
+        """Assign the partitions, a little before their ends so recent ticks are at hand."""
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        try:
+            await self.consumer.start()
+            self.consumer.assign(tps)
+            if tps:
+                begin = await self.consumer.beginning_offsets(tps)
+                ends = await self.consumer.end_offsets(tps)
+                for tp in tps:
+                    # A partition holds several pairs: a generous window of records.
+                    self.consumer.seek(tp, max(begin[tp], ends[tp] - 4 * RECENT_TICKS))
+        except (KafkaError, OSError) as exc:
+            await self.consumer.stop()
+            raise unreachable(self.servers, exc) from None
+        except BaseException:
+            await self.consumer.stop()
+            raise
+        self._task = asyncio.create_task(self._run(), name="api-market-feed")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.consumer.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                batches = await self.consumer.getmany(timeout_ms=500, max_records=1000)
+            except KafkaError as exc:
+                log.warning("market feed read failed (%s); retrying", exc)
+                await asyncio.sleep(1)
+                continue
+            for records in batches.values():
+                for record in records:
+                    try:
+                        decoded = decode_market(record.value)
+                    except UndecodableMarketRecord:
+                        continue  # the market projector dead-letters it
+                    if isinstance(decoded.payload, MarketTick):
+                        self.publish(decoded.sequence, decoded.payload)
+
+    def publish(self, sequence: int, tick: MarketTick) -> None:
+        recent = self._recent.setdefault(tick.pair, deque(maxlen=RECENT_TICKS))
+        if recent and sequence <= recent[-1][0]:
+            return  # a redelivery: already passed on
+        recent.append((sequence, tick))
+        for subscription in list(self._by_pair.get(tick.pair, ())):
+            subscription.offer((sequence, tick))
+
+    def recent(self, pair: str, after: int) -> list[Numbered]:
+        """The pair's ticks in memory with a sequence above `after`, in order."""
+        return [item for item in self._recent.get(pair, ()) if item[0] > after]
+
+    def reaches_back_to(self, pair: str, sequence: int) -> bool:
+        """Whether the ticks in memory go back to `sequence`: then every later tick the feed
+        read is among them, and a jump after it is the topic's own."""
+        recent = self._recent.get(pair)
+        return bool(recent) and recent[0][0] <= sequence  # type: ignore[index]
+
+    @contextlib.contextmanager
+    def subscribed(self, pair: str) -> Iterator[tuple[TickSubscription, list[Numbered]]]:
+        """Register for the pair's live ticks; also the ticks in memory at that moment.
+
+        Both are taken without an await in between, so together they hold every tick
+        the feed has seen and will see, each once or (at the seam) twice.
+        """
+        subscription = TickSubscription(self.queue_size)
+        watchers = self._by_pair.setdefault(pair, set())
+        watchers.add(subscription)
+        try:
+            yield subscription, list(self._recent.get(pair, ()))
+        finally:
+            watchers.discard(subscription)
+            if not watchers:
+                self._by_pair.pop(pair, None)

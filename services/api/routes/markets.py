@@ -1,0 +1,224 @@
+"""Markets: `/api/markets[/{pair}[/candles|/trades]]` and `WS /ws/markets/{pair}`.
+
+Read from the market tables the market projector keeps (`market_data.*`), plus quotes
+through the pricing core for the best venue and the depth ladder. Pairs are written
+as in URLs, `SOL-USDC`; an unknown one is 404 `UNKNOWN_PAIR` with the valid ones.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, WebSocket
+
+from services.api.deps import (
+    Authenticated,
+    MarketFeedDep,
+    MarketReadDep,
+    QuoterDep,
+    SocketLimits,
+    SocketPrincipal,
+)
+from services.api.errors import ApiError
+from services.api.market_feed import Numbered
+from services.api.market_sockets import serve_market
+from services.api.markets import (
+    PAIRS,
+    best_venues,
+    iso,
+    ladder,
+    plain,
+    spot_price,
+    summary,
+)
+from services.api.models import ErrorBody
+from services.api.routes.ws import admitted
+from services.api.sockets import CLOSE_NOT_FOUND, refuse
+from services.domain import display
+from services.domain.market import INTERVALS
+
+router = APIRouter(tags=["markets"])
+MAX_CANDLES = 10_000
+DEFAULT_CANDLES = 1_000
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody},
+    401: {"model": ErrorBody},
+    404: {"model": ErrorBody},
+    503: {"model": ErrorBody},
+}
+
+
+def known_pair(pair: str) -> str:
+    """The pair as the tables key it, or 404 UNKNOWN_PAIR naming the valid ones."""
+    if pair.upper() in PAIRS:
+        return pair.upper()
+    valid = list(PAIRS)
+    raise ApiError(
+        404,
+        {
+            "error": "UNKNOWN_PAIR",
+            "message": f"No market {pair!r}; the engine trades {', '.join(valid)}",
+            "validPairs": valid,
+        },
+    )
+
+
+def _moment(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError.bad_request(
+            "INVALID_RANGE", "ERR_030", f"{name} must be an ISO 8601 time, got {value!r}", name
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@router.get("/api/markets", responses=_ERRORS)
+async def markets(read: MarketReadDep, quoter: QuoterDep, _caller: Authenticated) -> dict[str, Any]:
+    """Every pair the engine trades: mid per venue, best venue now, 24 h change and volume."""
+    pairs = list(PAIRS)
+    latest = await read.latest_ticks(pairs)
+    stats = await read.day_stats(pairs, datetime.now(UTC))
+    found = []
+    for pair, (base, quote) in PAIRS.items():
+        reference = latest[pair][1].reference if pair in latest else None
+        best = await best_venues(quoter, base, quote, reference)
+        found.append(summary(pair, latest.get(pair), stats.get(pair), best))
+    return {"markets": found}
+
+
+@router.get("/api/markets/{pair}", responses=_ERRORS)
+async def market(
+    pair: str, read: MarketReadDep, quoter: QuoterDep, _caller: Authenticated
+) -> dict[str, Any]:
+    """One market: its summary plus the depth ladder (1 to 10,000 of the base, both sides)."""
+    pair = known_pair(pair)
+    base, quote = PAIRS[pair]
+    latest = (await read.latest_ticks([pair])).get(pair)
+    stats = (await read.day_stats([pair], datetime.now(UTC))).get(pair)
+    reference = latest[1].reference if latest else None
+    best = await best_venues(quoter, base, quote, reference)
+    body = summary(pair, latest, stats, best)
+    if reference is None:  # no tick yet: price the ladder's buys at what one unit sells for
+        reference = await spot_price(quoter, base, quote)
+    body["ladder"] = await ladder(quoter, base, quote, reference) if reference else None
+    return body
+
+
+@router.get("/api/markets/{pair}/candles", responses=_ERRORS)
+async def candles(
+    pair: str,
+    read: MarketReadDep,
+    _caller: Authenticated,
+    interval: str = "1m",
+    start: Annotated[str | None, Query(alias="from", description="ISO 8601, inclusive")] = None,
+    end: Annotated[str | None, Query(alias="to", description="ISO 8601, exclusive")] = None,
+) -> dict[str, Any]:
+    """OHLCV candles (1s, 1m, 1h, 1d; UTC buckets), oldest first; by default the last 1,000."""
+    pair = known_pair(pair)
+    if interval not in INTERVALS:
+        raise ApiError.bad_request(
+            "INVALID_INTERVAL",
+            "ERR_030",
+            f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}",
+            "interval",
+        )
+    step = timedelta(seconds=INTERVALS[interval])
+    until = _moment(end, "to") or datetime.now(UTC)
+    since = _moment(start, "from") or until - DEFAULT_CANDLES * step
+    if since >= until:
+        raise ApiError.bad_request("INVALID_RANGE", "ERR_030", "from must be before to", "from")
+    if (until - since) / step > MAX_CANDLES:
+        raise ApiError.bad_request(
+            "INVALID_RANGE",
+            "ERR_030",
+            f"at most {MAX_CANDLES:,} {interval} candles per request; narrow from/to",
+            "from",
+        )
+    rows = await read.candles(pair, interval, since, until, MAX_CANDLES)
+    return {
+        "pair": pair,
+        "interval": interval,
+        "from": iso(since),
+        "to": iso(until),
+        "candles": [
+            {
+                "start": iso(row["bucket_start"]),
+                "open": str(row["open"]),
+                "high": str(row["high"]),
+                "low": str(row["low"]),
+                "close": str(row["close"]),
+                "volumeBase": plain(row["volume_base"]),
+                "volumeQuote": plain(row["volume_quote"]),
+                "trades": row["trades"],
+            }
+            for row in rows
+        ],
+    }
+
+
+@router.get("/api/markets/{pair}/trades", responses=_ERRORS)
+async def trades(
+    pair: str,
+    read: MarketReadDep,
+    _caller: Authenticated,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[int | None, Query(ge=1, description="Only sequences below this")] = None,
+) -> dict[str, Any]:
+    """The pair's trades (the engine's and the background's), newest first."""
+    pair = known_pair(pair)
+    base, quote = PAIRS[pair]
+    rows = await read.trades(pair, limit, before)
+    return {
+        "pair": pair,
+        "trades": [
+            {
+                "sequence": row["sequence"],
+                "venue": row["venue"],
+                "side": row["side"],
+                "amountBase": str(row["amount_base"]),
+                "amountQuote": str(row["amount_quote"]),
+                "price": str(row["price"]),
+                "slot": row["slot"],
+                "at": iso(row["at"]),
+                "signature": row["signature"],
+                "source": row["source"],
+                "message": f"{row['side']} {display.amount(row['amount_base'], base)} at"
+                f" {display.price(row['price'], quote, base)} on {row['venue'].title()}",
+            }
+            for row in rows
+        ],
+        "nextBefore": rows[-1]["sequence"] if len(rows) == limit else None,
+    }
+
+
+@router.websocket("/ws/markets/{pair}")
+async def market_socket(
+    websocket: WebSocket,
+    pair: str,
+    feed: MarketFeedDep,
+    read: MarketReadDep,
+    principal: SocketPrincipal,
+    limits: SocketLimits,
+) -> None:
+    """The pair's latest tick at once, then every tick live, in sequence order."""
+    async with admitted(websocket, principal, limits) as admitted_as:
+        if admitted_as is None:
+            return
+        if pair.upper() not in PAIRS:
+            await refuse(
+                websocket,
+                "UNKNOWN_PAIR",
+                f"No market {pair!r}; the engine trades {', '.join(PAIRS)}",
+                CLOSE_NOT_FOUND,
+            )
+            return
+        name = pair.upper()
+
+        async def stored() -> Numbered | None:
+            return (await read.latest_ticks([name])).get(name)
+
+        await serve_market(websocket, name, feed, stored)
