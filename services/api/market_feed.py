@@ -54,13 +54,7 @@ class MarketFeed:
         self.servers = servers
         self.topic = topic
         self.queue_size = queue_size
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=servers,
-            client_id="oee-api-market-feed",
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-        )
+        self._consumer: AIOKafkaConsumer | None = None  # made by start()
         self._recent: dict[str, deque[Numbered]] = {}
         self._by_pair: dict[str, set[TickSubscription]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -68,6 +62,13 @@ class MarketFeed:
     async def start(self, partitions: list[int]) -> None:
         """Assign the partitions, a little before their ends so recent ticks are at hand."""
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.servers,
+            client_id="oee-api-market-feed",
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
         try:
             await self.consumer.start()
             self.consumer.assign(tps)
@@ -90,7 +91,13 @@ class MarketFeed:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.consumer.stop()
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer:
+        assert self._consumer is not None, "start the feed first"
+        return self._consumer
 
     @property
     def running(self) -> bool:
