@@ -15,6 +15,7 @@ import typer
 
 from services.api.auth.cli import development_key_notice, keys_app
 from services.client.cli import order_app, orders_app, status
+from services.client.markets import markets
 from services.common.errors import DependencyUnavailable
 from services.common.settings import get_settings
 from services.replay.cli import replay_app
@@ -27,6 +28,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(order_app, name="order")
 app.add_typer(orders_app, name="orders")
 app.command("status")(status)
+app.command("markets")(markets)
 
 P = ParamSpec("P")
 R = TypeVar("R")

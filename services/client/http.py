@@ -133,6 +133,20 @@ class ApiClient:
         page: dict[str, Any] = self.request("GET", "/api/orders", params=params)
         return page
 
+    def markets(self) -> dict[str, Any]:
+        """GET /api/markets: every pair with its mids, best venue, 24 h change and volume."""
+        found: dict[str, Any] = self.request("GET", "/api/markets")
+        return found
+
+    def market(self, pair: str) -> dict[str, Any]:
+        """GET /api/markets/{pair}: the summary and the depth ladder."""
+        found: dict[str, Any] = self.request("GET", f"/api/markets/{pair}")
+        return found
+
+    def candles(self, pair: str, **params: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.request("GET", f"/api/markets/{pair}/candles", params=params)
+        return found
+
     def health(self) -> dict[str, Any]:
         """GET /health; a degraded API answers 503 with the same report."""
         report: dict[str, Any] = self.request("GET", "/health", ok=(200, 503))

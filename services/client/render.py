@@ -1,7 +1,8 @@
 """Pure: the API's JSON -> rich renderables (tables, the live view of one order, the status page).
 
 Nothing here does I/O; `cli.py` prints what these return. Money arrives as decimal
-strings and is shown as it came, so what the user reads is what the log holds.
+strings and is shown as people read it (`services.domain.display`): prices to 6
+significant digits, amounts and fees with their token, price impact in bps or %.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from services.domain import display
 from services.venues.pool import display_name
 
 VENUES = ("RAYDIUM", "METEORA")
@@ -77,9 +79,13 @@ def quotes_table(quotes: Sequence[Mapping[str, Any]], plan: Mapping[str, Any] | 
             justify="right",
             style="bold green" if venue in chosen else None,
         )
-    rows = (("amount out", "amountOut"), ("fee", "fee"), ("price impact", "priceImpact"))
-    for label, key in rows:
-        table.add_row(label, *(str(by_venue[v].get(key, "")) for v in venues))
+    legs = (plan or {}).get("legs") or [{}]
+    token_in, token_out = legs[0].get("tokenIn"), legs[-1].get("tokenOut")
+    table.add_row(
+        "amount out", *(display.amount(by_venue[v].get("amountOut"), token_out) for v in venues)
+    )
+    table.add_row("fee", *(display.fee(by_venue[v].get("fee"), token_in) for v in venues))
+    table.add_row("price impact", *(display.impact(by_venue[v].get("priceImpact")) for v in venues))
     if any(by_venue[v].get("error") for v in venues):
         table.add_row("error", *(str(by_venue[v].get("error") or "") for v in venues))
     return table
@@ -90,7 +96,8 @@ def plan_text(plan: Mapping[str, Any], reason: str | None) -> Text:
     legs = plan.get("legs", [])
     hops = ", ".join(
         f"{display_name(leg.get('venue', '?'))} "
-        f"{leg.get('tokenIn')}→{leg.get('tokenOut')} {leg.get('amountIn')}→{leg.get('amountOut')}"
+        f"{display.amount(leg.get('amountIn'), leg.get('tokenIn'))} → "
+        f"{display.amount(leg.get('amountOut'), leg.get('tokenOut'))}"
         + (
             f" ({float(leg['share']):.0%})"
             if plan.get("kind") == "split" and "share" in leg
@@ -101,7 +108,11 @@ def plan_text(plan: Mapping[str, Any], reason: str | None) -> Text:
     text = Text()
     text.append("Route ", style="bold")
     text.append(f"{plan.get('kind', '?')}: {hops}\n")
-    text.append(f"  expect {plan.get('amountOut')}, at least {plan.get('minAmountOut')}")
+    out = legs[-1].get("tokenOut") if legs else None
+    text.append(
+        f"  expect {display.amount(plan.get('amountOut'), out)},"
+        f" at least {display.amount(plan.get('minAmountOut'), out)}"
+    )
     gain = plan.get("splitImprovementBps")
     if plan.get("kind") == "split" and gain:
         text.append(f", split gains {gain} bps")
@@ -111,13 +122,21 @@ def plan_text(plan: Mapping[str, Any], reason: str | None) -> Text:
     return text
 
 
-def fill_text(completed: Mapping[str, Any]) -> Text:
+def fill_text(
+    completed: Mapping[str, Any], token_in: str | None = None, token_out: str | None = None
+) -> Text:
+    """The fill: amounts with their tokens, the price (token out per token in), the fee in the
+    token it was paid in (the first hop's input, the order's token in)."""
     text = Text()
     text.append("Filled ", style="bold green")
+    pair_price = display.price(completed.get("executedPrice"))
+    if token_in and token_out:
+        pair_price += f" {token_out}/{token_in}"
     text.append(
-        f"on {venue_name(completed.get('selectedDex'))}: {completed.get('amountIn')} in, "
-        f"{completed.get('amountOut')} out at {completed.get('executedPrice')}, "
-        f"fee {completed.get('fee')}\n  tx {completed.get('txHash')}"
+        f"on {venue_name(completed.get('selectedDex'))}: "
+        f"{display.amount(completed.get('amountIn'), token_in)} in, "
+        f"{display.amount(completed.get('amountOut'), token_out)} out at {pair_price}, "
+        f"fee {display.fee(completed.get('fee'), token_in)}\n  tx {completed.get('txHash')}"
     )
     return text
 
@@ -144,6 +163,8 @@ class OrderProgress:
     final: dict[str, Any] | None = None
     error: str | None = None
     submitted_at: str | None = None
+    token_in: str | None = None
+    token_out: str | None = None
 
     def apply(self, message: Mapping[str, Any]) -> None:
         """Take one `/ws/{orderId}` message (or one stored event, flattened) into account."""
@@ -158,6 +179,8 @@ class OrderProgress:
         kind = message.get("type")
         if kind == "OrderSubmitted":
             self.submitted_at = at
+            self.token_in = message.get("tokenIn") or self.token_in
+            self.token_out = message.get("tokenOut") or self.token_out
         elif kind == "OrderRouted":
             self.quotes = list(message.get("quotes", []))
             self.plan = dict(message.get("plan") or message.get("route") or {})
@@ -204,7 +227,14 @@ def progress_view(progress: OrderProgress) -> RenderableType:
         parts.append(plan_text(progress.plan, progress.reason))
     if progress.final is not None:
         if progress.final.get("status") == "completed":
-            parts.append(fill_text(progress.final))
+            legs = (progress.plan or {}).get("legs") or [{}]
+            parts.append(
+                fill_text(
+                    progress.final,
+                    progress.token_in or legs[0].get("tokenIn"),
+                    progress.token_out or legs[-1].get("tokenOut"),
+                )
+            )
         else:
             parts.append(failure_text(progress.final))
         total = elapsed(progress.submitted_at, progress.steps[-1][1])
@@ -223,13 +253,13 @@ def order_view(order: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) ->
     rows = (
         ("order", order.get("id")),
         ("pair", f"{order.get('tokenIn')} → {order.get('tokenOut')}"),
-        ("amount", order.get("amount")),
+        ("amount", display.amount(order.get("amount"), order.get("tokenIn"))),
         ("slippage", order.get("slippage")),
         ("status", status_text(str(order.get("status")))),
         ("venue", venue_name(order.get("selectedDex"))),
-        ("amount out", order.get("amountOut")),
-        ("price", order.get("executedPrice")),
-        ("fee", order.get("fee")),
+        ("amount out", display.amount(order.get("amountOut"), order.get("tokenOut"))),
+        ("price", display.price(order.get("executedPrice"))),
+        ("fee", display.fee(order.get("fee"), order.get("tokenIn"))),
         ("tx", order.get("txHash")),
         (
             "error",
@@ -242,7 +272,9 @@ def order_view(order: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) ->
     for label, value in rows:
         if value not in (None, ""):
             summary.add_row(label, value if isinstance(value, Text) else str(value))
-    progress = OrderProgress(str(order.get("id")))
+    progress = OrderProgress(
+        str(order.get("id")), token_in=order.get("tokenIn"), token_out=order.get("tokenOut")
+    )
     for event in events:
         progress.apply(flatten_event(event))
     return Group(summary, Text(""), progress_view(progress))
@@ -345,3 +377,110 @@ def status_view(report: StatusReport) -> RenderableType:
     parts: list[RenderableType] = [processes, Text(""), log, Text(""), orders]
     parts += [Text(f"! {problem}", style="yellow") for problem in report.problems]
     return Group(*parts)
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[str | float | int]) -> str:
+    """Unicode bars of the values' shape, lowest ▁ to highest █ ("" for none)."""
+    numbers = [float(v) for v in values]
+    if not numbers:
+        return ""
+    low, high = min(numbers), max(numbers)
+    if high == low:
+        return SPARKS[3] * len(numbers)
+    scale = (len(SPARKS) - 1) / (high - low)
+    return "".join(SPARKS[round((n - low) * scale)] for n in numbers)
+
+
+def _best(market: Mapping[str, Any]) -> str:
+    best = market.get("bestVenue") or {}
+    if not best:
+        return ""
+    buy, sell = best.get("buy"), best.get("sell")
+    if buy == sell:
+        return display_name(str(buy)) if buy else ""
+    return f"buy {display_name(str(buy))} · sell {display_name(str(sell))}"
+
+
+def markets_table(body: Mapping[str, Any]) -> RenderableType:
+    """`oee markets`: pair, mid per venue, best venue, 24 h change, volume."""
+    table = Table(show_edge=False)
+    table.add_column("pair")
+    for venue in VENUES:
+        table.add_column(f"{display_name(venue)} mid", justify="right")
+    table.add_column("best venue")
+    table.add_column("24 h", justify="right")
+    table.add_column("24 h volume", justify="right")
+    for market in body.get("markets", []):
+        mids = {v.get("venue"): v.get("mid") for v in market.get("venues", [])}
+        change = market.get("change24h")
+        style = "green" if change and not change.startswith("-") else "red" if change else ""
+        volume = market.get("volume24h") or {}
+        table.add_row(
+            str(market.get("pair")),
+            *(display.price(mids.get(venue)) for venue in VENUES),
+            _best(market),
+            Text(display.percent(change) if change is not None else "-", style=style),
+            display.amount(volume.get("quote", "0"), market.get("quote")),
+        )
+    return table
+
+
+def market_view(market: Mapping[str, Any], candles: Mapping[str, Any]) -> RenderableType:
+    """`oee market PAIR`: the summary, the depth ladder per venue and routed, a sparkline."""
+    base, quote = market.get("base"), market.get("quote")
+    head = Text()
+    head.append(f"{market.get('pair')}", style="bold")
+    if market.get("reference"):
+        head.append(f"  {display.price(market['reference'], quote, base)}")
+    change = market.get("change24h")
+    if change is not None:
+        head.append(
+            f"  {display.percent(change)} 24 h", style="green" if change[0] != "-" else "red"
+        )
+    volume = market.get("volume24h") or {}
+    head.append(f"  volume {display.amount(volume.get('quote', '0'), quote)}")
+    mids = ", ".join(
+        f"{display_name(str(v.get('venue')))} {display.price(v.get('mid'))}"
+        for v in market.get("venues", [])
+    )
+    if mids:
+        head.append(f"\n  mids: {mids}")
+    best = _best(market)
+    if best:
+        head.append(f"; best: {best}")
+    closes = [c.get("close") for c in candles.get("candles", []) if c.get("close")]
+    spark = Text(f"1 m closes ({len(closes)}): {sparkline(closes) or 'no trades yet'}")
+    parts: list[RenderableType] = [head, spark]
+    rungs = market.get("ladder")
+    if rungs:
+        ladder = Table(title="Depth ladder", title_justify="left", show_edge=False)
+        ladder.add_column(f"size ({base})", justify="right")
+        ladder.add_column("side")
+        for venue in (*VENUES, "routed"):
+            ladder.add_column(display_name(venue), justify="right")
+        for rung in rungs:
+            for side in ("sell", "buy"):
+                found = rung.get(side) or {}
+                cells = [_ladder_cell(found.get("venues", {}).get(venue)) for venue in VENUES] + [
+                    _ladder_cell(found.get("routed") or found)
+                ]
+                ladder.add_row(
+                    display.amount(rung.get("size")) if side == "sell" else "", side, *cells
+                )
+        parts.append(ladder)
+    else:
+        parts.append(Text("no ladder: the venues' pools cannot be read now", style="yellow"))
+    return Group(*parts)
+
+
+def _ladder_cell(side: Mapping[str, Any] | None) -> str:
+    """ "150.02 · 3.1 bps": the average price and the price impact."""
+    if not side:
+        return ""
+    if side.get("error"):
+        return "—"
+    shown = side.get("display") or {}
+    return f"{shown.get('price', '').split(' ')[0]} · {shown.get('priceImpact', '')}"

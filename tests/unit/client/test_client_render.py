@@ -120,9 +120,14 @@ def test_quotes_of_both_venues_sit_side_by_side_with_the_chosen_one_marked() -> 
     header = next(line for line in shown.splitlines() if "Raydium" in line)
     assert header.index("Raydium") < header.index("Meteora ✓")
     amounts = next(line for line in shown.splitlines() if "amount out" in line)
-    assert "1499.5" in amounts
-    assert "1500.1" in amounts
-    assert "price impact" in shown
+    assert "1,499.5 USDC" in amounts
+    assert "1,500.1 USDC" in amounts
+    # Impact in bps, not the raw fraction; fees in the token they are paid in.
+    impacts = next(line for line in shown.splitlines() if "price impact" in line)
+    assert "21 bps" in impacts
+    assert "15 bps" in impacts
+    fees = next(line for line in shown.splitlines() if "fee" in line)
+    assert "0.025 SOL" in fees
 
 
 def test_progress_folds_socket_messages_into_steps_quotes_route_and_fill() -> None:
@@ -135,7 +140,9 @@ def test_progress_folds_socket_messages_into_steps_quotes_route_and_fill() -> No
     shown = text(progress_view(progress))
     assert "Meteora ✓" in shown
     assert "why: METEORA gives 4 bps more than RAYDIUM" in shown
-    assert "Filled on Meteora: 10 in, 1500.1 out at 150.01" in shown
+    assert (
+        "Filled on Meteora: 10 SOL in, 1,500.1 USDC out at 150.01 USDC/SOL, fee 0.02 SOL" in shown
+    )
     assert "submit → completed in 2.650 s" in shown
 
 
