@@ -216,6 +216,20 @@ async def test_cpmm_swap_over_json_rpc(chain: Running) -> None:
     assert post[str(USDC)] - pre[str(USDC)] == expected
     assert pre[str(SOL)] - post[str(SOL)] == amount_in
 
+    # getBlock: the block holds the swap, as the solana client parses it; an empty slot is a
+    # block without transactions; a slot not yet committed is not available.
+    block = (await client.get_block(status.slot, max_supported_transaction_version=0)).value
+    assert block.block_height == status.slot
+    assert block.parent_slot == status.slot - 1
+    [in_block] = [t for t in block.transactions if t.transaction.signatures[0] == sent.value]
+    assert in_block.meta is not None
+    assert in_block.meta.post_token_balances == meta.post_token_balances
+    assert in_block.transaction.message.account_keys[0] == owner  # the signer
+    empty = (await client.get_block(status.slot - 1)).value  # nothing was sent before it
+    assert empty.transactions == []
+    with pytest.raises(RPCException):
+        await client.get_block(chain.node.slot + 1000)
+
 
 async def test_resent_transaction_lands_once(chain: Running) -> None:
     """The same signed bytes, re-sent before and after landing, land once; same signature."""
