@@ -303,7 +303,7 @@ def _transaction_json(
         transaction = {"signatures": [str(s) for s in tx.signatures], "message": ui_message}
     else:
         raise RpcError(-32602, f"Invalid params: unsupported encoding {encoding!r}")
-    meta = {
+    meta: dict[str, object] = {
         "err": tx_row.err,
         "status": {"Ok": None} if tx_row.err is None else {"Err": tx_row.err},
         "fee": tx_row.fee,
