@@ -34,7 +34,8 @@ from solders.keypair import Keypair
 from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.signature import Signature
-from solders.transaction import Transaction, VersionedTransaction
+from solders.transaction import Transaction
+from solders.transaction_status import UiRawMessage, UiTransaction
 
 from infra.kafka.launcher import free_port
 from services.chain.genesis import Genesis, wallet_keypair
@@ -227,7 +228,8 @@ async def test_cpmm_swap_over_json_rpc(chain: Running) -> None:
     assert in_block.meta is not None
     assert in_block.meta.post_token_balances == meta.post_token_balances
     signed = in_block.transaction
-    assert isinstance(signed, VersionedTransaction)
+    assert isinstance(signed, UiTransaction)
+    assert isinstance(signed.message, UiRawMessage)
     assert signed.message.account_keys[0] == owner  # the signer
     empty = (await client.get_block(status.slot - 1)).value  # nothing was sent before it
     assert empty.transactions == []
