@@ -17,6 +17,7 @@ from services.api.auth.cli import development_key_notice, keys_app
 from services.client.cli import order_app, orders_app, status
 from services.common.errors import DependencyUnavailable
 from services.common.settings import get_settings
+from services.market.cli import market_app
 from services.replay.cli import replay_app
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app.add_typer(replay_app, name="replay")
 app.add_typer(keys_app, name="keys")
 app.add_typer(order_app, name="order")
 app.add_typer(orders_app, name="orders")
+app.add_typer(market_app, name="market")
 app.command("status")(status)
 
 P = ParamSpec("P")

@@ -44,6 +44,11 @@ def topic_specs(settings: Settings) -> tuple[TopicSpec, ...]:
     return (
         TopicSpec(settings.orders_topic, settings.orders_topic_partitions, forever),
         TopicSpec(settings.dead_letter_topic, 1, forever),
+        # The market's source of truth, keyed by pair ("SOL-USDC"), replayable like the log.
+        TopicSpec(settings.market_ticks_topic, settings.market_topic_partitions, forever),
+        TopicSpec(settings.market_trades_topic, settings.market_topic_partitions, forever),
+        # Admin commands (`oee market move`): only the running process acts on them.
+        TopicSpec(settings.market_commands_topic, 1, {"retention.ms": str(24 * 3600 * 1000)}),
     )
 
 
