@@ -397,6 +397,7 @@ class MarketProcess:
     async def _send_flow(self, snapshot: PoolSnapshot, slot: int) -> int:
         assert self.registry is not None
         blockhash: Hash | None = None
+        elapsed = max(1, slot - self.slot)
         wires: list[tuple[tuple[Venue, Pair], str, bytes]] = []
         for (venue, pair), pool in sorted(snapshot.pools.items()):
             if (venue, pair) in self._in_flight:
@@ -410,6 +411,7 @@ class MarketProcess:
             move = self.moves.get(name)
             if move is not None:
                 cap = max(cap, 2 * move.step_bps)
+            cap *= elapsed  # the cap is per slot: a step that follows skipped slots moves more
             trade = flow_trade(pool, target, max_move_bps=cap)
             if trade is None:
                 continue
