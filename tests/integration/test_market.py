@@ -158,7 +158,8 @@ async def test_ticks_and_trades_on_kafka(database_url: str, make_settings: MakeS
         cpu = [h.cpu_seconds for h in market.history]
         # an upper bound: the node and its RPC run in this process too, during the step's awaits
         print(
-            f"market CPU per slot: mean {sum(cpu) / len(cpu) * 1000:.1f} ms, max {max(cpu) * 1000:.1f} ms"
+            f"market CPU per slot: mean {sum(cpu) / len(cpu) * 1000:.1f} ms,"
+            f" max {max(cpu) * 1000:.1f} ms"
         )
         # a restart continues every pair's sequence from the topics
         await run_market(settings, 2)
