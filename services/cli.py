@@ -18,6 +18,7 @@ from services.client.cli import order_app, orders_app, status
 from services.client.markets import markets
 from services.common.errors import DependencyUnavailable
 from services.common.settings import get_settings
+from services.market.cli import market_app
 from services.replay.cli import replay_app
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app.add_typer(replay_app, name="replay")
 app.add_typer(keys_app, name="keys")
 app.add_typer(order_app, name="order")
 app.add_typer(orders_app, name="orders")
+app.add_typer(market_app, name="market")
 app.command("status")(status)
 app.command("markets")(markets)
 

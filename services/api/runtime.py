@@ -20,7 +20,6 @@ from services.api.read_model import ReadModel, ReadModelUnavailable, open_read_p
 from services.common.kafka import (
     RenewingProducer,
     ensure_topics,
-    market_topic_specs,
     topic_specs,
 )
 from services.common.settings import Settings
@@ -51,7 +50,7 @@ class ApiRuntime:
         """Kafka must be there (DependencyUnavailable otherwise); PostgreSQL may come later."""
         jwt = JwtVerifier.from_settings(settings) if settings.auth == "enabled" else None
         servers = settings.kafka_servers
-        await ensure_topics(servers, (*topic_specs(settings), *market_topic_specs(settings)))
+        await ensure_topics(servers, topic_specs(settings))
         producer = RenewingProducer(servers, client_id="oee-api")
         await producer.start()
         feed = LiveFeed(servers, settings.orders_topic, settings.ws_queue_size)

@@ -23,8 +23,8 @@ from solders.message import MessageV0
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
-from services.chain.node import ChainNode, RpcError
-from services.chain.store import TokenBalance
+from services.chain.node import ChainNode, RpcError, blockhash_of
+from services.chain.store import LandedTransaction, TokenBalance
 from services.chain.svm.constants import TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
 from services.pricing.accounts.spl import decode_token_amount
 
@@ -258,14 +258,11 @@ async def get_block_height(node: ChainNode, params: Params) -> object:
     return node.slot  # every slot is a block here
 
 
-async def get_transaction(node: ChainNode, params: Params) -> object:
-    signature = str(_param(params, 0))
-    config = _config(params, 1)
-    encoding = config.get("encoding", "json")
-    stored = await node.store.transaction(signature)
-    if stored is None:
-        return None
-    tx_row = stored.landed
+def _transaction_json(
+    tx_row: LandedTransaction, config: dict[str, Any]
+) -> tuple[object, dict[str, object], object]:
+    """A landed transaction as getTransaction and getBlock show it: (transaction, meta, version)."""
+    encoding = config.get("encoding") or "json"
     tx = VersionedTransaction.from_bytes(tx_row.raw)
     message = tx.message
     version: object = 0 if isinstance(message, MessageV0) else "legacy"
@@ -306,7 +303,7 @@ async def get_transaction(node: ChainNode, params: Params) -> object:
         transaction = {"signatures": [str(s) for s in tx.signatures], "message": ui_message}
     else:
         raise RpcError(-32602, f"Invalid params: unsupported encoding {encoding!r}")
-    meta = {
+    meta: dict[str, object] = {
         "err": tx_row.err,
         "status": {"Ok": None} if tx_row.err is None else {"Err": tx_row.err},
         "fee": tx_row.fee,
@@ -319,6 +316,17 @@ async def get_transaction(node: ChainNode, params: Params) -> object:
         "rewards": [],
         "computeUnitsConsumed": tx_row.compute_units,
     }
+    return transaction, meta, version
+
+
+async def get_transaction(node: ChainNode, params: Params) -> object:
+    signature = str(_param(params, 0))
+    config = _config(params, 1)
+    stored = await node.store.transaction(signature)
+    if stored is None:
+        return None
+    tx_row = stored.landed
+    transaction, meta, version = _transaction_json(tx_row, config)
     return {
         "slot": tx_row.slot,
         "blockTime": stored.unix_time,
@@ -326,6 +334,39 @@ async def get_transaction(node: ChainNode, params: Params) -> object:
         "meta": meta,
         "version": version,
     }
+
+
+async def get_block(node: ChainNode, params: Params) -> object:
+    """A block as Solana's `getBlock` answers it: every slot is a block here (an empty one has no
+    transactions); a slot not yet committed is "not available" (-32004), as on a node."""
+    slot = _param(params, 0)
+    if not isinstance(slot, int) or isinstance(slot, bool) or slot < 0:
+        raise RpcError(-32602, "Invalid params: the slot must be a non-negative integer")
+    config = _config(params, 1)
+    if slot > node.slot:
+        raise RpcError(-32004, f"Block not available for slot {slot}")
+    details = config.get("transactionDetails") or "full"  # the solana client sends nulls
+    landed = await node.store.block_transactions(slot) if details != "none" else []
+    block: dict[str, object] = {
+        "blockhash": str(blockhash_of(node.genesis.seed, slot)),
+        "previousBlockhash": str(blockhash_of(node.genesis.seed, max(slot - 1, 0))),
+        "parentSlot": max(slot - 1, 0),
+        "blockHeight": slot,
+        "blockTime": node.unix_time(slot),
+    }
+    if details == "full":
+        transactions = []
+        for tx_row in landed:
+            transaction, meta, version = _transaction_json(tx_row, config)
+            transactions.append({"transaction": transaction, "meta": meta, "version": version})
+        block["transactions"] = transactions
+    elif details == "signatures":
+        block["signatures"] = [tx_row.signature for tx_row in landed]
+    elif details != "none":
+        raise RpcError(-32602, f"Invalid params: unsupported transactionDetails {details!r}")
+    if config.get("rewards") is not False:
+        block["rewards"] = []
+    return block
 
 
 def _token_balances_json(balances: list[TokenBalance] | None) -> list[dict[str, object]] | None:
@@ -377,6 +418,7 @@ METHODS: dict[str, Handler] = {
     "getSlot": get_slot,
     "getBlockHeight": get_block_height,
     "getTransaction": get_transaction,
+    "getBlock": get_block,
     "getHealth": get_health,
     "getVersion": get_version,
 }

@@ -85,6 +85,10 @@ class RpcPoolSource:
 
     # --- JSON-RPC ----------------------------------------------------------------------------
 
+    async def call(self, calls: Sequence[tuple[str, list[object]]]) -> list[Any]:
+        """A batch of JSON-RPC calls in one POST (for other readers of the same node)."""
+        return await self._call(calls)
+
     async def _call(self, calls: Sequence[tuple[str, list[object]]]) -> list[Any]:
         """One HTTP POST carrying a batch of calls; their results in order."""
         if self._session is None:

@@ -146,6 +146,10 @@ class ChainStore:
         found = await self._select("WHERE signature = ANY(%s)", (signatures,))
         return {tx.signature: tx for tx in found}
 
+    async def block_transactions(self, slot: int) -> list[LandedTransaction]:
+        """A block's landed transactions, in the order they ran (none for an empty slot)."""
+        return await self._select("WHERE slot = %s ORDER BY position", (slot,))
+
     async def transaction(self, signature: str) -> StoredTransaction | None:
         async with self._pool.connection() as conn:
             conn.row_factory = dict_row  # type: ignore[assignment]

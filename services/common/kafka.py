@@ -44,17 +44,11 @@ def topic_specs(settings: Settings) -> tuple[TopicSpec, ...]:
     return (
         TopicSpec(settings.orders_topic, settings.orders_topic_partitions, forever),
         TopicSpec(settings.dead_letter_topic, 1, forever),
-    )
-
-
-def market_topic_specs(settings: Settings) -> tuple[TopicSpec, ...]:
-    """The market's two topics (schemas/market.py), kept forever like the order log: candles
-    and latest ticks are rebuilt from them. The market process writes them; readers create
-    them too, so either may start first."""
-    forever = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
-    return tuple(
-        TopicSpec(name, settings.market_topic_partitions, forever)
-        for name in (settings.market_ticks_topic, settings.market_trades_topic)
+        # The market's source of truth, keyed by pair ("SOL-USDC"), replayable like the log.
+        TopicSpec(settings.market_ticks_topic, settings.market_topic_partitions, forever),
+        TopicSpec(settings.market_trades_topic, settings.market_topic_partitions, forever),
+        # Admin commands (`oee market move`): only the running process acts on them.
+        TopicSpec(settings.market_commands_topic, 1, {"retention.ms": str(24 * 3600 * 1000)}),
     )
 
 

@@ -41,10 +41,6 @@ class Settings(BaseSettings):
     dead_letter_topic: str = "orders.deadletter"
     # Consumer groups are "<prefix>-router" and "<prefix>-projector"; tests use their own.
     consumer_group_prefix: str = "oee"
-    # The market's records (schemas/market.py), keyed by pair; the read side projects them.
-    market_ticks_topic: str = "market.ticks"
-    market_trades_topic: str = "market.trades"
-    market_topic_partitions: int = 6
 
     # The API.
     api_host: str = "127.0.0.1"
@@ -80,6 +76,20 @@ class Settings(BaseSettings):
     wallet_keypair: Path | None = None
     # Simulate each transaction instead of sending it; the order fails with DRY_RUN.
     chain_dry_run: bool = False
+
+    # The market process (`oee market`, services/market/): moves the chain's pools every slot and
+    # publishes ticks and trades. OEE_MARKET_SEED seeds its walk; volatility is annualised
+    # (1.0 = 100 % a year, ~1.1 bps a 400 ms slot); 0 freezes prices.
+    market_volatility: float = Field(default=1.0, ge=0)
+    market_ticks_topic: str = "market.ticks"
+    market_trades_topic: str = "market.trades"
+    market_commands_topic: str = "market.commands"
+    market_topic_partitions: int = Field(default=6, gt=0)
+    market_maker_wallet: int = Field(default=1, ge=0)  # genesis wallet the background signs with
+    # The engine's wallet, whose swaps are trades with source "engine": a public key; unset, the
+    # key of OEE_WALLET_KEYPAIR, else genesis wallet 0 of OEE_CHAIN_SEED.
+    market_engine_pubkey: str | None = None
+    market_max_move_bps: Decimal = Field(default=Decimal(25), gt=0)  # per slot and pool
 
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"

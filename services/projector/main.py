@@ -18,7 +18,6 @@ from services.common.kafka import (
     DeadLetter,
     RenewingProducer,
     ensure_topics,
-    market_topic_specs,
     send_to_dead_letter,
     topic_specs,
     unreachable,
@@ -206,9 +205,7 @@ async def _main(settings: Settings) -> None:
     assert settings.kafka_bootstrap_servers is not None
     stop = stop_event_on_signals()
     await asyncio.to_thread(migrate, settings.database_url)
-    await ensure_topics(
-        settings.kafka_bootstrap_servers, (*topic_specs(settings), *market_topic_specs(settings))
-    )
+    await ensure_topics(settings.kafka_bootstrap_servers, topic_specs(settings))
     pool = await open_pool(settings.database_url, max_size=4)
     projector = Projector(settings, pool, ReadModelStore())
     # The market's read side runs beside the orders' in the same process (its own group).

@@ -35,6 +35,7 @@ from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import Transaction
+from solders.transaction_status import UiRawMessage, UiTransaction
 
 from infra.kafka.launcher import free_port
 from services.chain.genesis import Genesis, wallet_keypair
@@ -177,7 +178,8 @@ async def test_cpmm_swap_over_json_rpc(chain: Running) -> None:
     client, wallet = chain.client, wallet_keypair(SEED, 0)
     owner = wallet.pubkey()
     latest = (await client.get_latest_blockhash()).value
-    assert latest.last_valid_block_height == (await client.get_block_height()).value + 150
+    height = (await client.get_block_height()).value  # 20 ms slots: it may have moved on since
+    assert height - 2 <= latest.last_valid_block_height - 150 <= height
     amount_in = 2 * 10**9  # 2 SOL
     expected = await quote(client, SOL, amount_in)
     usdc_before = await token_balance(client, owner, USDC)
@@ -215,6 +217,24 @@ async def test_cpmm_swap_over_json_rpc(chain: Running) -> None:
     pre, post = wallet_amounts(meta.pre_token_balances), wallet_amounts(meta.post_token_balances)
     assert post[str(USDC)] - pre[str(USDC)] == expected
     assert pre[str(SOL)] - post[str(SOL)] == amount_in
+
+    # getBlock: the block holds the swap, as the solana client parses it; an empty slot is a
+    # block without transactions; a slot not yet committed is not available.
+    block = (await client.get_block(status.slot, max_supported_transaction_version=0)).value
+    assert block.block_height == status.slot
+    assert block.parent_slot == status.slot - 1
+    assert block.transactions is not None
+    [in_block] = [t for t in block.transactions if t.transaction.signatures[0] == sent.value]
+    assert in_block.meta is not None
+    assert in_block.meta.post_token_balances == meta.post_token_balances
+    signed = in_block.transaction
+    assert isinstance(signed, UiTransaction)
+    assert isinstance(signed.message, UiRawMessage)
+    assert signed.message.account_keys[0] == owner  # the signer
+    empty = (await client.get_block(status.slot - 1)).value  # nothing was sent before it
+    assert empty.transactions == []
+    with pytest.raises(RPCException):
+        await client.get_block(chain.node.slot + 1000)
 
 
 async def test_resent_transaction_lands_once(chain: Running) -> None:

@@ -1,0 +1,63 @@
+"""`oee market` (run the market process) and `oee market move PAIR --to PRICE [--over 10s]`."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal, InvalidOperation
+
+import typer
+
+from services.common.errors import DependencyUnavailable
+from services.common.settings import get_settings
+
+market_app = typer.Typer(
+    help="The living market: moves the chain's pools every slot, publishes ticks and trades.",
+    invoke_without_command=True,
+)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code)
+
+
+@market_app.callback()
+def market(ctx: typer.Context) -> None:
+    """With no command: run the market process until Ctrl-C."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from services.market.main import serve
+
+    try:
+        serve(get_settings().with_local_servers())
+    except DependencyUnavailable as exc:
+        raise _fail(str(exc), 2) from None
+
+
+@market_app.command()
+def move(
+    pair: str = typer.Argument(..., help="The pair, e.g. SOL-USDC."),
+    to: str = typer.Option(..., "--to", help="The price to reach, quote per base."),
+    over: str = typer.Option("10s", "--over", help="How long the move takes: 10s, 2m, 500ms."),
+) -> None:
+    """Trade PAIR's pools to a price over a time (the running `oee market` applies it)."""
+    from services.market.commands import parse_duration
+    from services.market.main import send_move
+
+    try:
+        price = Decimal(to)
+    except InvalidOperation:
+        raise _fail(f"not a price: {to!r}", 1) from None
+    try:
+        seconds = parse_duration(over)
+    except ValueError as exc:
+        raise _fail(str(exc), 1) from None
+    if not price.is_finite() or price <= 0:
+        raise _fail(f"the price must be positive, got {to}", 1)
+    try:
+        asyncio.run(send_move(get_settings(), pair.upper(), price, seconds))
+    except DependencyUnavailable as exc:
+        raise _fail(str(exc), 2) from None
+    except ValueError as exc:  # the command's own validation (the pair's spelling)
+        raise _fail(str(exc).splitlines()[0], 1) from None
+    typer.echo(f"sent: move {pair.upper()} to {price} over {seconds:g}s")
