@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 
@@ -104,7 +104,16 @@ def projector() -> None:
 
 @app.command()
 @one_line_errors
-def up() -> None:
+def up(
+    kafka_nodes: Annotated[
+        int | None,
+        typer.Option(
+            "--kafka-nodes",
+            min=1,
+            help="KRaft nodes to start (default OEE_KAFKA_NODES, else 1); 3 survives a lost node.",
+        ),
+    ] = None,
+) -> None:
     """Start Kafka and PostgreSQL (unless configured), then the API, router, projector.
 
     Ctrl-C stops everything.
@@ -112,6 +121,8 @@ def up() -> None:
     from services.common.dependencies import LocalDependencies
 
     settings = get_settings()
+    if kafka_nodes is not None:
+        settings = settings.model_copy(update={"kafka_nodes": kafka_nodes})
     dependencies = LocalDependencies(settings)
     with dependencies as effective:
         for line in dependencies.started:

@@ -24,6 +24,7 @@ from services.common.db import migrate, open_pool
 from services.common.kafka import (
     DeadLetter,
     RenewingProducer,
+    TopicCheck,
     ensure_topics,
     send_to_dead_letter,
     topic_specs,
@@ -250,8 +251,12 @@ class RouterRuntime:
             await self.db.close()
 
 
-def create_app(settings: Settings) -> tuple[faust.App, RouterRuntime]:
-    """The faust app: one agent over the order log, plus rebalance hooks."""
+def create_app(settings: Settings, replication_factor: int = 1) -> tuple[faust.App, RouterRuntime]:
+    """The faust app: one agent over the order log, plus rebalance hooks.
+
+    `replication_factor` is for faust's own topics (its leader topic), so that on a
+    cluster they survive a lost broker like the order log does.
+    """
     runtime = RouterRuntime(settings)
     datadir = settings.data_dir / "router"
     datadir.mkdir(parents=True, exist_ok=True)
@@ -260,7 +265,7 @@ def create_app(settings: Settings) -> tuple[faust.App, RouterRuntime]:
         broker=[f"kafka://{server}" for server in runtime.servers.split(",")],
         web_enabled=False,
         processing_guarantee="at_least_once",
-        topic_replication_factor=1,
+        topic_replication_factor=replication_factor,
         consumer_auto_offset_reset="earliest",
         broker_commit_every=200,
         broker_commit_interval=0.5,
@@ -341,20 +346,20 @@ def create_app(settings: Settings) -> tuple[faust.App, RouterRuntime]:
     return app, runtime
 
 
-async def _preflight(settings: Settings) -> None:
+async def _preflight(settings: Settings) -> TopicCheck:
     """Fail before faust starts, in one line, when Kafka or PostgreSQL is not there."""
     assert settings.database_url is not None
     assert settings.kafka_bootstrap_servers is not None
     await asyncio.to_thread(migrate, settings.database_url)
-    await ensure_topics(settings.kafka_bootstrap_servers, topic_specs(settings))
+    return await ensure_topics(settings.kafka_bootstrap_servers, topic_specs(settings))
 
 
 def serve(settings: Settings) -> None:
     """Run the router worker until SIGTERM/SIGINT."""
     configure_logging(settings, "router")
-    asyncio.run(_preflight(settings))
+    topics = asyncio.run(_preflight(settings))
     start_metrics_server(settings.metrics_host, settings.router_metrics_port)
-    app, _ = create_app(settings)
+    app, _ = create_app(settings, topics.replication_factor)
     # Keep our structlog set-up (JSON in production) instead of faust's own log format.
     worker = faust.Worker(
         app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False, override_logging=False
