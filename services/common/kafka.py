@@ -126,22 +126,21 @@ async def ensure_topics(
         brokers = len((await admin.describe_cluster())["brokers"])
         factor, replication = replication_for(brokers)
         existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(
-                s.name,
-                num_partitions=s.partitions,
-                replication_factor=factor,
-                topic_configs=s.config | replication,
-            )
-            for s in specs
-            if s.name not in existing
-        ]
-        if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process created it first
         present = [s for s in specs if s.name in existing]
+        for spec in specs:
+            if spec.name in existing:
+                continue
+            new = NewTopic(
+                spec.name,
+                num_partitions=spec.partitions,
+                replication_factor=factor,
+                topic_configs=spec.config | replication,
+            )
+            try:
+                await admin.create_topics([new])
+            except TopicAlreadyExistsError:
+                # Made by another process first, or not yet in the metadata we listed.
+                present.append(spec)
         weaker = await _weaker_topics(admin, present, factor, replication) if present else []
     finally:
         await admin.close()
@@ -171,6 +170,8 @@ async def _weaker_topics(
     weaker: list[str] = []
     for spec in specs:
         parts = described.get(spec.name, {}).get("partitions", [])
+        if not parts:
+            continue  # just made by another process, not yet known to this broker
         found = weaker_settings(
             spec,
             factor,
