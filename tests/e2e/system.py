@@ -47,6 +47,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "OEE_ROUTER_METRICS_PORT": str(settings.router_metrics_port),
         "OEE_PROJECTOR_METRICS_PORT": str(settings.projector_metrics_port),
         "OEE_AUTH": settings.auth,
+        "OEE_PRODUCE_TIMEOUT_SECONDS": str(settings.produce_timeout_seconds),
     }
 
 

@@ -1,0 +1,199 @@
+"""Brokers of a three-node Kafka cluster failing under a steady stream of orders.
+
+One node of three lost, frozen or restarted never takes the in-sync quorum
+(min.insync.replicas 2) away, so the promise is: every order answered 202 reaches
+exactly one final state, none executes twice, the read models equal a replay, no
+engine process needs a restart, and a 503 is only ever a refusal, never a 5xx or
+a dropped connection. Outcomes are read from the log, the chain's ledger and the
+read models, as in tests/e2e/test_crashes.py. Figures seen are in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from infra.kafka.launcher import KafkaBroker, KafkaCluster
+from tests.e2e.system import System, order_payload
+from tests.e2e.test_order_flow import assert_log_matches_read_models
+from tests.reliability.support import PAIRS, orders_on_log, router_ready, wait_all_final
+from tests.reliability.test_dependency_outages import assert_resumed_in_process
+
+RATE_PER_SECOND = 12.0
+PARTITIONS = 6
+# On a cluster the API waits out a leader's failover (the lost node's session timeout,
+# 4 s here, plus a controller election when it was the controller) rather than refuse:
+# docs/deployment.md sets it above the failover time the same way.
+PRODUCE_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass
+class SteadyLoad:
+    """Orders sent at a fixed rate whatever the answers' latency (a slow answer does not
+    slow the next send), each answer kept with when it was sent and how long it took."""
+
+    base_url: str
+    rate: float = RATE_PER_SECOND
+    answers: list[tuple[float, str, float]] = field(default_factory=list)
+    accepted: set[str] = field(default_factory=set)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self) -> None:
+        pending: set[asyncio.Task[None]] = set()
+        async with httpx.AsyncClient(timeout=30) as client:
+            n = 0
+            began = time.monotonic()
+            while not self._stop.is_set():
+                task = asyncio.create_task(self._one(client, n))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                n += 1
+                await asyncio.sleep(max(0.0, began + n / self.rate - time.monotonic()))
+            if pending:
+                await asyncio.gather(*pending)
+
+    async def _one(self, client: httpx.AsyncClient, n: int) -> None:
+        token_in, token_out, amount = PAIRS[n % len(PAIRS)]
+        sent = time.monotonic()
+        try:
+            response = await client.post(
+                f"{self.base_url}/api/orders/execute",
+                json=order_payload(token_in, token_out, amount),
+            )
+        except httpx.HTTPError as exc:
+            self.answers.append((sent, type(exc).__name__, time.monotonic() - sent))
+            return
+        self.answers.append((sent, str(response.status_code), time.monotonic() - sent))
+        if response.status_code == 202:
+            self.accepted.add(str(response.json()["orderId"]))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def outcomes(self) -> Counter[str]:
+        return Counter(status for _, status, _ in self.answers)
+
+    def slowest_accept(self) -> float:
+        return max((took for _, status, took in self.answers if status == "202"), default=0.0)
+
+
+async def leaders_moved_off(cluster: KafkaCluster, topic: str, node_id: int, since: float) -> float:
+    """Wait until every partition of `topic` has a live leader other than `node_id`.
+
+    Until the controller fences the lost node (broker.session.timeout.ms) the
+    metadata still names it as leader: writes to its partitions wait.
+    """
+    while True:
+        leaders = await asyncio.to_thread(cluster.leaders, topic)
+        if leaders and all(leader not in (-1, node_id) for leader in leaders.values()):
+            return time.monotonic() - since
+        await asyncio.sleep(0.1)
+
+
+@dataclass
+class Report:
+    """Figures of one fault, printed for docs/reliability.md (pytest -s shows them)."""
+
+    fault: str
+    figures: dict[str, Any] = field(default_factory=dict)
+    fault_at: float = 0.0
+
+    def show(self) -> None:
+        print(f"\n[{self.fault}] " + ", ".join(f"{k}={v}" for k, v in self.figures.items()))
+
+
+async def under_steady_load(
+    start_system: Any,
+    cluster: KafkaCluster,
+    fault: Callable[[System, Report], Awaitable[None]],
+    report: Report,
+) -> None:
+    """Start a system on the cluster, run `fault` under a steady load, prove the outcome."""
+    began = time.monotonic()
+    system: System = await start_system(
+        venue_latency="realistic",
+        venue_failure_rate="0.05",
+        supervise=True,
+        own_database=True,
+        kafka_bootstrap_servers=cluster.bootstrap_servers,
+        orders_topic_partitions=PARTITIONS,
+        produce_timeout_seconds=PRODUCE_TIMEOUT_SECONDS,
+    )
+    ready = await router_ready(system)
+    load = SteadyLoad(system.base_url)
+    running = asyncio.create_task(load.run())
+    try:
+        await asyncio.sleep(3)  # orders in flight on every partition when the fault comes
+        await fault(system, report)
+        await asyncio.sleep(3)  # and after it: the engine took up the new leaders by itself
+    finally:
+        load.stop()
+        await running
+    outcomes = load.outcomes()
+    refused = [sent - report.fault_at for sent, status, _ in load.answers if status != "202"]
+    report.figures.update(
+        refused_sent_at_s=f"{min(refused):.1f}..{max(refused):.1f}" if refused else "none",
+        orders_sent=len(load.answers),
+        outcomes=dict(outcomes),
+        slowest_202_s=round(load.slowest_accept(), 2),
+    )
+
+    # One node of three away never takes the quorum: no refusal, no error, no dropped
+    # connection; every order waited out the failover at most.
+    assert set(outcomes) == {"202"}, outcomes
+    on_log = await orders_on_log(system)
+    assert load.accepted <= on_log, f"accepted but not on the log: {load.accepted - on_log}"
+    await wait_all_final(system, on_log | ready, timeout=90)
+    report.figures["all_final_after_s"] = round(time.monotonic() - began, 1)
+    await assert_log_matches_read_models(system, on_log | ready)
+    await system.assert_replay_verifies()
+    assert_resumed_in_process(system)
+    await asyncio.to_thread(cluster.wait_fully_replicated)
+    report.figures["test_wall_s"] = round(time.monotonic() - began, 1)
+    report.show()
+
+
+@pytest.fixture
+def cluster(kafka_cluster: KafkaCluster) -> Iterator[KafkaCluster]:
+    """The session's cluster; every node running, unfrozen and in sync again after the test."""
+    yield kafka_cluster
+    for node in kafka_cluster.nodes:
+        node.resume()
+        if not node.is_running():
+            node.start()
+    kafka_cluster.wait_fully_replicated()
+
+
+@pytest.mark.slow
+async def test_the_busiest_leader_killed_and_restarted_under_steady_load(
+    start_system: Any, cluster: KafkaCluster
+) -> None:
+    report = Report("kill -9 of the busiest leader")
+
+    async def kill_busiest_leader(system: System, report: Report) -> None:
+        topic = system.settings.orders_topic
+        leaders = await asyncio.to_thread(cluster.leaders, topic)
+        victim: KafkaBroker = cluster.node(await asyncio.to_thread(cluster.busiest_leader, topic))
+        led = sum(1 for leader in leaders.values() if leader == victim.node_id)
+        killed_at = time.monotonic()
+        await asyncio.to_thread(victim.kill)
+        report.figures["victim_led_partitions"] = f"{led}/{len(leaders)}"
+        report.fault_at = killed_at
+        report.figures["leaders_moved_after_s"] = round(
+            await leaders_moved_off(cluster, topic, victim.node_id, killed_at), 2
+        )
+        await asyncio.sleep(max(0.0, killed_at + 8 - time.monotonic()))  # down for 8 s
+        restarted_at = time.monotonic()
+        await asyncio.to_thread(victim.start)
+        report.figures["node_restart_s"] = round(time.monotonic() - restarted_at, 2)
+        await asyncio.to_thread(cluster.wait_fully_replicated, [topic])
+        report.figures["in_sync_again_after_restart_s"] = round(time.monotonic() - restarted_at, 2)
+
+    await under_steady_load(start_system, cluster, kill_busiest_leader, report)
