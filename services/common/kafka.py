@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
@@ -18,6 +18,7 @@ from aiokafka.errors import (
     KafkaError,
     OutOfOrderSequenceNumber,
     ProducerFenced,
+    RequestTimedOutError,
     TopicAlreadyExistsError,
 )
 from aiokafka.structs import RecordMetadata
@@ -187,14 +188,38 @@ async def _weaker_topics(
 
 def durable_producer(servers: str, *, client_id: str, linger_ms: int = 2) -> AIOKafkaProducer:
     """acks=all and idempotence: a send that returns is on the log, once."""
-    return AIOKafkaProducer(
+    producer = AIOKafkaProducer(
         bootstrap_servers=servers,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
         linger_ms=linger_ms,
-        request_timeout_ms=10_000,
+        # A broker that freezes (no reset: its socket just goes quiet) holds a write this
+        # long before it is retried; two of these outlast a three-node cluster's failover
+        # and still fit in the API's wait for the log (docs/deployment.md).
+        request_timeout_ms=4_000,
     )
+    _refresh_metadata_after_timeouts(producer.client)
+    return producer
+
+
+def _refresh_metadata_after_timeouts(client: AIOKafkaClient) -> None:
+    """Ask for fresh metadata when a request to a broker times out, as Java clients do.
+
+    Why: aiokafka retries a timed-out write at the same leader and refreshes metadata
+    only on errors it deems stale-metadata ones, so a write to a frozen (SIGSTOPped,
+    hung) leader would go back to it until the periodic refresh, minutes later.
+    """
+    send = client.send
+
+    async def send_then_refresh(node_id: int, request: Any, **kwargs: Any) -> Any:
+        try:
+            return await send(node_id, request, **kwargs)
+        except RequestTimedOutError:
+            client.force_metadata_update()
+            raise
+
+    client.send = send_then_refresh
 
 
 def log_reader(servers: str, *, client_id: str, **options: Any) -> AIOKafkaConsumer:

@@ -144,6 +144,7 @@ async def under_steady_load(
         outcomes=dict(outcomes),
         slowest_202_s=round(load.slowest_accept(), 2),
     )
+    report.show()
 
     # One node of three away never takes the quorum: no refusal, no error, no dropped
     # connection; every order waited out the failover at most.
@@ -156,8 +157,7 @@ async def under_steady_load(
     await system.assert_replay_verifies()
     assert_resumed_in_process(system)
     await asyncio.to_thread(cluster.wait_fully_replicated)
-    report.figures["test_wall_s"] = round(time.monotonic() - began, 1)
-    report.show()
+    print(f"[{report.fault}] all proven, test_wall_s={time.monotonic() - began:.1f}")
 
 
 @pytest.fixture
@@ -197,3 +197,50 @@ async def test_the_busiest_leader_killed_and_restarted_under_steady_load(
         report.figures["in_sync_again_after_restart_s"] = round(time.monotonic() - restarted_at, 2)
 
     await under_steady_load(start_system, cluster, kill_busiest_leader, report)
+
+
+@pytest.mark.slow
+async def test_the_busiest_leader_frozen_twenty_seconds_under_steady_load(
+    start_system: Any, cluster: KafkaCluster
+) -> None:
+    """SIGSTOP: unlike a kill, nothing tells the clients; their requests to it just hang."""
+    report = Report("SIGSTOP of the busiest leader for 20 s")
+
+    async def freeze_busiest_leader(system: System, report: Report) -> None:
+        topic = system.settings.orders_topic
+        victim = cluster.node(await asyncio.to_thread(cluster.busiest_leader, topic))
+        report.fault_at = frozen_at = time.monotonic()
+        victim.suspend()
+        try:
+            report.figures["leaders_moved_after_s"] = round(
+                await leaders_moved_off(cluster, topic, victim.node_id, frozen_at), 2
+            )
+            await asyncio.sleep(max(0.0, frozen_at + 20 - time.monotonic()))
+        finally:
+            victim.resume()
+        resumed_at = time.monotonic()
+        await asyncio.to_thread(cluster.wait_fully_replicated, [topic])
+        report.figures["in_sync_again_after_resume_s"] = round(time.monotonic() - resumed_at, 2)
+
+    await under_steady_load(start_system, cluster, freeze_busiest_leader, report)
+
+
+@pytest.mark.slow
+async def test_a_rolling_restart_under_steady_load(
+    start_system: Any, cluster: KafkaCluster
+) -> None:
+    """Each node stopped gracefully (its leaderships handed over first), started, back in
+    sync, then the next: how an upgrade or a configuration change is rolled out."""
+    report = Report("rolling restart of all three nodes")
+
+    async def roll(system: System, report: Report) -> None:
+        topic = system.settings.orders_topic
+        report.fault_at = time.monotonic()
+        for node in cluster.nodes:
+            began = time.monotonic()
+            await asyncio.to_thread(node.stop)
+            await asyncio.to_thread(node.start)
+            await asyncio.to_thread(cluster.wait_fully_replicated, [topic])
+            report.figures[f"node_{node.node_id}_cycle_s"] = round(time.monotonic() - began, 1)
+
+    await under_steady_load(start_system, cluster, roll, report)
