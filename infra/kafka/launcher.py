@@ -894,12 +894,24 @@ class KafkaCluster:
         return max(sorted(counts), key=lambda node_id: counts[node_id])
 
     def fully_replicated(self, topics: list[str] | None = None) -> bool:
-        """Every partition has a leader and all its replicas in sync (after a node rejoins)."""
-        try:
-            metadata = self.metadata(topics)
-        except KafkaLauncherError:
-            return False
-        return all(p.leader >= 0 and set(p.isr) == set(p.replicas) for p in metadata.partitions)
+        """Every running node is registered and, asked itself, shows every partition led
+        and all its replicas in sync.
+
+        Why every node: one just resumed or restarted can answer from stale metadata.
+        """
+        running = [n for n in self.nodes if n.is_running() and not n.suspended]
+        for node in running:
+            try:
+                metadata = read_metadata(node.host, node.port, 3.0, topics)
+            except (OSError, struct.error):
+                return False
+            if set(metadata.brokers) != {n.node_id for n in running}:
+                return False
+            if not all(
+                p.leader >= 0 and set(p.isr) == set(p.replicas) for p in metadata.partitions
+            ):
+                return False
+        return bool(running)
 
     def wait_fully_replicated(self, topics: list[str] | None = None, timeout: float = 60) -> float:
         """Block until fully_replicated(); the seconds it took."""

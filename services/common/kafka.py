@@ -16,6 +16,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
+    NodeNotReadyError,
     OutOfOrderSequenceNumber,
     ProducerFenced,
     RequestTimedOutError,
@@ -197,25 +198,26 @@ def durable_producer(servers: str, *, client_id: str, linger_ms: int = 2) -> AIO
         # A broker that freezes (no reset: its socket just goes quiet) holds a write this
         # long before it is retried; two of these outlast a three-node cluster's failover
         # and still fit in the API's wait for the log (docs/deployment.md).
-        request_timeout_ms=4_000,
+        request_timeout_ms=3_000,
     )
     _refresh_metadata_after_timeouts(producer.client)
     return producer
 
 
 def _refresh_metadata_after_timeouts(client: AIOKafkaClient) -> None:
-    """Ask for fresh metadata when a request to a broker times out, as Java clients do.
+    """Ask for fresh metadata when a broker does not answer or cannot be reached, as Java
+    clients do.
 
-    Why: aiokafka retries a timed-out write at the same leader and refreshes metadata
-    only on errors it deems stale-metadata ones, so a write to a frozen (SIGSTOPped,
-    hung) leader would go back to it until the periodic refresh, minutes later.
+    Why: aiokafka retries such a write at the same leader and refreshes metadata only
+    on errors it deems stale-metadata ones, so a write to a frozen (SIGSTOPped, hung)
+    leader would go back to it until the periodic refresh, minutes later.
     """
     send = client.send
 
     async def send_then_refresh(node_id: int, request: Any, **kwargs: Any) -> Any:
         try:
             return await send(node_id, request, **kwargs)
-        except RequestTimedOutError:
+        except (RequestTimedOutError, NodeNotReadyError, KafkaConnectionError):
             client.force_metadata_update()
             raise
 
