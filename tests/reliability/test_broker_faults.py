@@ -19,11 +19,12 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from infra.kafka.launcher import KafkaBroker, KafkaCluster
-from tests.e2e.system import System, order_payload
+from tests.e2e.system import System, new_port, order_payload, read_log
 from tests.e2e.test_order_flow import assert_log_matches_read_models
-from tests.reliability.support import PAIRS, orders_on_log, router_ready, wait_all_final
+from tests.reliability.support import PAIRS, orders_on_log, router_ready, terminate, wait_all_final
 from tests.reliability.test_dependency_outages import assert_resumed_in_process
 
 RATE_PER_SECOND = 12.0
@@ -41,6 +42,7 @@ class SteadyLoad:
 
     base_url: str
     rate: float = RATE_PER_SECOND
+    more_urls: list[str] = field(default_factory=list)  # further APIs, taken in turn
     answers: list[tuple[float, str, float]] = field(default_factory=list)
     accepted: set[str] = field(default_factory=set)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -61,10 +63,11 @@ class SteadyLoad:
 
     async def _one(self, client: httpx.AsyncClient, n: int) -> None:
         token_in, token_out, amount = PAIRS[n % len(PAIRS)]
+        urls = [self.base_url, *self.more_urls]
         sent = time.monotonic()
         try:
             response = await client.post(
-                f"{self.base_url}/api/orders/execute",
+                f"{urls[n % len(urls)]}/api/orders/execute",
                 json=order_payload(token_in, token_out, amount),
             )
         except httpx.HTTPError as exc:
@@ -114,7 +117,9 @@ async def under_steady_load(
     cluster: KafkaCluster,
     fault: Callable[[System, Report], Awaitable[None]],
     report: Report,
-) -> None:
+    *,
+    apis: int = 1,
+) -> System:
     """Start a system on the cluster, run `fault` under a steady load, prove the outcome."""
     began = time.monotonic()
     system: System = await start_system(
@@ -128,6 +133,11 @@ async def under_steady_load(
     )
     ready = await router_ready(system)
     load = SteadyLoad(system.base_url)
+    for _ in range(apis - 1):
+        port = new_port()
+        system.start("api", api_port=port)
+        load.more_urls.append(f"http://127.0.0.1:{port}")
+        await system.wait_healthy(load.more_urls[-1])
     running = asyncio.create_task(load.run())
     try:
         await asyncio.sleep(3)  # orders in flight on every partition when the fault comes
@@ -158,6 +168,26 @@ async def under_steady_load(
     assert_resumed_in_process(system)
     await asyncio.to_thread(cluster.wait_fully_replicated)
     print(f"[{report.fault}] all proven, test_wall_s={time.monotonic() - began:.1f}")
+    return system
+
+
+async def stable_with(servers: str, groups: tuple[str, ...], members: int) -> None:
+    """Wait until each consumer group is stable with this many members."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    await admin.start()
+    try:
+        for _ in range(600):
+            states = [
+                (group["state"], len(group["members"]))
+                for response in await admin.describe_consumer_groups(list(groups))
+                for group in response.to_object()["groups"]
+            ]
+            if len(states) == len(groups) and all(s == ("Stable", members) for s in states):
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+    raise AssertionError(f"groups {groups} not stable with {members} members: {states}")
 
 
 @pytest.fixture
@@ -244,3 +274,41 @@ async def test_a_rolling_restart_under_steady_load(
             report.figures[f"node_{node.node_id}_cycle_s"] = round(time.monotonic() - began, 1)
 
     await under_steady_load(start_system, cluster, roll, report)
+
+
+@pytest.mark.slow
+async def test_routers_and_projectors_scaled_one_three_one_behind_two_apis(
+    start_system: Any, cluster: KafkaCluster
+) -> None:
+    """Workers joining and leaving their groups under load, while two APIs take orders:
+    the partitions move between them and every order is still handled once."""
+    report = Report("routers and projectors 1 -> 3 -> 1, two APIs")
+    extra = [(kind, str(n)) for n in (2, 3) for kind in ("router", "projector")]
+
+    async def scale(system: System, report: Report) -> None:
+        groups = (system.settings.router_group, system.settings.projector_group)
+        report.fault_at = began = time.monotonic()
+        for kind, instance in extra:
+            system.start(kind, instance=instance)
+        await stable_with(cluster.bootstrap_servers, groups, 3)
+        report.figures["three_each_after_s"] = round(time.monotonic() - began, 1)
+        await asyncio.sleep(4)  # three of each share the partitions under load
+        began = time.monotonic()
+        exits = [
+            await asyncio.to_thread(terminate, system, f"{kind}:{instance}")
+            for kind, instance in extra
+        ]
+        await stable_with(cluster.bootstrap_servers, groups, 1)
+        report.figures["one_each_after_s"] = round(time.monotonic() - began, 1)
+        report.figures["sigterm_exits"] = [(round(took, 1), code) for took, code in exits]
+        assert all(code == 0 for _, code in exits), exits
+
+    system = await under_steady_load(start_system, cluster, scale, report, apis=2)
+    # The work was shared: more than one router completed orders.
+    finishers = {
+        envelope.producer
+        for _, _, envelope in await read_log(system.settings)
+        if envelope.type in ("OrderCompleted", "OrderFailed")
+    }
+    print(f"[{report.fault}] routers that finished orders: {len(finishers)}")
+    assert len(finishers) >= 2, finishers
