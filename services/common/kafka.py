@@ -195,10 +195,11 @@ def durable_producer(servers: str, *, client_id: str, linger_ms: int = 2) -> AIO
         acks="all",
         enable_idempotence=True,
         linger_ms=linger_ms,
-        # A broker that freezes (no reset: its socket just goes quiet) holds a write this
-        # long before it is retried; two of these outlast a three-node cluster's failover
-        # and still fit in the API's wait for the log (docs/deployment.md).
-        request_timeout_ms=3_000,
+        # Longer than a cluster's failover (a lost node's session timeout plus an election):
+        # a write to a leader waiting for a lost follower to leave its in-sync set is
+        # answered, not timed out, and a batch waiting for a new leader is not expired.
+        # A frozen leader holds a write this long; the API waits longer (docs/deployment.md).
+        request_timeout_ms=10_000,
     )
     _refresh_metadata_after_timeouts(producer.client)
     return producer
