@@ -11,6 +11,7 @@ read models, as in tests/e2e/test_crashes.py. Figures seen are in docs/reliabili
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -299,6 +300,10 @@ async def test_a_rolling_restart_under_steady_load(
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("OEE_SCALING_TEST"),
+    reason="1-2 minutes for a known failure (bug 6): run with OEE_SCALING_TEST=1",
+)
 @pytest.mark.xfail(
     strict=False,
     reason="open bug 6 in docs/reliability.md: when routers leave under load, their "
