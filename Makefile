@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
 
-.PHONY: install up test unit integration lint typecheck schemas bench clean
+.PHONY: install up test unit integration reliability lint typecheck schemas bench clean
 
 install: $(STAMP)
 	@# The dashboard's browser test drives Debian's Chromium (Playwright cannot fetch its own here).
@@ -31,6 +31,10 @@ unit: install
 
 integration: install
 	$(PY) -m pytest -q tests/integration tests/e2e
+
+# Also part of `make test`: faults of processes, Kafka (one node and a three-node cluster), PostgreSQL.
+reliability: install
+	$(PY) -m pytest -q tests/reliability
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -54,6 +54,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "OEE_ROUTER_METRICS_PORT": str(settings.router_metrics_port),
         "OEE_PROJECTOR_METRICS_PORT": str(settings.projector_metrics_port),
         "OEE_AUTH": settings.auth,
+        "OEE_PRODUCE_TIMEOUT_SECONDS": str(settings.produce_timeout_seconds),
         # Which chain the router executes on, and the node `oee chain` runs.
         "OEE_CHAIN": settings.chain,
         "OEE_SOLANA_RPC_URL": settings.solana_rpc_url,

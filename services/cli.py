@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 
@@ -114,6 +114,14 @@ def up(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="With OEE_CHAIN=svm: simulate transactions, never send them."
     ),
+    kafka_nodes: Annotated[
+        int | None,
+        typer.Option(
+            "--kafka-nodes",
+            min=1,
+            help="KRaft nodes to start (default OEE_KAFKA_NODES, else 1); 3 survives a lost node.",
+        ),
+    ] = None,
 ) -> None:
     """Start Kafka and PostgreSQL (unless configured), then the API, router, projector (and,
     with OEE_CHAIN=svm, the chain node `oee chain`).
@@ -123,6 +131,8 @@ def up(
     from services.common.dependencies import LocalDependencies
 
     settings = get_settings()
+    if kafka_nodes is not None:
+        settings = settings.model_copy(update={"kafka_nodes": kafka_nodes})
     dependencies = LocalDependencies(settings)
     with dependencies as effective:
         for line in dependencies.started:

@@ -31,6 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -196,23 +197,54 @@ class _Reader:
         (length,) = self.take(">h")
         self.pos += max(length, 0)
 
-    def skip_int32_array(self) -> None:
+    def read_string(self) -> str:
+        (length,) = self.take(">h")
+        text = self.data[self.pos : self.pos + max(length, 0)].decode(errors="replace")
+        self.pos += max(length, 0)
+        return text
+
+    def read_int32_array(self) -> tuple[int, ...]:
         (count,) = self.take(">i")
-        self.pos += 4 * max(count, 0)
+        return self.take(f">{max(count, 0)}i") if count > 0 else ()
 
 
-def _metadata_ready(host: str, port: int, timeout: float) -> str | None:
-    """Ask for Metadata v4 of all topics; return None when usable, else why not.
+@dataclass(frozen=True)
+class PartitionState:
+    """One partition as a broker's metadata shows it (leader -1: none)."""
+
+    topic: str
+    partition: int
+    error: int
+    leader: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ClusterMetadata:
+    """What Metadata v4 says: the live (registered, unfenced) brokers and every partition."""
+
+    brokers: tuple[int, ...]
+    controller: int
+    topic_errors: dict[str, int]
+    partitions: tuple[PartitionState, ...]
+
+
+def read_metadata(
+    host: str, port: int, timeout: float, topics: list[str] | None = None
+) -> ClusterMetadata:
+    """Metadata v4 over a raw socket.
 
     Why raw bytes: start() must work from sync code and from inside a running
-    event loop alike, so it cannot lean on asyncio clients. Usable means the
-    node lists itself (registered and unfenced) and every existing partition
-    has a leader, so clients do not start against a half-recovered broker.
+    event loop alike, so it cannot lean on asyncio clients.
     """
     correlation_id = 7
     header = struct.pack(">hhi", 3, 4, correlation_id) + _kafka_string("oee-launcher")
-    body = struct.pack(">i", -1) + b"\x00"  # all topics, no auto-creation
-    request = header + body
+    if topics is None:
+        wanted = struct.pack(">i", -1)
+    else:
+        wanted = struct.pack(">i", len(topics)) + b"".join(_kafka_string(t) for t in topics)
+    request = header + wanted + b"\x00"  # no auto-creation
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.settimeout(timeout)
         sock.sendall(struct.pack(">i", len(request)) + request)
@@ -220,30 +252,49 @@ def _metadata_ready(host: str, port: int, timeout: float) -> str | None:
         reader = _Reader(_recv_exact(sock, size))
     got_id, _throttle, n_brokers = reader.take(">iii")
     if got_id != correlation_id:
-        return "metadata response correlation mismatch"
-    if n_brokers < 1:
-        return "metadata lists no broker yet"
+        raise OSError("metadata response correlation mismatch")
+    brokers: list[int] = []
     for _ in range(n_brokers):
-        reader.take(">i")  # node_id
+        brokers.append(reader.take(">i")[0])  # node_id
         reader.skip_string()  # host
         reader.take(">i")  # port
         reader.skip_string()  # rack (nullable)
     reader.skip_string()  # cluster_id
-    reader.take(">i")  # controller_id
+    (controller,) = reader.take(">i")
     (n_topics,) = reader.take(">i")
+    topic_errors: dict[str, int] = {}
+    partitions: list[PartitionState] = []
     for _ in range(n_topics):
         (topic_error,) = reader.take(">h")
-        reader.skip_string()  # name
+        name = reader.read_string()
         reader.take(">b")  # is_internal
-        if topic_error != 0:
-            return f"topic metadata error {topic_error}"
+        topic_errors[name] = topic_error
         (n_parts,) = reader.take(">i")
         for _ in range(n_parts):
-            part_error, _index, leader = reader.take(">hii")
-            reader.skip_int32_array()  # replicas
-            reader.skip_int32_array()  # isr (offline_replicas only from v5)
-            if part_error != 0 or leader < 0:
-                return f"partition without leader (error {part_error})"
+            part_error, index, leader = reader.take(">hii")
+            replicas = reader.read_int32_array()
+            isr = reader.read_int32_array()  # (offline_replicas only from v5)
+            partitions.append(PartitionState(name, index, part_error, leader, replicas, isr))
+    return ClusterMetadata(tuple(brokers), controller, topic_errors, tuple(partitions))
+
+
+def _metadata_ready(host: str, port: int, timeout: float, node_id: int | None = None) -> str | None:
+    """Ask for the metadata of all topics; return None when usable, else why not.
+
+    Usable means the node lists itself (registered and unfenced) and every existing
+    partition has a leader, so clients do not start against a half-recovered broker.
+    """
+    metadata = read_metadata(host, port, timeout)
+    if not metadata.brokers:
+        return "metadata lists no broker yet"
+    if node_id is not None and node_id not in metadata.brokers:
+        return f"node {node_id} not registered yet (live: {list(metadata.brokers)})"
+    for topic, error in metadata.topic_errors.items():
+        if error != 0:
+            return f"topic {topic} metadata error {error}"
+    for part in metadata.partitions:
+        if part.error != 0 or part.leader < 0:
+            return f"partition without leader (error {part.error})"
     return None
 
 
@@ -355,6 +406,8 @@ class KafkaBroker:
         extra_config: Mapping[str, str] | None = None,
         lib_dir: Path = LIB_DIR,
         extra_jvm_args: tuple[str, ...] = (),
+        cluster_id: str | None = None,
+        quorum_voters: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.host = host
@@ -369,6 +422,10 @@ class KafkaBroker:
         self.extra_config = dict(extra_config or {})
         self.lib_dir = lib_dir
         self.extra_jvm_args = extra_jvm_args
+        self.cluster_id = cluster_id
+        self.quorum_voters = quorum_voters
+        self.suspended = False
+        self._launched_at = 0.0
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock_fd: int | None = None
         self.last_start_seconds: float | None = None
@@ -415,7 +472,7 @@ class KafkaBroker:
         props = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
-            "controller.quorum.voters": f"{self.node_id}@{h}:{cp}",
+            "controller.quorum.voters": self.quorum_voters or f"{self.node_id}@{h}:{cp}",
             "listeners": f"PLAINTEXT://{h}:{p},CONTROLLER://{h}:{cp}",
             "advertised.listeners": f"PLAINTEXT://{h}:{p}",
             "controller.listener.names": "CONTROLLER",
@@ -463,7 +520,7 @@ class KafkaBroker:
             "--config",
             str(self.config_path),
             "--cluster-id",
-            _random_cluster_id(),
+            self.cluster_id or _random_cluster_id(),
             "--ignore-formatted",
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -478,7 +535,16 @@ class KafkaBroker:
         """Start the broker and block until it answers Metadata (or fail loudly)."""
         if self.is_running():
             return self
-        t0 = time.monotonic()
+        self.launch()
+        return self.wait_until_ready()
+
+    def launch(self) -> None:
+        """Spawn the JVM without waiting for it.
+
+        Why separate: the nodes of a cluster must all be up before any of them can
+        elect a controller, so a cluster launches every node first, then waits.
+        """
+        self._launched_at = time.monotonic()
         ensure_jars(self.lib_dir)
         java = _check_java()
         self._acquire_data_dir()
@@ -487,7 +553,12 @@ class KafkaBroker:
         except BaseException:
             self._release_data_dir()
             raise
+        self.suspended = False
         _LIVE.add(self)
+
+    def wait_until_ready(self) -> Self:
+        """Block until this node is registered and every partition has a leader."""
+        t0 = self._launched_at
         try:
             self._wait_ready(t0 + self.startup_timeout)
         except BaseException:
@@ -555,7 +626,7 @@ class KafkaBroker:
                     f"{self._log_tails()}"
                 )
             try:
-                why_not = _metadata_ready(self.host, self.port, timeout=2.0)
+                why_not = _metadata_ready(self.host, self.port, 2.0, self.node_id)
                 if why_not is None:
                     return
                 last_error = why_not
@@ -580,6 +651,7 @@ class KafkaBroker:
         if proc is None:
             return
         if proc.poll() is None:
+            self.resume()  # a stopped JVM cannot handle SIGTERM
             self._signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=self.stop_timeout if timeout is None else timeout)
@@ -603,8 +675,21 @@ class KafkaBroker:
         self.last_exit_code = proc.returncode
         self._reap_group()
         self._proc = None
+        self.suspended = False
         self._release_data_dir()
         _LIVE.discard(self)
+
+    def suspend(self) -> None:
+        """SIGSTOP: the JVM freezes with its sockets open (a hung machine, a long GC pause)."""
+        if self.is_running():
+            self._signal(signal.SIGSTOP)
+            self.suspended = True
+
+    def resume(self) -> None:
+        """SIGCONT after suspend(): the node carries on from where it froze."""
+        if self.suspended:
+            self._signal(signal.SIGCONT)
+            self.suspended = False
 
     def restart(self, down_for: float = 0.0, *, hard: bool = False) -> None:
         """Stop (or kill), stay down `down_for` seconds, start again on the same data."""
@@ -672,6 +757,186 @@ def _stop_all() -> None:
             broker.stop(timeout=10.0)
 
 
+# ------------------------------------------------------------------------ cluster
+
+
+def cluster_broker_config(nodes: int) -> dict[str, str]:
+    """Replication settings that follow the cluster size.
+
+    Why: with three nodes every topic, internal ones included, keeps three copies
+    and a write needs two of them (acks=all), so one node can die or freeze with
+    no acknowledged write lost and none refused; fewer nodes cannot promise that.
+    """
+    rf = str(min(3, nodes))
+    isr = "2" if nodes >= 3 else "1"
+    return {
+        "default.replication.factor": rf,
+        "min.insync.replicas": isr,
+        "offsets.topic.replication.factor": rf,
+        "transaction.state.log.replication.factor": rf,
+        "transaction.state.log.min.isr": isr,
+        "share.coordinator.state.topic.replication.factor": rf,
+        "share.coordinator.state.topic.min.isr": isr,
+        "unclean.leader.election.enable": "false",
+    }
+
+
+class KafkaCluster:
+    """N combined controller+broker KRaft nodes on this machine, each its own JVM.
+
+    Why: a single broker cannot show what happens when the leader of a partition
+    dies, freezes or restarts. Each node has its own ports and data dir; they share
+    a cluster id (kept in ``cluster.id``) and a static voter set, so any node can be
+    killed, paused or restarted while the others keep a quorum.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | str,
+        nodes: int = 3,
+        *,
+        base_port: int = 0,
+        host: str = "127.0.0.1",
+        heap: str = "384m",
+        startup_timeout: float = 90.0,
+        log_level: str = "INFO",
+        extra_config: Mapping[str, str] | None = None,
+        lib_dir: Path = LIB_DIR,
+    ) -> None:
+        if nodes < 1:
+            raise ValueError("a cluster needs at least one node")
+        self.data_dir = Path(data_dir).resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.host = host
+        id_file = self.data_dir / "cluster.id"
+        if not id_file.exists():
+            id_file.write_text(_random_cluster_id() + "\n")
+        self.cluster_id = id_file.read_text().strip()
+        ports = [base_port + i if base_port else free_port(host) for i in range(nodes)]
+        controller_ports = [free_port(host) for _ in range(nodes)]
+        voters = ",".join(f"{i + 1}@{host}:{cp}" for i, cp in enumerate(controller_ports))
+        config = cluster_broker_config(nodes) | dict(extra_config or {})
+        self.nodes = [
+            KafkaBroker(
+                self.data_dir / f"node-{i + 1}",
+                ports[i],
+                controller_port=controller_ports[i],
+                host=host,
+                heap=heap,
+                startup_timeout=startup_timeout,
+                node_id=i + 1,
+                log_level=log_level,
+                extra_config=config,
+                lib_dir=lib_dir,
+                cluster_id=self.cluster_id,
+                quorum_voters=voters,
+            )
+            for i in range(nodes)
+        ]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Every node's address: clients find the rest from whichever answers."""
+        return ",".join(node.bootstrap_servers for node in self.nodes)
+
+    def node(self, node_id: int) -> KafkaBroker:
+        return self.nodes[node_id - 1]
+
+    def start(self) -> Self:
+        """Launch every stopped node, then wait until each is registered and serving."""
+        waiting = [node for node in self.nodes if not node.is_running()]
+        try:
+            for node in waiting:
+                node.launch()
+            for node in waiting:
+                node.wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Graceful stop of every node, all at once (one by one would lose the quorum midway)."""
+        for node in self.nodes:
+            if node.is_running():
+                node.resume()
+                node._signal(signal.SIGTERM)
+        for node in self.nodes:
+            node.stop()
+
+    def is_running(self) -> bool:
+        return all(node.is_running() for node in self.nodes)
+
+    def metadata(self, topics: list[str] | None = None, timeout: float = 3.0) -> ClusterMetadata:
+        """The metadata from the first live, unfrozen node that answers."""
+        errors: list[str] = []
+        for node in self.nodes:
+            if not node.is_running() or node.suspended:
+                continue
+            try:
+                return read_metadata(node.host, node.port, timeout, topics)
+            except (OSError, struct.error) as exc:
+                errors.append(f"node {node.node_id}: {exc}")
+        raise KafkaLauncherError(f"no node answered metadata ({'; '.join(errors) or 'none up'})")
+
+    def leaders(self, topic: str) -> dict[int, int]:
+        """Partition -> node id of its leader (-1 while it has none)."""
+        return {p.partition: p.leader for p in self.metadata([topic]).partitions}
+
+    def busiest_leader(self, topic: str) -> int:
+        """The node that leads the most partitions of `topic` (the worst one to lose)."""
+        counts: dict[int, int] = {}
+        for leader in self.leaders(topic).values():
+            if leader >= 0:
+                counts[leader] = counts.get(leader, 0) + 1
+        if not counts:
+            raise KafkaLauncherError(f"no partition of {topic} has a leader")
+        return max(sorted(counts), key=lambda node_id: counts[node_id])
+
+    def fully_replicated(self, topics: list[str] | None = None) -> bool:
+        """Every running node is registered and, asked itself, shows every partition led
+        and all its replicas in sync.
+
+        Why every node: one just resumed or restarted can answer from stale metadata.
+        """
+        running = [n for n in self.nodes if n.is_running() and not n.suspended]
+        for node in running:
+            try:
+                metadata = read_metadata(node.host, node.port, 3.0, topics)
+            except (OSError, struct.error):
+                return False
+            if set(metadata.brokers) != {n.node_id for n in running}:
+                return False
+            if not all(
+                p.leader >= 0 and set(p.isr) == set(p.replicas) for p in metadata.partitions
+            ):
+                return False
+        return bool(running)
+
+    def wait_fully_replicated(self, topics: list[str] | None = None, timeout: float = 60) -> float:
+        """Block until fully_replicated(); the seconds it took."""
+        began = time.monotonic()
+        while not self.fully_replicated(topics):
+            if time.monotonic() - began > timeout:
+                raise KafkaLauncherError(f"replicas not back in sync after {timeout:.0f}s")
+            time.sleep(0.2)
+        return time.monotonic() - began
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"KafkaCluster({self.bootstrap_servers}, {self.data_dir})"
+
+
 # -------------------------------------------------------------------------- CLI
 
 
@@ -686,6 +951,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--controller-port", type=int, default=None)
     parser.add_argument("--heap", default="512m")
     parser.add_argument("--timeout", type=float, default=90.0)
+    parser.add_argument("--nodes", type=int, default=1, help="KRaft nodes (ports from --port on)")
     args = parser.parse_args(argv)
 
     stop_event = threading.Event()
@@ -695,6 +961,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+    if args.nodes > 1:
+        return _run_cluster(args, stop_event)
     broker = KafkaBroker(
         args.data_dir,
         args.port,
@@ -720,6 +988,27 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
     finally:
         broker.stop()
+    print("stopped", flush=True)
+    return 0
+
+
+def _run_cluster(args: argparse.Namespace, stop_event: threading.Event) -> int:
+    cluster = KafkaCluster(
+        args.data_dir, args.nodes, base_port=args.port, heap=args.heap, startup_timeout=args.timeout
+    )
+    try:
+        cluster.start()
+    except KafkaLauncherError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"Kafka {KAFKA_VERSION} cluster ready on {cluster.bootstrap_servers}; Ctrl-C to stop")
+    try:
+        while not stop_event.wait(1.0):
+            if not cluster.is_running():
+                print("a node died; stopping the cluster", file=sys.stderr)
+                return 1
+    finally:
+        cluster.stop()
     print("stopped", flush=True)
     return 0
 

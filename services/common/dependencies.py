@@ -10,7 +10,7 @@ import asyncio
 from contextlib import ExitStack
 from types import TracebackType
 
-from infra.kafka.launcher import KafkaBroker, KafkaLauncherError
+from infra.kafka.launcher import KafkaBroker, KafkaCluster, KafkaLauncherError
 from infra.postgres.launcher import EmbeddedPostgres, PostgresLauncherError
 from services.common.db import migrate
 from services.common.errors import DependencyUnavailable
@@ -30,7 +30,19 @@ class LocalDependencies:
         settings = self._settings
         updates: dict[str, str] = {}
         try:
-            if settings.kafka_bootstrap_servers is None:
+            if settings.kafka_bootstrap_servers is None and settings.kafka_nodes > 1:
+                cluster = KafkaCluster(
+                    settings.kafka_cluster_data_dir,
+                    settings.kafka_nodes,
+                    base_port=settings.kafka_port,
+                )
+                self._stack.enter_context(cluster)
+                updates["kafka_bootstrap_servers"] = cluster.bootstrap_servers
+                self.started.append(
+                    f"Kafka cluster of {settings.kafka_nodes} nodes on {cluster.bootstrap_servers}"
+                    f" (data in {cluster.data_dir})"
+                )
+            elif settings.kafka_bootstrap_servers is None:
                 broker = KafkaBroker(settings.kafka_data_dir, settings.kafka_port)
                 self._stack.enter_context(broker)
                 updates["kafka_bootstrap_servers"] = broker.bootstrap_servers

@@ -10,13 +10,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
+    NodeNotReadyError,
     OutOfOrderSequenceNumber,
     ProducerFenced,
+    RequestTimedOutError,
     TopicAlreadyExistsError,
 )
 from aiokafka.structs import RecordMetadata
@@ -60,8 +63,63 @@ def unreachable(servers: str, exc: BaseException | None = None) -> DependencyUna
     )
 
 
-async def ensure_topics(servers: str, specs: Iterable[TopicSpec], timeout: float = 15.0) -> None:
-    """Create the missing topics; existing ones are left as they are."""
+def replication_for(brokers: int) -> tuple[int, dict[str, str]]:
+    """Replication factor and settings a topic needs on a cluster of `brokers`.
+
+    Why: three copies, two of which must have every acknowledged write (acks=all),
+    survive one lost broker with nothing lost and nothing refused; an out-of-sync
+    replica must never become leader, or acknowledged events would vanish.
+    """
+    factor = min(3, max(brokers, 1))
+    return factor, {
+        "min.insync.replicas": "2" if factor >= 3 else "1",
+        "unclean.leader.election.enable": "false",
+    }
+
+
+@dataclass(frozen=True)
+class TopicCheck:
+    """What ensure_topics found: the live brokers, the factor used, and topics that fall short."""
+
+    brokers: int
+    replication_factor: int
+    weaker: tuple[str, ...] = ()
+
+
+def weaker_settings(
+    spec: TopicSpec,
+    wanted_factor: int,
+    wanted_config: dict[str, str],
+    *,
+    partitions: int,
+    factor: int,
+    config: dict[str, str],
+) -> list[str]:
+    """How an existing topic falls short of what would be created now (empty: it does not)."""
+    found: list[str] = []
+    if partitions < spec.partitions:
+        found.append(f"{partitions} partitions < {spec.partitions}")
+    if factor < wanted_factor:
+        found.append(f"replication factor {factor} < {wanted_factor}")
+    for key, value in wanted_config.items():
+        have = config.get(key)
+        if key == "min.insync.replicas" and have is not None and have.isdigit():
+            if int(have) < int(value):
+                found.append(f"{key} {have} < {value}")
+        elif have is not None and have != value:
+            found.append(f"{key}={have} (wants {value})")
+    return found
+
+
+async def ensure_topics(
+    servers: str, specs: Iterable[TopicSpec], timeout: float = 15.0
+) -> TopicCheck:
+    """Create the missing topics to suit the cluster; report existing ones that are weaker.
+
+    An existing topic is used as it is (changing its replication is an operator's
+    decision), but one that falls short is named in one warning line, not silently used.
+    """
+    specs = list(specs)
     admin = AIOKafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=int(timeout * 1000))
     try:
         await asyncio.wait_for(admin.start(), timeout)
@@ -69,33 +127,104 @@ async def ensure_topics(servers: str, specs: Iterable[TopicSpec], timeout: float
         await admin.close()
         raise unreachable(servers, exc) from None
     try:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        factor, replication = replication_for(brokers)
         existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(
-                s.name, num_partitions=s.partitions, replication_factor=1, topic_configs=s.config
+        present = [s for s in specs if s.name in existing]
+        for spec in specs:
+            if spec.name in existing:
+                continue
+            new = NewTopic(
+                spec.name,
+                num_partitions=spec.partitions,
+                replication_factor=factor,
+                topic_configs=spec.config | replication,
             )
-            for s in specs
-            if s.name not in existing
-        ]
-        if missing:
             try:
-                await admin.create_topics(missing)
+                await admin.create_topics([new])
             except TopicAlreadyExistsError:
-                pass  # another process created it first
+                # Made by another process first, or not yet in the metadata we listed.
+                present.append(spec)
+        weaker = await _weaker_topics(admin, present, factor, replication) if present else []
     finally:
         await admin.close()
+    if weaker:
+        log.warning(
+            "Kafka topics weaker than this %d-broker cluster needs, used as they are: %s",
+            brokers,
+            "; ".join(weaker),
+        )
+    return TopicCheck(brokers, factor, tuple(weaker))
+
+
+async def _weaker_topics(
+    admin: AIOKafkaAdminClient,
+    specs: list[TopicSpec],
+    factor: int,
+    replication: dict[str, str],
+) -> list[str]:
+    described = {t["topic"]: t for t in await admin.describe_topics([s.name for s in specs])}
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in specs]
+    )
+    configs: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for resource in response.resources:
+            configs[resource[3]] = {entry[0]: entry[1] for entry in resource[4]}
+    weaker: list[str] = []
+    for spec in specs:
+        parts = described.get(spec.name, {}).get("partitions", [])
+        if not parts:
+            continue  # just made by another process, not yet known to this broker
+        found = weaker_settings(
+            spec,
+            factor,
+            spec.config | replication,
+            partitions=len(parts),
+            factor=min((len(p["replicas"]) for p in parts), default=0),
+            config=configs.get(spec.name, {}),
+        )
+        if found:
+            weaker.append(f"{spec.name}: {', '.join(found)}")
+    return weaker
 
 
 def durable_producer(servers: str, *, client_id: str, linger_ms: int = 2) -> AIOKafkaProducer:
     """acks=all and idempotence: a send that returns is on the log, once."""
-    return AIOKafkaProducer(
+    producer = AIOKafkaProducer(
         bootstrap_servers=servers,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
         linger_ms=linger_ms,
+        # Longer than a cluster's failover (a lost node's session timeout plus an election):
+        # a write to a leader waiting for a lost follower to leave its in-sync set is
+        # answered, not timed out, and a batch waiting for a new leader is not expired.
+        # A frozen leader holds a write this long; the API waits longer (docs/deployment.md).
         request_timeout_ms=10_000,
     )
+    _refresh_metadata_after_timeouts(producer.client)
+    return producer
+
+
+def _refresh_metadata_after_timeouts(client: AIOKafkaClient) -> None:
+    """Ask for fresh metadata when a broker does not answer or cannot be reached, as Java
+    clients do.
+
+    Why: aiokafka retries such a write at the same leader and refreshes metadata only
+    on errors it deems stale-metadata ones, so a write to a frozen (SIGSTOPped, hung)
+    leader would go back to it until the periodic refresh, minutes later.
+    """
+    send = client.send
+
+    async def send_then_refresh(node_id: int, request: Any, **kwargs: Any) -> Any:
+        try:
+            return await send(node_id, request, **kwargs)
+        except (RequestTimedOutError, NodeNotReadyError, KafkaConnectionError):
+            client.force_metadata_update()
+            raise
+
+    client.send = send_then_refresh
 
 
 def log_reader(servers: str, *, client_id: str, **options: Any) -> AIOKafkaConsumer:

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     )
     data_dir: Path = PROJECT_ROOT / ".oee"
     kafka_port: int = 9092
+    # KRaft nodes `oee up` starts (ports kafka_port, kafka_port+1, ...); 3 to survive a lost one.
+    kafka_nodes: int = Field(default=1, ge=1)
     postgres_port: int = 54320
 
     # The log.
@@ -153,6 +155,11 @@ class Settings(BaseSettings):
     @property
     def kafka_data_dir(self) -> Path:
         return self.data_dir / "kafka"
+
+    @property
+    def kafka_cluster_data_dir(self) -> Path:
+        """A cluster's nodes keep their own dirs: never mixed with the single node's data."""
+        return self.data_dir / f"kafka-{self.kafka_nodes}-nodes"
 
     @property
     def postgres_data_dir(self) -> Path:

@@ -18,7 +18,7 @@ from aiokafka import TopicPartition
 from psycopg_pool import PoolTimeout
 
 from services.common.db import migrate
-from services.common.kafka import ensure_topics, topic_specs
+from services.common.kafka import TopicCheck, ensure_topics, topic_specs
 from services.common.logging import configure_logging
 from services.common.metrics import start_metrics_server
 from services.common.settings import Settings
@@ -29,8 +29,12 @@ log = logging.getLogger(__name__)
 METADATA_MAX_AGE_MS = 5_000
 
 
-def create_app(settings: Settings) -> tuple[faust.App, RouterRuntime]:
-    """The faust app: one agent over the order log, plus rebalance hooks."""
+def create_app(settings: Settings, replication_factor: int = 1) -> tuple[faust.App, RouterRuntime]:
+    """The faust app: one agent over the order log, plus rebalance hooks.
+
+    `replication_factor` is for faust's own topics (its leader topic), so that on a
+    cluster they survive a lost broker like the order log does.
+    """
     runtime = RouterRuntime(settings)
     datadir = settings.data_dir / "router"
     datadir.mkdir(parents=True, exist_ok=True)
@@ -39,7 +43,7 @@ def create_app(settings: Settings) -> tuple[faust.App, RouterRuntime]:
         broker=[f"kafka://{server}" for server in runtime.servers.split(",")],
         web_enabled=False,
         processing_guarantee="at_least_once",
-        topic_replication_factor=1,
+        topic_replication_factor=replication_factor,
         consumer_auto_offset_reset="earliest",
         broker_commit_every=200,
         broker_commit_interval=0.5,
@@ -120,20 +124,20 @@ def create_app(settings: Settings) -> tuple[faust.App, RouterRuntime]:
     return app, runtime
 
 
-async def _preflight(settings: Settings) -> None:
+async def _preflight(settings: Settings) -> TopicCheck:
     """Fail before faust starts, in one line, when Kafka or PostgreSQL is not there."""
     assert settings.database_url is not None
     assert settings.kafka_bootstrap_servers is not None
     await asyncio.to_thread(migrate, settings.database_url)
-    await ensure_topics(settings.kafka_bootstrap_servers, topic_specs(settings))
+    return await ensure_topics(settings.kafka_bootstrap_servers, topic_specs(settings))
 
 
 def serve(settings: Settings) -> None:
     """Run the router worker until SIGTERM/SIGINT."""
     configure_logging(settings, "router")
-    asyncio.run(_preflight(settings))
+    topics = asyncio.run(_preflight(settings))
     start_metrics_server(settings.metrics_host, settings.router_metrics_port)
-    app, _ = create_app(settings)
+    app, _ = create_app(settings, topics.replication_factor)
     # Keep our structlog set-up (JSON in production) instead of faust's own log format.
     worker = faust.Worker(
         app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False, override_logging=False
