@@ -318,6 +318,10 @@ class RenewingProducer:
         finally:
             self._renewal = None
 
+    async def flush(self) -> None:
+        """Wait until every record handed to the producer so far is on the log (or failed)."""
+        await self.current.flush()
+
     async def stop(self) -> None:
         if self._renewal is not None:
             self._renewal.cancel()

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.router.worker import OrderRouter
+from services.router.worker import Assignment, OrderRouter
 
 
 async def catch_up(
     router: OrderRouter,
     servers: str,
     topic: str,
-    partitions: list[int],
+    assignments: dict[int, Assignment],
     starts: dict[int, int],
 ) -> None:
-    """Fold each partition from `starts` (0 when absent) to its end, then let it go live."""
-    tps = [TopicPartition(topic, p) for p in partitions]
+    """Fold each partition from `starts` (0 when absent) to its end, then let it go live.
+
+    Every call names the assignment it works for: a partition revoked meanwhile is
+    skipped, so a stale catch-up can neither fold into nor resume a later owner's orders.
+    """
+    tps = [TopicPartition(topic, p) for p in assignments]
     reader = AIOKafkaConsumer(
         bootstrap_servers=servers,
         enable_auto_commit=False,
@@ -32,20 +36,25 @@ async def catch_up(
         reader.assign(tps)
         for tp in tps:
             start = starts.get(tp.partition, 0)
-            router.begin_catch_up(tp.partition, start, ends[tp])
+            router.begin_catch_up(tp.partition, start, ends[tp], assignments[tp.partition])
             reader.seek(tp, start)
         behind = {tp for tp in tps if starts.get(tp.partition, 0) < ends[tp]}
         for tp in set(tps) - behind:
-            await router.finish_catch_up(tp.partition)
+            await router.finish_catch_up(tp.partition, assignments[tp.partition])
         while behind:
             batches = await reader.getmany(*behind, timeout_ms=500)
             for tp, messages in batches.items():
+                assignment = assignments[tp.partition]
                 for message in messages:
                     if message.offset < ends[tp]:
-                        await router.fold(tp.partition, message.offset, message.key, message.value)
+                        await router.fold(
+                            tp.partition, message.offset, message.key, message.value, assignment
+                        )
             for tp in list(behind):
-                if await reader.position(tp) >= ends[tp]:
+                if router.current(tp.partition, assignments[tp.partition]) is None:
+                    behind.discard(tp)  # revoked meanwhile: nothing more to read for it
+                elif await reader.position(tp) >= ends[tp]:
                     behind.discard(tp)
-                    await router.finish_catch_up(tp.partition)
+                    await router.finish_catch_up(tp.partition, assignments[tp.partition])
     finally:
         await reader.stop()

@@ -84,10 +84,11 @@ def create_app(settings: Settings, replication_factor: int = 1) -> tuple[faust.A
         ours = sorted(tp.partition for tp in assigned if tp.topic == settings.orders_topic)
         log.info("router assigned partitions %s", ours)
         router = await runtime.start()
-        for partition in ours:
-            router.reserve(partition)
+        assignments = {partition: router.reserve(partition) for partition in ours}
         # Catch up in the background: a rebalance callback must return promptly.
-        catch_ups.add(asyncio.create_task(runtime.take_partitions(ours)))
+        task = asyncio.create_task(runtime.take_partitions(assignments))
+        catch_ups.add(task)
+        task.add_done_callback(catch_ups.discard)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[TopicPartition], **_: Any) -> None:
@@ -96,6 +97,10 @@ def create_app(settings: Settings, replication_factor: int = 1) -> tuple[faust.A
             for tp in revoked:
                 if tp.topic == settings.orders_topic:
                     await runtime.router.revoke(tp.partition)
+            # A cancelled order may have handed its next event to the producer already: it
+            # must be on the log before the partition moves, so the next owner's catch-up
+            # (which reads up to the end it sees on assignment) folds it instead of racing it.
+            await runtime.flush()
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def save_positions() -> None:

@@ -25,7 +25,7 @@ from services.router.catchup import catch_up
 from services.router.emitter import Emitter
 from services.router.execution import ExecutionPolicy, OrderExecution
 from services.router.positions import ResumePositions
-from services.router.worker import OrderRouter
+from services.router.worker import Assignment, OrderRouter
 from services.venues.market import Market
 from services.venues.pool import Venue
 
@@ -126,12 +126,17 @@ class RouterRuntime:
         )
         return venues, chain
 
-    async def take_partitions(self, partitions: list[int]) -> None:
+    async def take_partitions(self, assignments: dict[int, Assignment]) -> None:
         """Catch each newly assigned partition up from its resume position, then let it go live."""
         router = await self.start()
         assert self.positions is not None
-        starts = await self.positions.load(partitions)
-        await catch_up(router, self.servers, self.settings.orders_topic, partitions, starts)
+        starts = await self.positions.load(sorted(assignments))
+        await catch_up(router, self.servers, self.settings.orders_topic, assignments, starts)
+
+    async def flush(self) -> None:
+        """Every event handed to the producer so far is on the log when this returns."""
+        if self.producer is not None:
+            await self.producer.flush()
 
     async def save_positions(self) -> None:
         """Record where a successor must resume each of this router's partitions."""

@@ -44,7 +44,7 @@ DeadLetterSink = Callable[[int, int, bytes | None, bytes | None, str], Awaitable
 RunOrder = Callable[[OrderState], Awaitable[OrderState]]
 
 
-@dataclass
+@dataclass(eq=False)
 class _Partition:
     """What the router knows about one assigned partition."""
 
@@ -58,6 +58,10 @@ class _Partition:
     @property
     def resume_offset(self) -> int:
         return min(self.submitted_at.values(), default=self.next_offset)
+
+
+Assignment = _Partition
+"""One assignment of a partition to this router; a later assignment is another object."""
 
 
 class OrderRouter:
@@ -80,29 +84,62 @@ class OrderRouter:
         """Where a successor must start reading each partition to miss no unfinished order."""
         return {p: part.resume_offset for p, part in self._partitions.items()}
 
-    def reserve(self, partition: int) -> None:
+    def reserve(self, partition: int) -> Assignment:
         """Take a partition at once, on assignment: its live records wait until it has caught up.
 
         Without this, a record arriving while the catch-up is still reading offsets
-        would find no partition and be dropped.
+        would find no partition and be dropped. The returned assignment is what the
+        catch-up works on: if the partition is revoked (and perhaps assigned again)
+        meanwhile, that catch-up is stale and every call with it does nothing.
         """
-        self._partitions[partition] = _Partition(catch_up_until=sys.maxsize)
+        part = _Partition(catch_up_until=sys.maxsize)
+        self._partitions[partition] = part
+        return part
 
-    def begin_catch_up(self, partition: int, start: int, end: int) -> None:
-        """Records in [start, end) will be folded by `fold`; later ones arrive live."""
-        part = self._partitions.setdefault(partition, _Partition(catch_up_until=end))
+    def current(self, partition: int, assignment: Assignment | None) -> _Partition | None:
+        """The partition's state if `assignment` is still the live one (None: any, for tests)."""
+        part = self._partitions.get(partition)
+        if assignment is not None and part is not assignment:
+            return None
+        return part
+
+    def begin_catch_up(
+        self, partition: int, start: int, end: int, assignment: Assignment | None = None
+    ) -> bool:
+        """Records in [start, end) will be folded by `fold`; later ones arrive live.
+
+        False when the assignment is stale: a revoked partition must not come back to
+        life here, or this router would resume orders another router now owns.
+        """
+        if assignment is None:
+            part = self._partitions.setdefault(partition, _Partition(catch_up_until=end))
+        else:
+            found = self.current(partition, assignment)
+            if found is None:
+                return False
+            part = found
         part.catch_up_until = end
         part.next_offset = start
+        return True
 
     async def fold(
-        self, partition: int, offset: int, key: bytes | None, value: bytes | None
+        self,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        assignment: Assignment | None = None,
     ) -> None:
         """Catch-up: learn from a record without starting any work."""
-        await self._handle(self._partitions[partition], partition, offset, key, value, live=False)
+        part = self.current(partition, assignment)
+        if part is not None:
+            await self._handle(part, partition, offset, key, value, live=False)
 
-    async def finish_catch_up(self, partition: int) -> None:
+    async def finish_catch_up(self, partition: int, assignment: Assignment | None = None) -> None:
         """The partition is known up to its end: resume unfinished orders, then go live."""
-        part = self._partitions[partition]
+        part = self.current(partition, assignment)
+        if part is None:
+            return  # revoked meanwhile: its orders belong to the next owner
         part.next_offset = max(part.next_offset, part.catch_up_until)
         if part.orders:
             log.info("resuming %d unfinished orders of partition %d", len(part.orders), partition)

@@ -519,3 +519,31 @@ async def test_finished_orders_are_remembered_up_to_one_bound_shared_by_the_part
     # The two newest are still known and dropped; the oldest was forgotten and runs again
     # (the chain would answer it with its first receipt).
     assert runner.started == [oldest, older, newest, oldest]
+
+
+async def test_a_stale_catch_up_neither_revives_nor_resumes_a_revoked_partition() -> None:
+    """Revoked (and assigned again) while its catch-up still ran: the old catch-up must not
+    fold into the new assignment, resume its orders, or bring the partition back to life,
+    or two routers would execute the same order (seen when routers scaled 1 -> 3 -> 1)."""
+    runner = FakeRunner(block=True)
+    router = make_router(runner)
+    a = uuid.uuid4()
+    first = router.reserve(0)
+    await router.revoke(0)
+    assert not router.begin_catch_up(0, 0, 1, first)
+    await router.fold(0, 0, key(a), record(a, 1), first)
+    await router.finish_catch_up(0, first)
+    assert router.resume_offsets() == {}  # not revived by the stale catch-up
+    assert runner.started == []
+
+    second = router.reserve(0)
+    assert not router.begin_catch_up(0, 0, 1, first)  # the old one is still stale
+    await router.fold(0, 0, key(a), record(a, 1), first)
+    await router.finish_catch_up(0, first)
+    assert runner.started == []  # nothing resumed from the stale catch-up
+    assert router.begin_catch_up(0, 0, 1, second)
+    await router.fold(0, 0, key(a), record(a, 1), second)
+    await router.finish_catch_up(0, second)
+    await until(lambda: runner.started == [a])  # the live assignment resumes it, once
+    runner.release(a)
+    await settle(router)
