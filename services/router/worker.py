@@ -209,6 +209,11 @@ class OrderRouter:
         known = part.orders.get(order_id)
         if known is not None and envelope.sequence <= known.sequence:
             return  # a duplicate, or our own event coming back: already folded
+        if known is None and envelope.sequence > 1 and envelope.payload.STATUS.is_final:
+            # The end of an order finished before this partition's resume position (its
+            # submission lies before it): nothing to do, and nothing wrong with the record.
+            part.finished[order_id] = envelope.sequence
+            return
         try:
             state = evolve(known, envelope, record_hash(value or b""))
         except OutOfSequence as exc:

@@ -547,3 +547,16 @@ async def test_a_stale_catch_up_neither_revives_nor_resumes_a_revoked_partition(
     await until(lambda: runner.started == [a])  # the live assignment resumes it, once
     runner.release(a)
     await settle(router)
+
+
+async def test_the_end_of_an_order_finished_before_the_resume_position_is_no_dead_letter() -> None:
+    runner, letters = FakeRunner(), DeadLetters()
+    router = make_router(runner, letters)
+    a = uuid.uuid4()
+    router.begin_catch_up(0, 5, 6)  # the order's submission lies before offset 5
+    await router.fold(0, 5, key(a), record(a, 2, FAILED))
+    await router.finish_catch_up(0)
+    assert letters.letters == []
+    assert runner.started == []
+    await live(router, 0, 6, a, record(a, 3, routed_event()))  # after its end: poison
+    assert [reason for *_, reason in letters.letters] == ["event after the order's final event"]
