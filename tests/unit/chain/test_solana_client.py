@@ -311,7 +311,7 @@ async def test_the_submission_records_the_signed_bytes_and_a_takeover_resends_th
     rpc2 = FakeRpc(lands_after=1)
     final = await OrderExecution(POLICY, raydium(), client(rpc2), log.emit).run(state)
 
-    recorded = transaction_for(state, POLICY.chain_seed)
+    recorded = transaction_for(state)
     assert rpc2.sent == [recorded.wire]
     assert final.status is OrderStatus.COMPLETED
     assert final.tx_hash == sent.tx_hash
