@@ -1,7 +1,8 @@
 """The router's `ChainClient` over Solana JSON-RPC: real, signed swap transactions.
 
 - **Building.** One legacy transaction per attempt: a compute-budget instruction, then one swap
-  instruction per leg, hops in order (a split is several instructions of one hop). Pool keys are
+  instruction per leg, hops in order (a split is several instructions of one hop), then a memo
+  naming the order, so no two orders ever sign the same bytes (the same signature). Pool keys are
   derived as the programs derive them (`CpmmPoolKeys.derive`); DLMM pairs are given by the
   caller until pairs are discoverable over RPC.
 - **Min-outs.** The programs check each instruction alone and a later hop's input is a fixed
@@ -30,11 +31,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
+import base58
 import httpx
 from solana.exceptions import SolanaRpcException
 from solana.rpc.async_api import AsyncClient
@@ -75,6 +78,16 @@ from services.pricing.ports import ChainUnreachable
 from services.venues.pool import Venue
 
 SWAP_COMPUTE_UNITS = 400_000  # per swap instruction; CPMM uses ~40k, DLMM up to ~150k
+MEMO_PROGRAM_ID = Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr")  # SPL Memo v3
+
+
+def order_memo(order_id: uuid.UUID) -> Instruction:
+    """A memo naming the order (its 16 bytes in base58). Without it two orders of the same
+    pair, amount and minimum signed against the same blockhash are the same bytes, hence the same
+    signature: the chain lands it once, and both orders would see that one landing as theirs."""
+    return Instruction(MEMO_PROGRAM_ID, base58.b58encode(order_id.bytes), [])
+
+
 PROGRAMS = {Venue.RAYDIUM: CPMM_PROGRAM_ID, Venue.METEORA: DLMM_PROGRAM_ID}
 
 
@@ -363,7 +376,8 @@ class SolanaChain:
     def build(
         self, tx: Transaction, blockhash: Hash, registry: PoolRegistry | None = None
     ) -> SignedTransaction:
-        """The signed transaction: compute budget, then each leg's swap, hops in order."""
+        """The signed transaction: compute budget, each leg's swap (hops in order), the order's
+        memo (which makes the bytes, so the signature, the order's alone)."""
         order = sorted(range(len(tx.instructions)), key=lambda n: tx.instructions[n].hop)
         ordered = replace(tx, instructions=tuple(tx.instructions[n] for n in order))
         min_outs = leg_min_outs(ordered)
@@ -375,7 +389,7 @@ class SolanaChain:
         ]
         units = min(1_400_000, SWAP_COMPUTE_UNITS * len(swaps))
         message = Message.new_with_blockhash(
-            [set_compute_unit_limit(units), *swaps], owner, blockhash
+            [set_compute_unit_limit(units), *swaps, order_memo(tx.order_id)], owner, blockhash
         )
         return SignedTransaction([self._wallet], message, blockhash)
 
@@ -456,7 +470,7 @@ class SolanaChain:
     def _programs(self, tx: Transaction) -> list[Pubkey]:
         """The program of each instruction, in the order `build` put them."""
         legs = sorted(tx.instructions, key=lambda i: i.hop)
-        return [COMPUTE_BUDGET_PROGRAM_ID, *(PROGRAMS[i.venue] for i in legs)]
+        return [COMPUTE_BUDGET_PROGRAM_ID, *(PROGRAMS[i.venue] for i in legs), MEMO_PROGRAM_ID]
 
     def _failed(
         self, tx: Transaction, slot: int, error: SvmTransactionError, prefix: str = ""

@@ -278,7 +278,12 @@ async def assert_no_swap_landed_twice(
     filled: dict[str, str] = {}
     for order_id, signatures in submitted.items():
         ours = {s: landed[s] for s in signatures if s in landed}
-        assert len(ours) <= 1, f"order {order_id} landed {len(ours)} transactions: {ours}"
+        history = [
+            f"{e.type}({getattr(e.payload, 'attempt', '')}, {getattr(e.payload, 'code', '')})"
+            for e in envelopes
+            if str(e.order_id) == order_id
+        ]
+        assert len(ours) <= 1, f"order {order_id} landed {len(ours)}: {ours}; events {history}"
         succeeded = [s for s, ok in ours.items() if ok]
         final = finals.get(order_id)
         if isinstance(final.payload if final else None, OrderCompleted):

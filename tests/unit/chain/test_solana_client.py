@@ -7,6 +7,7 @@ failure codes; a dry run never sends) are checked without a node.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import uuid
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from schemas import events
 from schemas.events import OrderStatus
 from services.chain.genesis import wallet_keypair
 from services.chain.solana_client import (
+    MEMO_PROGRAM_ID,
     BlockhashExpired,
     Landed,
     Simulated,
@@ -129,12 +131,14 @@ def client(rpc: FakeRpc, *, dry_run: bool = False) -> SolanaChain:
 
 
 def swaps(signed: SolTransaction) -> list[tuple[int, int]]:
-    """(amount_in, min_out) of each swap instruction, after the compute-budget one."""
+    """(amount_in, min_out) of each swap instruction, between the compute-budget one and the
+    order's memo."""
     message = signed.message
     programs = [message.account_keys[ix.program_id_index] for ix in message.instructions]
     assert programs[0] == COMPUTE_BUDGET
-    assert all(p == CPMM_PROGRAM_ID for p in programs[1:])
-    return [struct.unpack_from("<QQ", bytes(ix.data), 8) for ix in message.instructions[1:]]
+    assert programs[-1] == MEMO_PROGRAM_ID
+    assert all(p == CPMM_PROGRAM_ID for p in programs[1:-1])
+    return [struct.unpack_from("<QQ", bytes(ix.data), 8) for ix in message.instructions[1:-1]]
 
 
 # --- min-outs and building ------------------------------------------------------------------
@@ -342,3 +346,15 @@ async def test_an_expired_attempt_is_rebuilt_as_a_new_attempt_with_new_bytes() -
     assert final.status is OrderStatus.COMPLETED
     assert final.attempts == 2
     assert final.tx_hash == submissions[1].tx_hash
+
+
+async def test_two_orders_with_the_same_plan_never_sign_the_same_bytes() -> None:
+    # Same pair, amount, minimum and blockhash: without the order's memo these are one signature,
+    # which the chain lands once while both orders would take that landing as theirs.
+    first = tx(leg("SOL", "USDC", 10**9, 150 * 10**6), min_out=148 * 10**6)
+    second = dataclasses.replace(first, order_id=uuid.uuid4())
+    chain = client(FakeRpc())
+    a, b = await chain.sign(first), await chain.sign(second)
+    assert a.signature != b.signature
+    assert a.wire != b.wire
+    assert await chain.sign(first) == a  # one order, one blockhash: the same bytes
