@@ -27,6 +27,15 @@ class ConfirmationTimeout(TransientChainError):
     code = "VENUE_TIMEOUT"
 
 
+class RetryableLandedFailure(Exception):
+    """The transaction landed and failed in a way a fresh quote can fix; having landed, it can
+    never land again, so a new attempt (new bytes) is safe."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class UnsignableTransaction(ValueError):
     """The plan names a pool the chain client cannot build an instruction for."""
 

@@ -12,7 +12,8 @@
   quoted amount. The alternative (the next hop spends the first hop's slippage-reduced min-out)
   would sell the slippage allowance back as the intermediate token on every order and never
   fill at the quote; the price of this choice is that a two-hop tolerates no adverse move on
-  its first hop (it then fails with SLIPPAGE_EXCEEDED), and a first hop that pays more than
+  its first hop (it then lands failed and the order retries, re-quoted: `RetryableLandedFailure`
+  below), and a first hop that pays more than
   quoted leaves the surplus in the wallet as the intermediate token.
 - **At most once.** The signed bytes are recorded (TransactionSubmitted) before they are sent.
   `send_and_confirm` re-sends those same bytes until a confirmed status appears, or until
@@ -21,7 +22,10 @@
   failures meanwhile are `ChainUnreachable`: the order waits and re-sends the same bytes.
 - **Receipts.** The fill is the wallet's token balance changes in the transaction's meta
   (pre/post token balances), the fee the quoted fee of the first hop (exact for CPMM, whose fee
-  depends on the input alone); program errors map to failure codes through `svm.errors`.
+  depends on the input alone); program errors map to failure codes through `svm.errors`. An
+  earlier hop's slippage error is not the order's slippage (that hop has no tolerance, above):
+  it is `RetryableLandedFailure`, and the order retries with a fresh quote; the failed
+  transaction has landed, so it can never land again beside the new one.
 - **Dry run.** `simulateTransaction` instead of sending; the order then fails with `DRY_RUN`
   (or with the code of the error the simulation hit), so a dry run never looks like a fill.
 """
@@ -58,9 +62,17 @@ from solders.rpc.responses import IsBlockhashValidResp
 from solders.signature import Signature
 from solders.transaction import Transaction as SignedTransaction
 from solders.transaction import VersionedTransaction
-from solders.transaction_status import TransactionConfirmationStatus, TransactionErrorType
+from solders.transaction_status import (
+    TransactionConfirmationStatus,
+    TransactionErrorInstructionError,
+    TransactionErrorType,
+)
 
-from services.chain.client import TransientChainError, UnsignableTransaction
+from services.chain.client import (
+    RetryableLandedFailure,
+    TransientChainError,
+    UnsignableTransaction,
+)
 from services.chain.rpc_venues import cpmm_keys, dlmm_keys
 from services.chain.svm.constants import CPMM_PROGRAM_ID, DLMM_PROGRAM_ID
 from services.chain.svm.errors import (
@@ -438,6 +450,11 @@ class SolanaChain:
         venues = tuple(sorted({i.venue.value for i in tx.instructions}))
         if landed.err is not None:
             error = map_error(landed.err, self._programs(tx), landed.logs)
+            if isinstance(error, SlippageExceededError) and _on_an_earlier_hop(tx, landed.err):
+                # Not the order's slippage: an earlier hop must pay exactly its quote (module
+                # docstring), so any adverse move before it fails it. A re-quote can fix that.
+                msg = f"a first hop paid less than its quote, which the next hop spends ({error})"
+                raise RetryableLandedFailure(msg, "SLIPPAGE_EXCEEDED")
             return self._failed(tx, landed.slot, error)
         if landed.pre_token_balances is None or landed.post_token_balances is None:
             msg = f"the RPC reports no token balances for {signature}: cannot read the fill"
@@ -501,6 +518,16 @@ class SolanaChain:
                 f" {simulated.units} compute units and was not sent"
             ),
         )
+
+
+def _on_an_earlier_hop(tx: Transaction, err: TransactionErrorType) -> bool:
+    """Whether the instruction that failed is a swap of a hop other than the last one."""
+    if not isinstance(err, TransactionErrorInstructionError):
+        return False
+    index = err.index
+    legs = sorted(tx.instructions, key=lambda i: i.hop)  # as `build` put them, after the budget
+    last = max(i.hop for i in tx.instructions)
+    return 1 <= index <= len(legs) and legs[index - 1].hop != last
 
 
 def failure_code(error: SvmTransactionError) -> str:

@@ -22,7 +22,12 @@ from functools import partial
 
 from schemas import events
 from schemas.events import FailureCode, OrderStatus
-from services.chain.client import ChainClient, TransientChainError, UnsignableTransaction
+from services.chain.client import (
+    ChainClient,
+    RetryableLandedFailure,
+    TransientChainError,
+    UnsignableTransaction,
+)
 from services.chain.transactions import Receipt, SwapInstruction, Transaction
 from services.common.process import retry_while_down
 from services.domain.order import OrderState
@@ -170,14 +175,19 @@ class OrderExecution:
     async def _confirm(self, state: OrderState) -> OrderState:
         tx = transaction_for(state)
         try:
-            receipt = await self.chain.send_and_confirm(tx, state.attempts)
-        except TransientChainError as exc:
-            # A lost confirmation may hide a landed swap: ask the chain before retrying.
-            landed = await self.chain.receipt(tx)
-            if landed is None:
-                code = FailureCode(exc.code)
-                return await self._retry_or_fail(state, state.attempts, code, str(exc))
-            receipt = landed
+            try:
+                receipt = await self.chain.send_and_confirm(tx, state.attempts)
+            except TransientChainError as exc:
+                # A lost confirmation may hide a landed swap: ask the chain before retrying.
+                landed = await self.chain.receipt(tx)
+                if landed is None:
+                    code = FailureCode(exc.code)
+                    return await self._retry_or_fail(state, state.attempts, code, str(exc))
+                receipt = landed
+        except RetryableLandedFailure as exc:
+            # It landed (failed), so it can never land again: a new attempt is safe.
+            code = FailureCode(exc.code)
+            return await self._retry_or_fail(state, state.attempts, code, str(exc))
         if receipt.status == "failed":
             code = _failure_code(receipt.error_code)
             return await self._fail(

@@ -25,6 +25,7 @@ from solders.transaction_status import (
 
 from schemas import events
 from schemas.events import OrderStatus
+from services.chain.client import RetryableLandedFailure
 from services.chain.genesis import wallet_keypair
 from services.chain.solana_client import (
     MEMO_PROGRAM_ID,
@@ -358,3 +359,28 @@ async def test_two_orders_with_the_same_plan_never_sign_the_same_bytes() -> None
     assert a.signature != b.signature
     assert a.wire != b.wire
     assert await chain.sign(first) == a  # one order, one blockhash: the same bytes
+
+
+@pytest.mark.parametrize(("failing", "retryable"), [(1, True), (2, False)])
+async def test_a_first_hops_slippage_is_retryable_the_last_hops_is_the_orders(
+    failing: int, retryable: bool
+) -> None:
+    # A first hop must pay exactly its quote (the next hop spends it): any adverse move fails
+    # it, which is not the order's slippage. The transaction landed (failed), so it can never
+    # land again, and a re-quoted new attempt is safe. The last hop's is the order's slippage.
+    two_hop = tx(
+        leg("SOL", "USDC", 10**9, 150_000_000),
+        leg("USDC", "JUP", 150_000_000, 166_000_000, hop=1),
+        min_out=164_340_000,
+        token_out="JUP",
+    )
+    err = TransactionErrorInstructionError(failing, InstructionErrorCustom(6005))
+    chain = client(FakeRpc(err=err))
+    signed = await chain.sign(two_hop)
+    if retryable:
+        with pytest.raises(RetryableLandedFailure) as raised:
+            await chain.send_and_confirm(signed, 1)
+        assert raised.value.code == "SLIPPAGE_EXCEEDED"
+    else:
+        receipt = await chain.send_and_confirm(signed, 1)
+        assert (receipt.status, receipt.error_code) == ("failed", "SLIPPAGE_EXCEEDED")

@@ -21,7 +21,7 @@ from schemas import events
 from schemas.codec import encode
 from schemas.envelope import Envelope, genesis_hash, record_hash
 from schemas.events import FailureCode, OrderStatus
-from services.chain.client import ChainUnavailable, ConfirmationTimeout
+from services.chain.client import ChainUnavailable, ConfirmationTimeout, RetryableLandedFailure
 from services.chain.transactions import Receipt, Transaction
 from services.domain.order import OrderState, evolve
 from services.pricing.ports import ChainUnreachable
@@ -91,6 +91,9 @@ class FakeChain:
         outcome: Outcome = self._script.pop(0) if self._script else "confirmed"
         if outcome is ChainUnavailable:
             raise ChainUnavailable("scripted outage before sending")
+        if outcome is RetryableLandedFailure:  # landed failed: this signature is spent
+            self.landed[tx.signature] = self._land(tx, "failed")
+            raise RetryableLandedFailure("scripted first-hop slippage", "SLIPPAGE_EXCEEDED")
         if tx.signature not in self.landed:
             self.landed[tx.signature] = self._land(
                 tx, "failed" if outcome == "failed" else "confirmed"
@@ -531,3 +534,28 @@ async def test_an_unreachable_chain_makes_the_order_wait_without_using_an_attemp
     ]
     assert final.attempts == 1
     assert list(chain.landed) == [signature_for(order_id)]
+
+
+async def test_a_retryable_landed_failure_is_retried_with_a_fresh_quote() -> None:
+    # An earlier hop's slippage: the transaction landed failed, so a new attempt is safe.
+    class ResigningChain(FakeChain):
+        """Each signing is new bytes, as with a fresh blockhash."""
+
+        async def sign(self, tx: Transaction) -> Transaction:
+            return dataclasses.replace(tx, signature=signature_for(uuid.uuid4()))
+
+    state, _ = submitted()
+    log, chain = Log(), ResigningChain([RetryableLandedFailure])
+
+    final = await execution(chain, log).run(state)
+
+    assert log.types == [
+        "OrderRouted", "TransactionBuilt", "TransactionSubmitted", "OrderRetrying",
+        "OrderRouted", "TransactionBuilt", "TransactionSubmitted", "OrderCompleted",
+    ]  # fmt: skip
+    retrying = log.payloads[3]
+    assert isinstance(retrying, events.OrderRetrying)
+    assert retrying.code is FailureCode.SLIPPAGE_EXCEEDED
+    assert [attempt for _, attempt in chain.sent] == [1, 2]
+    assert chain.sent[0][0].signature != chain.sent[1][0].signature
+    assert final.status is OrderStatus.COMPLETED
