@@ -19,6 +19,7 @@ import pytest
 from tests.e2e.system import System, eventually, order_payload, read_log, wait_all_final
 from tests.e2e.test_order_flow import assert_log_matches_read_models
 
+KILLS = 1  # each kill costs the node's restart (~3-5 s on 2 shared cores); one proves the point
 PAIRS = [
     ("SOL", "USDC", "0.2"),
     ("USDC", "SOL", "20"),
@@ -92,7 +93,7 @@ async def test_router_and_projector_killed_mid_load(start_system: Any) -> None:
 
 @pytest.mark.slow
 async def test_chain_killed_under_steady_load_every_order_ends_once(start_system: Any) -> None:
-    """SIGKILL of `oee chain` twice while orders arrive at a steady rate, each time restarted.
+    """SIGKILL of `oee chain` while orders arrive at a steady rate, then a restart.
 
     A kill loses the node's queued, unlanded transactions and leaves routers mid-confirmation;
     the restarted node resumes at its last committed block (the state in PostgreSQL) and
@@ -144,7 +145,7 @@ async def test_chain_killed_under_steady_load_every_order_ends_once(start_system
             return row is not None
 
         load = asyncio.create_task(steady(rate=15))
-        for _ in range(2):
+        for _ in range(KILLS):
             await asyncio.sleep(rng.uniform(2.0, 3.0))
             await eventually(
                 a_swap_in_flight, timeout=30, what="a swap in flight", system=system,
@@ -156,7 +157,7 @@ async def test_chain_killed_under_steady_load_every_order_ends_once(start_system
             system.start("chain")
             await system.wait_chain()
             kills.append((killed_at, time.time()))
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(1.0)
         stop.set()
         await load
 
