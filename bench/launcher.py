@@ -55,8 +55,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "OEE_PROJECTOR_METRICS_PORT": str(settings.projector_metrics_port),
         "OEE_AUTH": settings.auth,
         "OEE_PRODUCE_TIMEOUT_SECONDS": str(settings.produce_timeout_seconds),
-        # Which chain the router executes on, and the node `oee chain` runs.
-        "OEE_CHAIN": settings.chain,
+        # The chain the router executes on, and the node `oee chain` runs.
         "OEE_SOLANA_RPC_URL": settings.solana_rpc_url,
         "OEE_CHAIN_DRY_RUN": str(settings.chain_dry_run).lower(),
         "OEE_CHAIN_HOST": settings.chain_host,
@@ -66,6 +65,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "OEE_SLOT_MS": str(settings.slot_ms),
         **({"OEE_WALLET_KEYPAIR": str(settings.wallet_keypair)} if settings.wallet_keypair else {}),
     }
+
+
+def chain_on(port: int) -> dict[str, Any]:
+    """Settings for a chain node of its own on `port`, and the router's RPC URL naming it."""
+    return {"chain_port": port, "solana_rpc_url": f"http://127.0.0.1:{port}"}
 
 
 def start_process(name: str, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -114,6 +118,24 @@ async def wait_healthy(base_url: str, *, timeout: float, system: HasLogs | None 
                 return False
 
         await eventually(ok, f"{url} healthy", timeout=timeout, interval=0.2, system=system)
+
+
+async def wait_chain_healthy(
+    rpc_url: str, *, timeout: float, system: HasLogs | None = None
+) -> None:
+    """Until the chain node at `rpc_url` answers `/health` (its genesis built, its RPC up)."""
+    url = f"{rpc_url.rstrip('/')}/health"
+    async with httpx.AsyncClient() as client:
+
+        async def ok() -> bool:
+            try:
+                return (await client.get(url, timeout=2)).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await eventually(
+            ok, f"the chain at {rpc_url}", timeout=timeout, interval=0.1, system=system
+        )
 
 
 @dataclass(frozen=True)
@@ -175,14 +197,18 @@ class Launched:
             venue_failure_rate=self.topology.failure_rate,
             api_port=free_port(),
             data_dir=self.tmp / "data",
+            **chain_on(free_port()),
         )
         from services.common.dependencies import prepare
 
         prepare(self.settings)  # migrations and topics, before any process starts
         return self.settings
 
-    def start_processes(self) -> list[str]:
-        """Start the projectors, routers and APIs; the APIs' base URLs."""
+    async def start_processes(self) -> list[str]:
+        """Start the chain node, the projectors, routers and APIs; the APIs' base URLs.
+
+        The routers start once the chain answers (they would wait for it anyway, but a load
+        measured from the first order should not include the chain's start)."""
         assert self.settings is not None
         logs = self.tmp / "logs"
         logs.mkdir(exist_ok=True)
@@ -193,6 +219,8 @@ class Launched:
             "OEE_ROUTER_MAX_IN_FLIGHT": str(self.topology.router_max_in_flight),
         }
         urls: list[str] = []
+        self.children["chain"] = start_process("chain", base_env, logs / "chain.log")
+        await wait_chain_healthy(self.settings.solana_rpc_url, timeout=60)
         plan = [("projector", i) for i in range(self.topology.projectors)]
         plan += [("router", i) for i in range(self.topology.routers)]
         plan += [("api", i) for i in range(self.topology.apis)]

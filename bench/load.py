@@ -118,7 +118,7 @@ async def run_load(
 async def main_async(args: argparse.Namespace, launched: Launched) -> dict[str, Any]:
     settings = launched.settings
     assert settings is not None
-    urls = launched.start_processes()
+    urls = await launched.start_processes()
     await launched.wait_healthy(urls)
     # Let the router and projector join their groups before the clock starts.
     await asyncio.sleep(args.settle)

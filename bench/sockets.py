@@ -94,7 +94,7 @@ async def submit(
 
 
 async def run(args: argparse.Namespace, launched: Launched) -> dict[str, Any]:
-    (base,) = launched.start_processes()
+    (base,) = await launched.start_processes()
     await launched.wait_healthy([base])
     api = launched.children["api"].pid
     sampler = ProcessSampler(

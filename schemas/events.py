@@ -179,8 +179,8 @@ class TransactionSubmitted(_Event):
 
     v2 adds what a Solana chain needs to re-send the very same transaction after a crash:
     the signed bytes (base64 wire format), the blockhash they carry and the last block height
-    at which that blockhash is valid. The simulated chain leaves them unset (v1 events read as
-    such): its signature is derived from the order.
+    at which that blockhash is valid. v1 events, from the simulated chain that came before,
+    read with them unset.
     """
 
     TYPE: ClassVar[str] = "TransactionSubmitted"

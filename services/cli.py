@@ -78,7 +78,7 @@ def api() -> None:
 @one_line_errors
 def router(
     dry_run: bool = typer.Option(
-        False, "--dry-run", help="With OEE_CHAIN=svm: simulate transactions, never send them."
+        False, "--dry-run", help="Simulate transactions, never send them."
     ),
 ) -> None:
     """Route and execute submitted orders (a faust-streaming worker)."""
@@ -112,7 +112,7 @@ def chain() -> None:
 @one_line_errors
 def up(
     dry_run: bool = typer.Option(
-        False, "--dry-run", help="With OEE_CHAIN=svm: simulate transactions, never send them."
+        False, "--dry-run", help="Simulate transactions, never send them."
     ),
     kafka_nodes: Annotated[
         int | None,
@@ -123,8 +123,8 @@ def up(
         ),
     ] = None,
 ) -> None:
-    """Start Kafka and PostgreSQL (unless configured), then the API, router, projector (and,
-    with OEE_CHAIN=svm, the chain node `oee chain`).
+    """Start Kafka and PostgreSQL (unless configured), then the chain node `oee chain` (unless
+    OEE_SOLANA_RPC_URL names a cluster), the API, router and projector.
 
     Ctrl-C stops everything.
     """
@@ -149,15 +149,15 @@ def up(
         def spawn(name: str) -> subprocess.Popen[bytes]:
             return subprocess.Popen([sys.executable, "-m", "services.cli", name], env=env)
 
-        # The local chain node runs only for the local RPC URL; a remote one is not ours to run.
-        local_chain = effective.chain == "svm" and effective.solana_rpc_url.startswith(
-            (f"http://{effective.chain_host}:{effective.chain_port}", "http://localhost:")
-        )
-        names = (
-            ("chain", "projector", "router", "api")
-            if local_chain
-            else ("projector", "router", "api")
-        )
+        # The local chain node runs only for the local RPC URL; a cluster is not ours to run.
+        names: tuple[str, ...] = ("projector", "router", "api")
+        if effective.local_chain:
+            names = ("chain", *names)
+            typer.echo(
+                f"chain: oee chain on {effective.solana_rpc_url} (blocks in PostgreSQL, schema svm)"
+            )
+        else:
+            typer.echo(f"chain: Solana RPC {effective.solana_rpc_url} (not started here)")
         children = {name: spawn(name) for name in names}
         base = f"http://{effective.api_host}:{effective.api_port}"
         typer.secho(

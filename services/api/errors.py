@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.api.publisher import LogUnavailable
+from services.api.quotes import ChainUnavailableError
 from services.api.read_model import ReadModelUnavailable
 from services.api.validation import Rejection
 
@@ -68,6 +69,14 @@ async def _read_model_unavailable(request: Request, exc: Exception) -> JSONRespo
     )
 
 
+async def _chain_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return _json(
+        503,
+        {"error": "CHAIN_UNAVAILABLE", "message": f"No quote: {exc}; retry later"},
+        {"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
@@ -104,5 +113,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(LogUnavailable, _log_unavailable)
     app.add_exception_handler(ReadModelUnavailable, _read_model_unavailable)
+    app.add_exception_handler(ChainUnavailableError, _chain_unavailable)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)

@@ -100,6 +100,8 @@ class DependencyHealth(CamelModel):
     status: Literal["up", "down"]
     latency_ms: int | None = None
     error: str | None = None
+    url: str | None = Field(default=None, description="The chain's JSON-RPC endpoint")
+    slot: int | None = Field(default=None, description="The chain's current slot")
 
 
 class Health(CamelModel):

@@ -17,12 +17,14 @@ from services.api.models import DependencyHealth
 from services.api.publisher import OrderPublisher
 from services.api.quotes import Quoter
 from services.api.read_model import ReadModel, ReadModelUnavailable, open_read_pool
+from services.chain.rpc_venues import RpcFailure
 from services.common.kafka import (
     RenewingProducer,
     ensure_topics,
     topic_specs,
 )
 from services.common.settings import Settings
+from services.pricing.ports import ChainUnreachable
 
 HEALTH_TIMEOUT_SECONDS = 2.0
 
@@ -91,7 +93,7 @@ class ApiRuntime:
             ),
             socket_limits=ConnectionLimiter(settings.ws_max_connections_per_key),
             quoter=Quoter(
-                pool, split_threshold_bps=settings.split_threshold_bps, seed=settings.market_seed
+                settings.solana_rpc_url, split_threshold_bps=settings.split_threshold_bps
             ),
         )
 
@@ -100,6 +102,7 @@ class ApiRuntime:
         await self.feed.stop()
         await self.producer.stop()
         await self.read_model.pool.close()
+        await self.quoter.close()
 
     async def kafka_health(self) -> DependencyHealth:
         began = time.monotonic()
@@ -120,6 +123,18 @@ class ApiRuntime:
         except (ReadModelUnavailable, TimeoutError) as exc:
             return DependencyHealth(status="down", error=str(exc) or type(exc).__name__)
         return DependencyHealth(status="up", latency_ms=round((time.monotonic() - began) * 1000))
+
+    async def chain_health(self) -> DependencyHealth:
+        """The chain's JSON-RPC (`oee chain`, or a cluster): its slot, or why it cannot be read."""
+        try:
+            slot, took = await asyncio.wait_for(self.quoter.chain_slot(), HEALTH_TIMEOUT_SECONDS)
+        except (ChainUnreachable, RpcFailure, TimeoutError) as exc:
+            return DependencyHealth(
+                status="down", url=self.quoter.rpc_url, error=str(exc) or type(exc).__name__
+            )
+        return DependencyHealth(
+            status="up", url=self.quoter.rpc_url, slot=slot, latency_ms=round(took * 1000)
+        )
 
     def uptime(self) -> int:
         return int(time.monotonic() - self.started_at)

@@ -1,1 +1,2 @@
-"""The simulated Solana chain: pools and a ledger with durable state in PostgreSQL."""
+"""The Solana chain: the node `oee chain` (LiteSVM with the real programs, blocks in PostgreSQL,
+JSON-RPC) and the router's client of it."""

@@ -11,6 +11,8 @@
   expired by its block is dropped, never landed; preflight refuses it with BlockhashNotFound.
 - A signature lands at most once: one already landed (or queued) is not queued again, and
   sending it answers with the same signature, whose status is the first result.
+- A block whose commit fails because PostgreSQL is unreachable is committed again until it
+  is: the node stalls (nothing new confirmed, reads wait), it does not stop.
 - On start the node rebuilds genesis from the seed and lays every persisted account state over
   it, so a node killed at any point restarts exactly at its last committed block.
 """
@@ -25,7 +27,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
+import psycopg
 import structlog
+from psycopg_pool import PoolTimeout
 from solders.account import Account
 from solders.hash import Hash
 from solders.litesvm import LiteSVM
@@ -56,6 +60,7 @@ FINALIZED_DEPTH = 32  # a block this deep is reported finalized rather than conf
 TOKEN_ACCOUNT_LEN = 165  # an SPL token account's base layout
 _TOKEN_PROGRAMS = (TOKEN_PROGRAM_ID, TOKEN_2022_PROGRAM_ID)
 STATUS_CACHE_SLOTS = 2 * MAX_PROCESSING_AGE  # recent statuses kept in memory for dedupe
+PERSIST_RETRY_SECONDS = 0.5  # a block's commit is retried this often while PostgreSQL is down
 
 
 class ChainMismatchError(RuntimeError):
@@ -269,7 +274,7 @@ class ChainNode:
                 self.stats.landing_cpu_seconds += time.process_time() - start
                 if block.transactions:
                     began = time.perf_counter()
-                    await self.store.write_block(block)  # raises: the node stops, unreported
+                    await self._persist(block)
                     self.stats.persist_seconds.append(time.perf_counter() - began)
                     self.stats.blocks += 1
                 for tx in block.transactions:
@@ -277,6 +282,26 @@ class ChainNode:
                 for pending in queued:
                     self._pending_signatures.discard(pending.signature)
             self._advance(slot)
+
+    async def _persist(self, block: Block) -> None:
+        """Commit the block, waiting out a PostgreSQL outage: the block stays unreported (and
+        reads wait) until it is committed, as a stalled validator confirms nothing. Any other
+        failure ends the node, unreported; a restart resumes at the last committed block."""
+        while True:
+            try:
+                await self.store.write_block(block)
+                return
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                log.warning(
+                    "block not committed; PostgreSQL unreachable",
+                    slot=block.slot,
+                    error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                )
+            await asyncio.sleep(PERSIST_RETRY_SECONDS)
+            # An error on commit leaves it unknown whether the commit happened: look first.
+            with contextlib.suppress(psycopg.OperationalError, PoolTimeout):
+                if await self.store.has_block(block.slot, block.blockhash):
+                    return
 
     def _advance(self, slot: int) -> None:
         for s in range(max(self.slot + 1, slot - MAX_PROCESSING_AGE), slot + 1):

@@ -117,6 +117,11 @@ class RpcPoolSource:
             results.append(answer["result"])
         return results
 
+    async def slot(self) -> int:
+        """The node's current slot (`getSlot`): a cheap probe of the chain."""
+        (found,) = await self._call([("getSlot", [])])
+        return int(found)
+
     # --- discovery ---------------------------------------------------------------------------
 
     async def discover(self) -> PoolRegistry:

@@ -1,7 +1,8 @@
 """The router's `ChainClient` over Solana JSON-RPC: real, signed swap transactions.
 
 - **Building.** One legacy transaction per attempt: a compute-budget instruction, then one swap
-  instruction per leg, hops in order (a split is several instructions of one hop). Pool keys are
+  instruction per leg, hops in order (a split is several instructions of one hop), then a memo
+  naming the order, so no two orders ever sign the same bytes (the same signature). Pool keys are
   derived as the programs derive them (`CpmmPoolKeys.derive`); DLMM pairs are given by the
   caller until pairs are discoverable over RPC.
 - **Min-outs.** The programs check each instruction alone and a later hop's input is a fixed
@@ -11,7 +12,8 @@
   quoted amount. The alternative (the next hop spends the first hop's slippage-reduced min-out)
   would sell the slippage allowance back as the intermediate token on every order and never
   fill at the quote; the price of this choice is that a two-hop tolerates no adverse move on
-  its first hop (it then fails with SLIPPAGE_EXCEEDED), and a first hop that pays more than
+  its first hop (it then lands failed and the order retries, re-quoted: `RetryableLandedFailure`
+  below), and a first hop that pays more than
   quoted leaves the surplus in the wallet as the intermediate token.
 - **At most once.** The signed bytes are recorded (TransactionSubmitted) before they are sent.
   `send_and_confirm` re-sends those same bytes until a confirmed status appears, or until
@@ -20,7 +22,10 @@
   failures meanwhile are `ChainUnreachable`: the order waits and re-sends the same bytes.
 - **Receipts.** The fill is the wallet's token balance changes in the transaction's meta
   (pre/post token balances), the fee the quoted fee of the first hop (exact for CPMM, whose fee
-  depends on the input alone); program errors map to failure codes through `svm.errors`.
+  depends on the input alone); program errors map to failure codes through `svm.errors`. An
+  earlier hop's slippage error is not the order's slippage (that hop has no tolerance, above):
+  it is `RetryableLandedFailure`, and the order retries with a fresh quote; the failed
+  transaction has landed, so it can never land again beside the new one.
 - **Dry run.** `simulateTransaction` instead of sending; the order then fails with `DRY_RUN`
   (or with the code of the error the simulation hit), so a dry run never looks like a fill.
 """
@@ -30,11 +35,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
+import base58
 import httpx
 from solana.exceptions import SolanaRpcException
 from solana.rpc.async_api import AsyncClient
@@ -55,9 +62,17 @@ from solders.rpc.responses import IsBlockhashValidResp
 from solders.signature import Signature
 from solders.transaction import Transaction as SignedTransaction
 from solders.transaction import VersionedTransaction
-from solders.transaction_status import TransactionConfirmationStatus, TransactionErrorType
+from solders.transaction_status import (
+    TransactionConfirmationStatus,
+    TransactionErrorInstructionError,
+    TransactionErrorType,
+)
 
-from services.chain.client import TransientChainError, UnsignableTransaction
+from services.chain.client import (
+    RetryableLandedFailure,
+    TransientChainError,
+    UnsignableTransaction,
+)
 from services.chain.rpc_venues import cpmm_keys, dlmm_keys
 from services.chain.svm.constants import CPMM_PROGRAM_ID, DLMM_PROGRAM_ID
 from services.chain.svm.errors import (
@@ -75,6 +90,16 @@ from services.pricing.ports import ChainUnreachable
 from services.venues.pool import Venue
 
 SWAP_COMPUTE_UNITS = 400_000  # per swap instruction; CPMM uses ~40k, DLMM up to ~150k
+MEMO_PROGRAM_ID = Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr")  # SPL Memo v3
+
+
+def order_memo(order_id: uuid.UUID) -> Instruction:
+    """A memo naming the order (its 16 bytes in base58). Without it two orders of the same
+    pair, amount and minimum signed against the same blockhash are the same bytes, hence the same
+    signature: the chain lands it once, and both orders would see that one landing as theirs."""
+    return Instruction(MEMO_PROGRAM_ID, base58.b58encode(order_id.bytes), [])
+
+
 PROGRAMS = {Venue.RAYDIUM: CPMM_PROGRAM_ID, Venue.METEORA: DLMM_PROGRAM_ID}
 
 
@@ -363,7 +388,8 @@ class SolanaChain:
     def build(
         self, tx: Transaction, blockhash: Hash, registry: PoolRegistry | None = None
     ) -> SignedTransaction:
-        """The signed transaction: compute budget, then each leg's swap, hops in order."""
+        """The signed transaction: compute budget, each leg's swap (hops in order), the order's
+        memo (which makes the bytes, so the signature, the order's alone)."""
         order = sorted(range(len(tx.instructions)), key=lambda n: tx.instructions[n].hop)
         ordered = replace(tx, instructions=tuple(tx.instructions[n] for n in order))
         min_outs = leg_min_outs(ordered)
@@ -375,7 +401,7 @@ class SolanaChain:
         ]
         units = min(1_400_000, SWAP_COMPUTE_UNITS * len(swaps))
         message = Message.new_with_blockhash(
-            [set_compute_unit_limit(units), *swaps], owner, blockhash
+            [set_compute_unit_limit(units), *swaps, order_memo(tx.order_id)], owner, blockhash
         )
         return SignedTransaction([self._wallet], message, blockhash)
 
@@ -424,6 +450,11 @@ class SolanaChain:
         venues = tuple(sorted({i.venue.value for i in tx.instructions}))
         if landed.err is not None:
             error = map_error(landed.err, self._programs(tx), landed.logs)
+            if isinstance(error, SlippageExceededError) and _on_an_earlier_hop(tx, landed.err):
+                # Not the order's slippage: an earlier hop must pay exactly its quote (module
+                # docstring), so any adverse move before it fails it. A re-quote can fix that.
+                msg = f"a first hop paid less than its quote, which the next hop spends ({error})"
+                raise RetryableLandedFailure(msg, "SLIPPAGE_EXCEEDED")
             return self._failed(tx, landed.slot, error)
         if landed.pre_token_balances is None or landed.post_token_balances is None:
             msg = f"the RPC reports no token balances for {signature}: cannot read the fill"
@@ -456,7 +487,7 @@ class SolanaChain:
     def _programs(self, tx: Transaction) -> list[Pubkey]:
         """The program of each instruction, in the order `build` put them."""
         legs = sorted(tx.instructions, key=lambda i: i.hop)
-        return [COMPUTE_BUDGET_PROGRAM_ID, *(PROGRAMS[i.venue] for i in legs)]
+        return [COMPUTE_BUDGET_PROGRAM_ID, *(PROGRAMS[i.venue] for i in legs), MEMO_PROGRAM_ID]
 
     def _failed(
         self, tx: Transaction, slot: int, error: SvmTransactionError, prefix: str = ""
@@ -487,6 +518,16 @@ class SolanaChain:
                 f" {simulated.units} compute units and was not sent"
             ),
         )
+
+
+def _on_an_earlier_hop(tx: Transaction, err: TransactionErrorType) -> bool:
+    """Whether the instruction that failed is a swap of a hop other than the last one."""
+    if not isinstance(err, TransactionErrorInstructionError):
+        return False
+    index = err.index
+    legs = sorted(tx.instructions, key=lambda i: i.hop)  # as `build` put them, after the budget
+    last = max(i.hop for i in tx.instructions)
+    return 1 <= index <= len(legs) and legs[index - 1].hop != last
 
 
 def failure_code(error: SvmTransactionError) -> str:

@@ -138,6 +138,14 @@ class ChainStore:
             row = await cur.fetchone()
         return None if row is None else row[0]
 
+    async def has_block(self, slot: int, blockhash: str) -> bool:
+        """Whether this block is committed (after a commit whose outcome was not heard)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM svm.blocks WHERE slot = %s AND blockhash = %s", (slot, blockhash)
+            )
+            return await cur.fetchone() is not None
+
     async def landed_since(self, slot: int) -> list[LandedTransaction]:
         """Transactions landed at or after `slot`: the signatures a restart must still refuse."""
         return await self._select("WHERE slot >= %s ORDER BY slot, position", (slot,))

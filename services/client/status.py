@@ -48,6 +48,17 @@ def metrics_process(name: str, url: str) -> ProcessState:
     return ProcessState(name, "unknown", f"{url} answered {response.status_code}")
 
 
+def chain_process(url: str) -> ProcessState:
+    """The chain the orders execute on: `oee chain` (or a cluster) answering `getSlot`."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": "getSlot", "params": []}
+    try:
+        response = httpx.post(url, json=body, timeout=PROBE_TIMEOUT_SECONDS)
+        slot = response.json()["result"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        return ProcessState("chain", "down", f"{url}: {exc or type(exc).__name__}")
+    return ProcessState("chain", "up", f"{url} at slot {slot}")
+
+
 def orders_by_status(client: ApiClient) -> dict[str, int]:
     """Totals per status from the list endpoint (a non-admin key sees only its own orders)."""
     return {status: int(client.orders(status=status, limit=1)["total"]) for status in STATUSES}
@@ -87,6 +98,7 @@ def gather(client: ApiClient, settings: Settings) -> StatusReport:
         api,
         metrics_process("router", f"http://{host}:{settings.router_metrics_port}/metrics"),
         metrics_process("projector", f"http://{host}:{settings.projector_metrics_port}/metrics"),
+        chain_process(settings.solana_rpc_url),
     )
     counts: dict[str, int] | None = None
     if api.state != "down":

@@ -58,8 +58,12 @@ class Settings(BaseSettings):
     retry_delays_seconds: tuple[float, ...] = (2.0, 4.0, 8.0)
     quote_ttl_seconds: float = 2.0
     split_threshold_bps: Decimal = Decimal("1")
+    # Seeds the router's injected quote latencies and faults (services/chain/faults.py).
     market_seed: int = 42
+    # "realistic": a seeded 50-200 ms quote latency per venue (confirmation takes real slots).
     venue_latency: Literal["realistic", "zero"] = "realistic"
+    # Share of attempts given an injected fault: a send refused before it reaches the chain,
+    # or a confirmation lost after landing (services/chain/faults.py).
     venue_failure_rate: Decimal = Decimal("0.02")
 
     # The chain node (`oee chain`): a Solana VM speaking JSON-RPC (services/chain/node.py).
@@ -69,9 +73,8 @@ class Settings(BaseSettings):
     chain_seed: int = 42  # genesis: the seeded market's CPMM pools and funded wallets
     chain_wallets: int = 8
 
-    # Which chain the router executes on: "simulated" (the PostgreSQL ledger, chain.*) or "svm"
-    # (a Solana JSON-RPC node: `oee chain` locally, or devnet/mainnet), signing with the wallet.
-    chain: Literal["simulated", "svm"] = "simulated"
+    # The Solana JSON-RPC the router executes on and the API quotes from: `oee chain` locally
+    # (the default), or devnet/mainnet, signing with the wallet.
     solana_rpc_url: str = "http://127.0.0.1:8899"
     # A keypair file as `solana-keygen` writes it; unset: genesis wallet 0 of OEE_CHAIN_SEED
     # (funded on the local chain only).
@@ -151,6 +154,15 @@ class Settings(BaseSettings):
                 "database_url": self.postgres_url,
             }
         )
+
+    @property
+    def local_chain(self) -> bool:
+        """Whether the RPC URL names the node `oee chain` runs here (else a cluster, not ours)."""
+        local = (
+            f"http://{self.chain_host}:{self.chain_port}",
+            f"http://localhost:{self.chain_port}",
+        )
+        return self.solana_rpc_url.rstrip("/") in local
 
     @property
     def kafka_data_dir(self) -> Path:

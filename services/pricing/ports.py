@@ -1,8 +1,8 @@
 """What the pricing core needs from the outside world, as types and a protocol.
 
 Routers quote by reading pool accounts and computing the swap locally; an adapter is
-that read. The simulated chain's adapter lives in `services/chain/adapters.py`; a real
-one would decode the programs' accounts into the same `Pool` values.
+that read. The adapters over Solana JSON-RPC live in `services/chain/rpc_venues.py`: they
+decode the programs' accounts into `Pool` values (`services/pricing/accounts/`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class PoolSnapshot:
 
 
 class ChainUnreachable(Exception):
-    """The chain itself cannot be reached (for the simulated chain: its PostgreSQL store).
+    """The chain itself cannot be reached (its JSON-RPC is down or not answering).
 
     Unlike a venue's transient failure this uses up no attempt: the order waits
     and the step is done again, which is safe because every step is idempotent.

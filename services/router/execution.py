@@ -3,8 +3,9 @@
 `next_step` is pure: from the order's folded state it says what to do next.
 `OrderExecution` does it and appends the resulting event. Because every step
 starts from the state the log describes, a router that restarts after a crash
-resumes each order exactly where the log says it stands; and because the
-transaction signature is the order's, a resent swap returns the first fill.
+resumes each order exactly where the log says it stands; and because the signed
+transaction is recorded before it is sent, a successor re-sends those same bytes, which
+land at most once (a signature lands once on Solana).
 """
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ from functools import partial
 
 from schemas import events
 from schemas.events import FailureCode, OrderStatus
-from services.chain.client import ChainClient, TransientChainError, UnsignableTransaction
-from services.chain.signatures import signature_for
+from services.chain.client import (
+    ChainClient,
+    RetryableLandedFailure,
+    TransientChainError,
+    UnsignableTransaction,
+)
 from services.chain.transactions import Receipt, SwapInstruction, Transaction
 from services.common.process import retry_while_down
 from services.domain.order import OrderState
@@ -64,7 +69,6 @@ class ExecutionPolicy:
     retry_delays: tuple[float, ...]
     quote_ttl_seconds: float
     split_threshold_bps: Decimal
-    chain_seed: int
 
 
 class OrderExecution:
@@ -88,7 +92,7 @@ class OrderExecution:
         """Take the order to a final state from wherever it stands.
 
         While the chain is unreachable the order waits and its step is done again:
-        each step is idempotent (reads, or a resend under the order's signature).
+        each step is idempotent (reads, or a resend of the recorded bytes).
         """
         while (step := next_step(state)) is not Step.DONE:
             log.debug("order %s: %s from %s", state.order_id, step.value, state.status.value)
@@ -122,7 +126,7 @@ class OrderExecution:
             # Signed now and recorded before it is sent: whoever confirms it (this router, or
             # one taking over after a crash) re-sends exactly these bytes.
             try:
-                signed = await self.chain.sign(transaction_for(state, self.policy.chain_seed))
+                signed = await self.chain.sign(transaction_for(state))
             except UnsignableTransaction as exc:
                 code = FailureCode.INVALID_TRANSACTION
                 return await self._fail(state, code, str(exc), state.attempts)
@@ -169,16 +173,21 @@ class OrderExecution:
         )
 
     async def _confirm(self, state: OrderState) -> OrderState:
-        tx = transaction_for(state, self.policy.chain_seed)
+        tx = transaction_for(state)
         try:
-            receipt = await self.chain.send_and_confirm(tx, state.attempts)
-        except TransientChainError as exc:
-            # A lost confirmation may hide a landed swap: ask the chain before retrying.
-            landed = await self.chain.receipt(tx)
-            if landed is None:
-                code = FailureCode(exc.code)
-                return await self._retry_or_fail(state, state.attempts, code, str(exc))
-            receipt = landed
+            try:
+                receipt = await self.chain.send_and_confirm(tx, state.attempts)
+            except TransientChainError as exc:
+                # A lost confirmation may hide a landed swap: ask the chain before retrying.
+                landed = await self.chain.receipt(tx)
+                if landed is None:
+                    code = FailureCode(exc.code)
+                    return await self._retry_or_fail(state, state.attempts, code, str(exc))
+                receipt = landed
+        except RetryableLandedFailure as exc:
+            # It landed (failed), so it can never land again: a new attempt is safe.
+            code = FailureCode(exc.code)
+            return await self._retry_or_fail(state, state.attempts, code, str(exc))
         if receipt.status == "failed":
             code = _failure_code(receipt.error_code)
             return await self._fail(
@@ -230,11 +239,11 @@ def _failure_code(chain_code: str | None) -> FailureCode:
         return FailureCode.INVALID_TRANSACTION
 
 
-def transaction_for(state: OrderState, chain_seed: int) -> Transaction:
+def transaction_for(state: OrderState) -> Transaction:
     """The swap transaction for the order's current plan, with what its submission recorded.
 
-    Before submission it carries the simulated chain's signature (derived from the order); after
-    it, the recorded signature and, on a Solana chain, the signed bytes to re-send.
+    Before submission it is unsigned (`sign` gives it its signature and bytes); after it, it
+    carries the recorded signature and the signed bytes to re-send.
     """
     assert state.plan is not None
     assert state.min_amount_out is not None
@@ -252,8 +261,8 @@ def transaction_for(state: OrderState, chain_seed: int) -> Transaction:
         for leg in state.plan.legs
     )
     return Transaction(
-        # The signature the order's TransactionSubmitted carries (base58 is not free to redo).
-        signature=state.tx_hash or signature_for(state.order_id, chain_seed),
+        # The signature the order's TransactionSubmitted recorded; unsigned before that.
+        signature=(state.tx_hash or "") if state.status is OrderStatus.SUBMITTED else "",
         order_id=state.order_id,
         token_in=state.token_in,
         token_out=state.token_out,

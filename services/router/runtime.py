@@ -11,10 +11,9 @@ import logging
 
 from psycopg_pool import AsyncConnectionPool
 
-from services.chain.adapters import SimulatedVenue, SnapshotCache
-from services.chain.client import ChainClient, SimulatedRpc
+from services.chain.client import ChainClient
+from services.chain.faults import QUOTE_LATENCY, DelayedVenue, FaultyChain
 from services.chain.genesis import wallet_keypair
-from services.chain.ledger import Ledger
 from services.chain.rpc_venues import RpcPoolSource, rpc_venues
 from services.chain.solana_client import AsyncClientRpc, SolanaChain, load_keypair
 from services.common.db import open_pool
@@ -26,12 +25,8 @@ from services.router.emitter import Emitter
 from services.router.execution import ExecutionPolicy, OrderExecution
 from services.router.positions import ResumePositions
 from services.router.worker import Assignment, OrderRouter
-from services.venues.market import Market
-from services.venues.pool import Venue
 
 log = logging.getLogger(__name__)
-QUOTE_LATENCY = {Venue.RAYDIUM: (0.05, 0.15), Venue.METEORA: (0.08, 0.2)}
-CONFIRM_LATENCY = (2.0, 3.0)
 SHUTDOWN_GRACE_SECONDS = 10.0
 # A router that owns nothing while partitions go unowned this long restarts to rejoin
 # (a last resort: the metadata refresh normally makes it rejoin within seconds).
@@ -67,15 +62,11 @@ class RouterRuntime:
             self.producer = RenewingProducer(self.servers, client_id="oee-router", linger_ms=5)
             await self.producer.start()
             emitter = Emitter(self.producer, self.settings)
-            if self.settings.chain == "svm":
-                venues, chain = self._solana()
-            else:
-                venues, chain = await self._simulated(self.db)
+            venues, chain = self._solana()
             policy = ExecutionPolicy(
                 retry_delays=self.settings.retry_delays_seconds,
                 quote_ttl_seconds=self.settings.quote_ttl_seconds,
                 split_threshold_bps=self.settings.split_threshold_bps,
-                chain_seed=self.settings.market_seed,
             )
             execution = OrderExecution(policy, venues, chain, emitter.emit)
             self.router = OrderRouter(
@@ -88,6 +79,8 @@ class RouterRuntime:
 
         Pools are discovered once with getProgramAccounts and quoted from one shared
         snapshot of their accounts (`rpc_venues.py`); transactions name the same listings.
+        `OEE_VENUE_LATENCY=realistic` adds a seeded quote latency per venue and
+        `OEE_VENUE_FAILURE_RATE` seeded refused sends and lost confirmations (`faults.py`).
         """
         settings = self.settings
         self.rpc = AsyncClientRpc(settings.solana_rpc_url)
@@ -100,30 +93,19 @@ class RouterRuntime:
             " (dry run: simulate, never send)" if settings.chain_dry_run else "",
         )
         self.pools = RpcPoolSource(settings.solana_rpc_url)
-        chain = SolanaChain(self.rpc, wallet, dry_run=settings.chain_dry_run, pools=self.pools)
-        return list(rpc_venues(self.pools)), chain
-
-    async def _simulated(self, db: AsyncConnectionPool) -> tuple[list[VenueAdapter], ChainClient]:
-        """The simulated chain: pools and ledger in PostgreSQL, seeded latency and faults."""
-        ledger = Ledger(db, Market(seed=self.settings.market_seed))
-        await ledger.genesis()
-        realistic = self.settings.venue_latency == "realistic"
-        cache = SnapshotCache(ledger.snapshot, max_age=0.1)
-        venues: list[VenueAdapter] = [
-            SimulatedVenue(
-                v,
-                cache,
-                seed=self.settings.market_seed,
-                latency=QUOTE_LATENCY[v] if realistic else (0, 0),
-            )
-            for v in Venue
-        ]
-        chain = SimulatedRpc(
-            ledger,
-            seed=self.settings.market_seed,
-            failure_rate=self.settings.venue_failure_rate,
-            confirm_latency=CONFIRM_LATENCY if realistic else (0, 0),
+        chain: ChainClient = SolanaChain(
+            self.rpc, wallet, dry_run=settings.chain_dry_run, pools=self.pools
         )
+        if settings.venue_failure_rate > 0:
+            chain = FaultyChain(
+                chain, seed=settings.market_seed, failure_rate=settings.venue_failure_rate
+            )
+        venues: list[VenueAdapter] = list(rpc_venues(self.pools))
+        if settings.venue_latency == "realistic":
+            venues = [
+                DelayedVenue(v, seed=settings.market_seed, latency=QUOTE_LATENCY[v.venue])
+                for v in venues
+            ]
         return venues, chain
 
     async def take_partitions(self, assignments: dict[int, Assignment]) -> None:

@@ -338,26 +338,3 @@ def swap(pool: DlmmPool, token_in: str, amount_in: int, now: Timestamp) -> SwapR
     spot = Decimal(bin_price_q64(pool.bin_step, pool.active_id)) / Q64
     impact = price_impact(amount_in, walk.amount_out, spot if sell_x else 1 / spot)
     return SwapResult(amount_in, walk.amount_out, walk.fee, impact, after)
-
-
-def input_to_reach(pool: DlmmPool, target_id: int, now: Timestamp) -> tuple[str, int]:
-    """Give the token and amount, fees included, whose swap at `now` ends in bin `target_id`."""
-    upper = pool.lower_id + len(pool.reserves_x) - 1
-    target_id = min(max(target_id, pool.lower_id), upper)
-    sell_x = target_id < pool.active_id
-    token_in = pool.token_x if sell_x else pool.token_y
-    if target_id == pool.active_id:
-        return token_in, 0
-    reference, index_ref = _references(pool, Decimal(now))
-    direction = -1 if sell_x else 1
-    total = 1  # one base unit lands in the target bin, which makes it the active one
-    for bin_id in range(pool.active_id, target_id, direction):
-        index = bin_id - pool.lower_id
-        price = bin_price_q64(pool.bin_step, bin_id)
-        if sell_x:
-            net = _ceil_div(pool.reserves_y[index] * Q64, price)
-        else:
-            net = _ceil_div(pool.reserves_x[index] * price, Q64)
-        _, rate = _fee_rate(pool, reference, index_ref, bin_id)
-        total += net + _ceil_div(net * rate, FEE_PRECISION - rate)
-    return token_in, total

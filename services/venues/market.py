@@ -1,7 +1,10 @@
-"""A seeded market: reference prices on a random walk, and both venues' pools tracking them.
+"""The seeded market the chain's genesis is built from: per pair a reference mid, and each
+venue's pool a few bps off it with its own depth (`services/chain/svm/seeded.py` creates these
+pools with the real programs).
 
-Everything is reproducible from the seed: each pair and each (venue, pair) draws from
-its own `random.Random`, so adding a pair does not change the others' paths.
+Everything is reproducible from the seed: each (venue, pair) draws from its own
+`random.Random`, so adding a pair does not change the others. Prices move on the chain only, by
+trading: the random walk and arbitrage of the simulated chain are gone with it.
 """
 
 from __future__ import annotations
@@ -12,14 +15,12 @@ from dataclasses import dataclass
 from decimal import Context, Decimal
 from types import MappingProxyType
 
-from services.domain.tokens import get_token
 from services.venues.cpmm import CpmmPool
-from services.venues.dlmm import DlmmPool, LiquidityShape, bin_for_price, input_to_reach
-from services.venues.pool import Pair, Pool, PoolBook, Timestamp, Venue
+from services.venues.dlmm import DlmmPool, LiquidityShape
+from services.venues.pool import Pair, Pool, PoolBook, Venue
 
 BPS = Decimal(10_000)
 _CTX = Context(prec=28)
-ARBITRAGE_FRACTION = Decimal("0.5")  # arbitrage closes half the gap each step
 DEVIATION_BPS = Decimal(4)  # standard deviation of a venue's offset from the reference
 """Every pool of the market, by venue and (base, quote) pair."""
 
@@ -67,55 +68,22 @@ def _gauss(rng: random.Random) -> Decimal:
     return Decimal(repr(rng.gauss(0.0, 1.0)))
 
 
-def arbitrage(
-    pool: Pool, reference_mid: Decimal, now: Timestamp, fraction: Decimal = ARBITRAGE_FRACTION
-) -> Pool:
-    """Trade the pool `fraction` of the way from its mid to `reference_mid` (quote per base)."""
-    base, quote = pool.tokens
-    current = pool.mid_price(base)
-    target = current + (reference_mid - current) * fraction
-    shift = get_token(quote).decimals - get_token(base).decimals
-    if isinstance(pool, CpmmPool):
-        # Without fees, x * y = k at price p has x = sqrt(k / p), y = sqrt(k * p).
-        k = Decimal(pool.reserve_base) * pool.reserve_quote
-        price = target.scaleb(shift)
-        if target < current:
-            token_in, needed = base, _CTX.sqrt(k / price) - pool.reserve_base
-        else:
-            token_in, needed = quote, _CTX.sqrt(k * price) - pool.reserve_quote
-        amount = int(needed * BPS / (BPS - pool.fee_bps))
-    elif isinstance(pool, DlmmPool):
-        target_bin = bin_for_price(pool.bin_step, target.scaleb(shift))
-        token_in, amount = input_to_reach(pool, target_bin, now)
-    else:
-        msg = f"no arbitrage model for {type(pool).__name__}"
-        raise TypeError(msg)
-    if amount <= 0:
-        return pool
-    return pool.swap(token_in, amount, now).pool_after
-
-
 class Market:
-    """Reference mids and the venues' pools, advanced in fixed steps; same seed, same market."""
+    """Reference mids and the venues' pools at genesis; same seed, same market."""
 
     def __init__(
         self,
         seed: int = 42,
         pairs: Sequence[PairSpec] = DEFAULT_PAIRS,
         *,
-        step_seconds: int = 1,
         deviation_bps: Decimal = DEVIATION_BPS,
-        arbitrage_fraction: Decimal = ARBITRAGE_FRACTION,
     ) -> None:
-        """Build every pool around its pair's starting mid, each venue slightly off it."""
+        """Build every pool around its pair's mid, each venue slightly off it."""
         self.seed = seed
-        self.step_seconds = step_seconds
         self.deviation_bps = deviation_bps
-        self.arbitrage_fraction = arbitrage_fraction
         self.slot = 0
         self._specs = {spec.pair: spec for spec in pairs}
         self._mids = {spec.pair: spec.mid for spec in pairs}
-        self._walks = {spec.pair: random.Random(f"{seed}:walk:{spec.pair}") for spec in pairs}
         self._noise = {
             (venue, spec.pair): random.Random(f"{seed}:{venue.value}:{spec.pair}")
             for spec in pairs
@@ -143,11 +111,6 @@ class Market:
             )
 
     @property
-    def now(self) -> int:
-        """Market time in seconds: one step per slot."""
-        return self.slot * self.step_seconds
-
-    @property
     def pools(self) -> PoolBook:
         """A read-only view of every pool, by (venue, pair)."""
         return MappingProxyType(self._pools)
@@ -156,27 +119,12 @@ class Market:
         """The pair's reference mid, quote per base in whole tokens."""
         return self._mids[pair]
 
-    def apply(self, venue: Venue, pool: Pool) -> None:
-        """Record a pool state left by a fill, so the next quote sees it."""
-        self._pools[(venue, pool.tokens)] = pool
-
-    def step(self) -> None:
-        """Advance one step: walk each mid, then let arbitrage pull every pool toward it."""
-        self.slot += 1
-        for pair, mid in self._mids.items():
-            shock = _CTX.exp(self._specs[pair].sigma * _gauss(self._walks[pair]))
-            self._mids[pair] = _CTX.multiply(mid, shock)
-        self._draw_targets()
-        for (venue, pair), pool in self._pools.items():
-            target = self._targets[(venue, pair)]
-            self._pools[(venue, pair)] = arbitrage(pool, target, self.now, self.arbitrage_fraction)
-
     def venue_target(self, venue: Venue, pair: Pair) -> Decimal:
-        """The mid this venue drifts toward in this step: the reference, off by a few bps."""
+        """The mid this venue's pool starts at: the reference, off by a few bps."""
         return self._targets[(venue, pair)]
 
     def _draw_targets(self) -> None:
-        """Draw each venue's seeded deviation from the reference for the current step."""
+        """Draw each venue's seeded deviation from the reference."""
         for (venue, pair), rng in self._noise.items():
             deviation = _gauss(rng) * self.deviation_bps / BPS
             self._targets[(venue, pair)] = _CTX.multiply(self._mids[pair], 1 + deviation)

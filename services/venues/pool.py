@@ -79,7 +79,7 @@ class Pool(Protocol):
         ...
 
     def to_dict(self) -> dict[str, JsonValue]:
-        """Serialize to JSON-safe values, so a simulated chain can store the pool."""
+        """Serialize to JSON-safe values (for tests and reports)."""
         ...
 
 

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from bench.launcher import chain_on
 from services.common.db import migrate
 from services.common.kafka import ensure_topics, topic_specs
 from tests.e2e.system import System, new_port
@@ -43,14 +44,15 @@ def drop_database(server_url: str, url: str) -> None:
 async def start_system(
     make_settings: MakeSettings, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[StartSystem]:
-    """Start a system; `own_database=True` gives it a database of its own, `supervise=True`
+    """Start a system (by default `oee chain`, then projector, router and API; the router once
+    the chain answers); `own_database=True` gives it a database of its own, `supervise=True`
     restarts a process that exits by itself (as `oee up` does), counting it in `restarts`."""
     systems: list[System] = []
     databases: list[str] = []
 
     async def start(
         *,
-        processes: tuple[str, ...] = ("projector", "router", "api"),
+        processes: tuple[str, ...] = ("chain", "projector", "router", "api"),
         own_database: bool = False,
         supervise: bool = False,
         **overrides: Any,
@@ -63,6 +65,9 @@ async def start_system(
         if own_database:
             databases.append(create_database(database_url))
             overrides["database_url"] = databases[-1]
+        # A chain node of the system's own (`oee chain`, on its database's schema svm).
+        for key, value in chain_on(new_port()).items():
+            overrides.setdefault(key, value)
         settings = make_settings(
             api_port=new_port(),
             consumer_group_prefix=unique("oee-test"),
@@ -76,6 +81,10 @@ async def start_system(
         system = System(settings, tmp_path_factory.mktemp("logs"))
         systems.append(system)
         for name in processes:
+            # The router and the API read the chain from their start; the projector need not
+            # wait for it, so its start overlaps the chain's.
+            if name in ("router", "api") and "chain" in processes:
+                await system.wait_chain()
             system.start(name)
         if supervise:
             system.supervise()

@@ -1,4 +1,5 @@
-"""The whole system as real processes (`oee api`, `oee router`, `oee projector`) for e2e tests.
+"""The whole system as real processes (`oee chain`, `oee api`, `oee router`, `oee projector`)
+for e2e tests.
 
 Starting, stopping and health-checking the processes is `bench.launcher`'s, shared with the
 benchmarks; waiting is `bench.polling.eventually`, re-exported here for the tests.
@@ -22,15 +23,22 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.launcher import logs_tail, start_process, stop_processes, wait_healthy
+from bench.launcher import (
+    logs_tail,
+    start_process,
+    stop_processes,
+    wait_chain_healthy,
+    wait_healthy,
+)
 from bench.launcher import settings_env as settings_env  # re-exported for the tests
 from bench.polling import eventually as eventually  # re-exported for the tests
 from infra.kafka.launcher import free_port
 from schemas.codec import UndecodableEvent, decode
 from schemas.envelope import Envelope
+from schemas.events import OrderCompleted, TransactionSubmitted
 from services.common.settings import Settings
 
-PROCESSES = ("projector", "router", "api")
+PROCESSES = ("chain", "projector", "router", "api")
 
 
 @dataclass
@@ -148,6 +156,10 @@ class System:
     async def wait_healthy(self, base_url: str | None = None, timeout: float = 60) -> None:
         await wait_healthy(base_url or self.base_url, timeout=timeout, system=self)
 
+    async def wait_chain(self, timeout: float = 60) -> None:
+        """Until this system's chain node answers its RPC."""
+        await wait_chain_healthy(self.settings.solana_rpc_url, timeout=timeout, system=self)
+
 
 async def wait_all_final(
     system: System, order_ids: set[str], *, timeout: float, interval: float = 0.5
@@ -232,3 +244,55 @@ def new_port() -> int:
 
 def random_key() -> str:
     return uuid.uuid4().hex
+
+
+async def landed_on_chain(settings: Settings, signatures: list[str]) -> dict[str, bool]:
+    """Of these signatures, those the chain node landed (in its own store, `svm.transactions`),
+    each with whether it succeeded (False: it landed failed, a program error)."""
+    async with await psycopg.AsyncConnection.connect(str(settings.database_url)) as conn:
+        cursor = await conn.execute(
+            "SELECT signature, err IS NULL FROM svm.transactions WHERE signature = ANY(%s)",
+            (signatures,),
+        )
+        return dict(await cursor.fetchall())
+
+
+async def assert_no_swap_landed_twice(
+    settings: Settings, envelopes: list[Envelope], order_ids: set[str]
+) -> dict[str, str]:
+    """For each order, of all the signatures its `TransactionSubmitted` events recorded, at most
+    one landed successfully on the chain, and a completed order's signature is that one; an
+    order not completed landed nothing successfully. (Failed landings may precede the success:
+    an earlier hop's slippage lands failed and the order retries.) Returns each order's
+    successfully landed signature."""
+    submitted: dict[str, set[str]] = {o: set() for o in order_ids}
+    finals: dict[str, Envelope] = {}
+    for envelope in envelopes:
+        order_id = str(envelope.order_id)
+        if order_id not in order_ids:
+            continue
+        if isinstance(envelope.payload, TransactionSubmitted):
+            submitted[order_id].add(envelope.payload.tx_hash)
+        if envelope.status.is_final:
+            finals[order_id] = envelope
+    landed = await landed_on_chain(settings, [s for sigs in submitted.values() for s in sigs])
+    filled: dict[str, str] = {}
+    for order_id, signatures in submitted.items():
+        ours = {s: landed[s] for s in signatures if s in landed}
+        history = [
+            f"{e.type}({getattr(e.payload, 'attempt', '')}, {getattr(e.payload, 'code', '')})"
+            for e in envelopes
+            if str(e.order_id) == order_id
+        ]
+        succeeded = [s for s, ok in ours.items() if ok]
+        assert len(succeeded) <= 1, f"order {order_id} swapped twice: {ours}; events {history}"
+        final = finals.get(order_id)
+        if isinstance(final.payload if final else None, OrderCompleted):
+            assert final is not None
+            assert isinstance(final.payload, OrderCompleted)
+            assert succeeded == [final.payload.tx_hash], (order_id, ours, final.payload.tx_hash)
+        else:
+            assert not succeeded, f"order {order_id} is not completed but its swap landed"
+        if succeeded:
+            filled[order_id] = succeeded[0]
+    return filled

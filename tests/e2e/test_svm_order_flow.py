@@ -1,5 +1,6 @@
-"""Orders executed as real Solana transactions: `oee chain` + api, router, projector, with
-`OEE_CHAIN=svm`, each system on a database of its own (the node's `svm` schema is its chain)."""
+"""Orders executed as real Solana transactions: `oee chain` + api, router, projector, each
+system on a database of its own (the node's `svm` schema is its chain), so fills can be checked
+against quotes to the base unit."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from services.chain.svm.vm import CpmmPoolKeys, SolanaVm
 from services.domain.tokens import from_base_units
 from services.pricing.accounts.cpmm import decode_amm_config, decode_pool_state, quote_base_input
 from services.pricing.accounts.spl import decode_token_amount
-from tests.e2e.system import System, eventually, new_port, order_payload, read_log, wait_all_final
+from tests.e2e.system import System, eventually, order_payload, read_log, wait_all_final
 
 SEED = 42
 BUILDER = SolanaVm()
@@ -28,25 +29,8 @@ CPMM = "CPMMoo8L3F4NbTegBCKVNunggL7H1ZpdTHKxQB5qKP1C"
 
 
 async def start_svm_system(start_system: Any, **overrides: Any) -> System:
-    port = new_port()
-    system: System = await start_system(
-        processes=("chain", "projector", "router", "api"),
-        own_database=True,
-        chain="svm",
-        chain_port=port,
-        solana_rpc_url=f"http://127.0.0.1:{port}",
-        chain_seed=SEED,
-        **overrides,
-    )
-
-    async def rpc_up() -> bool:
-        try:
-            async with httpx.AsyncClient() as client:
-                return (await client.get(f"http://127.0.0.1:{port}/health")).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    await eventually(rpc_up, timeout=60, what="the chain's RPC", system=system)
+    # The fixture starts the chain first and the router once the chain answers.
+    system: System = await start_system(own_database=True, chain_seed=SEED, **overrides)
     return system
 
 

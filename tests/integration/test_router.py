@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+
+import pytest
 
 from schemas import codec
 from schemas.events import OrderCompleted, OrderSubmitted
@@ -16,8 +19,26 @@ from tests.e2e.system import read_log
 from tests.fixtures.projector import eventually
 from tests.fixtures.router import router_running
 from tests.fixtures.settings import MakeSettings
+from tests.integration.test_chain_rpc import (  # the node fixtures, shared
+    SEED,
+    Running,
+    chain_db,  # noqa: F401 - a fixture
+    running_node,
+)
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def chain(chain_db: str) -> AsyncIterator[Running]:  # noqa: F811 - the fixture imported
+    """A chain node in-process (the real programs in LiteSVM) for the router to execute on."""
+    async with running_node(chain_db) as running:
+        yield running
+
+
+@pytest.fixture
+def router_settings(make_settings: MakeSettings, chain: Running) -> Settings:
+    return make_settings(solana_rpc_url=chain.url, chain_seed=SEED)
 
 
 async def submit(settings: Settings, count: int) -> list[uuid.UUID]:
@@ -46,9 +67,9 @@ async def payloads_by_order(settings: Settings) -> dict[uuid.UUID, list[type]]:
 
 
 async def test_the_router_executes_each_order_once_and_records_where_to_resume(
-    make_settings: MakeSettings,
+    router_settings: Settings,
 ) -> None:
-    settings = make_settings()
+    settings = router_settings
     ids = await submit(settings, 6)
 
     async with router_running(settings) as runtime:
@@ -75,9 +96,9 @@ async def test_the_router_executes_each_order_once_and_records_where_to_resume(
 
 
 async def test_a_second_router_resumes_without_executing_anything_again(
-    make_settings: MakeSettings,
+    router_settings: Settings,
 ) -> None:
-    settings = make_settings()
+    settings = router_settings
     ids = await submit(settings, 3)
     async with router_running(settings):
         await eventually(

@@ -1,7 +1,7 @@
 """Processes dying under load: SIGKILL of an API process, SIGTERM of each process.
 
-Router and projector SIGKILLs are in tests/e2e/test_crashes.py. Every test here
-ends with the same proof, from the log, the chain's ledger and the read models:
+Router, projector and chain SIGKILLs are in tests/e2e/test_crashes.py. Every test here
+ends with the same proof, from the log, the chain node's own record and the read models:
 every order on the log (each 202 among them) has exactly one final event, at
 most one fill, the read models hold exactly the log, and `oee replay verify`
 (a rebuild from the log, compared row by row) finds no difference.

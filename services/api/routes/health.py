@@ -1,4 +1,9 @@
-"""`/health`: is this process able to accept orders (Kafka) and serve them (PostgreSQL)?"""
+"""`/health`: is this process able to accept orders (Kafka) and serve them (PostgreSQL)?
+
+It also names the chain the orders execute on (`chain`: its RPC URL and slot). The chain does
+not make the API degraded: orders are still accepted while it is down (the router waits for it);
+only `/api/quote` answers 503 then.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +21,13 @@ router = APIRouter(tags=["health"])
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
 async def health(runtime: Runtime) -> JSONResponse:
-    """200 when both dependencies answer; 503 "degraded" when either does not."""
-    kafka, postgres = await asyncio.gather(runtime.kafka_health(), runtime.postgres_health())
+    """200 when Kafka and PostgreSQL answer; 503 "degraded" when either does not."""
+    kafka, postgres, chain = await asyncio.gather(
+        runtime.kafka_health(), runtime.postgres_health(), runtime.chain_health()
+    )
     report = Health(
         status="ok" if kafka.status == postgres.status == "up" else "degraded",
-        dependencies={"kafka": kafka, "postgres": postgres},
+        dependencies={"kafka": kafka, "postgres": postgres, "chain": chain},
         uptime=runtime.uptime(),
         timestamp=utc_now(),
     )

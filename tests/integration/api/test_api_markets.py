@@ -13,11 +13,8 @@ from typing import Any
 import pytest
 import websockets
 
-from services.chain.ledger import Ledger
-from services.common.db import open_pool
 from services.common.settings import Settings
 from services.domain.market import bucket_start
-from services.venues.market import Market
 from tests.fixtures.market import (
     MarketWriter,
     empty_market_tables,
@@ -28,21 +25,16 @@ from tests.fixtures.market import (
 )
 from tests.fixtures.settings import MakeSettings
 from tests.integration.api.support import RunningApi, running_api
+from tests.integration.test_chain_rpc import (  # the node fixtures, shared
+    chain_db,  # noqa: F401 - a fixture
+    running_node,
+)
 from tests.market_builders import tick, trade
 
 D = Decimal
 # Trades of the last minutes, so they count in the 24 h figures.
 NOW = datetime.now(UTC)
 START = bucket_start(NOW - timedelta(minutes=10), "1m")
-
-
-@pytest.fixture
-async def chain_open(database_url: str) -> None:
-    pool = await open_pool(database_url)
-    try:
-        await Ledger(pool, Market(seed=42)).genesis()
-    finally:
-        await pool.close()
 
 
 @pytest.fixture
@@ -61,12 +53,16 @@ async def write_market(market: MarketWriter) -> None:
 
 
 @pytest.fixture
-async def api(settings: Settings, chain_open: None) -> AsyncIterator[RunningApi]:
+async def api(settings: Settings, chain_db: str) -> AsyncIterator[RunningApi]:  # noqa: F811
+    """The API over the test's market tables, quoting its ladders from a chain node."""
     async with market_writer(settings) as market:
         await write_market(market)
     async with market_projector_running(settings):
         await market_caught_up(settings)
-    async with running_api(settings) as running:
+    async with (
+        running_node(chain_db) as node,
+        running_api(settings.model_copy(update={"solana_rpc_url": node.url})) as running,
+    ):
         yield running
 
 

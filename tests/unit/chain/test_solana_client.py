@@ -7,6 +7,7 @@ failure codes; a dry run never sends) are checked without a node.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import uuid
 from dataclasses import dataclass, field
@@ -24,8 +25,10 @@ from solders.transaction_status import (
 
 from schemas import events
 from schemas.events import OrderStatus
+from services.chain.client import RetryableLandedFailure
 from services.chain.genesis import wallet_keypair
 from services.chain.solana_client import (
+    MEMO_PROGRAM_ID,
     BlockhashExpired,
     Landed,
     Simulated,
@@ -129,12 +132,14 @@ def client(rpc: FakeRpc, *, dry_run: bool = False) -> SolanaChain:
 
 
 def swaps(signed: SolTransaction) -> list[tuple[int, int]]:
-    """(amount_in, min_out) of each swap instruction, after the compute-budget one."""
+    """(amount_in, min_out) of each swap instruction, between the compute-budget one and the
+    order's memo."""
     message = signed.message
     programs = [message.account_keys[ix.program_id_index] for ix in message.instructions]
     assert programs[0] == COMPUTE_BUDGET
-    assert all(p == CPMM_PROGRAM_ID for p in programs[1:])
-    return [struct.unpack_from("<QQ", bytes(ix.data), 8) for ix in message.instructions[1:]]
+    assert programs[-1] == MEMO_PROGRAM_ID
+    assert all(p == CPMM_PROGRAM_ID for p in programs[1:-1])
+    return [struct.unpack_from("<QQ", bytes(ix.data), 8) for ix in message.instructions[1:-1]]
 
 
 # --- min-outs and building ------------------------------------------------------------------
@@ -311,7 +316,7 @@ async def test_the_submission_records_the_signed_bytes_and_a_takeover_resends_th
     rpc2 = FakeRpc(lands_after=1)
     final = await OrderExecution(POLICY, raydium(), client(rpc2), log.emit).run(state)
 
-    recorded = transaction_for(state, POLICY.chain_seed)
+    recorded = transaction_for(state)
     assert rpc2.sent == [recorded.wire]
     assert final.status is OrderStatus.COMPLETED
     assert final.tx_hash == sent.tx_hash
@@ -342,3 +347,40 @@ async def test_an_expired_attempt_is_rebuilt_as_a_new_attempt_with_new_bytes() -
     assert final.status is OrderStatus.COMPLETED
     assert final.attempts == 2
     assert final.tx_hash == submissions[1].tx_hash
+
+
+async def test_two_orders_with_the_same_plan_never_sign_the_same_bytes() -> None:
+    # Same pair, amount, minimum and blockhash: without the order's memo these are one signature,
+    # which the chain lands once while both orders would take that landing as theirs.
+    first = tx(leg("SOL", "USDC", 10**9, 150 * 10**6), min_out=148 * 10**6)
+    second = dataclasses.replace(first, order_id=uuid.uuid4())
+    chain = client(FakeRpc())
+    a, b = await chain.sign(first), await chain.sign(second)
+    assert a.signature != b.signature
+    assert a.wire != b.wire
+    assert await chain.sign(first) == a  # one order, one blockhash: the same bytes
+
+
+@pytest.mark.parametrize(("failing", "retryable"), [(1, True), (2, False)])
+async def test_a_first_hops_slippage_is_retryable_the_last_hops_is_the_orders(
+    failing: int, retryable: bool
+) -> None:
+    # A first hop must pay exactly its quote (the next hop spends it): any adverse move fails
+    # it, which is not the order's slippage. The transaction landed (failed), so it can never
+    # land again, and a re-quoted new attempt is safe. The last hop's is the order's slippage.
+    two_hop = tx(
+        leg("SOL", "USDC", 10**9, 150_000_000),
+        leg("USDC", "JUP", 150_000_000, 166_000_000, hop=1),
+        min_out=164_340_000,
+        token_out="JUP",
+    )
+    err = TransactionErrorInstructionError(failing, InstructionErrorCustom(6005))
+    chain = client(FakeRpc(err=err))
+    signed = await chain.sign(two_hop)
+    if retryable:
+        with pytest.raises(RetryableLandedFailure) as raised:
+            await chain.send_and_confirm(signed, 1)
+        assert raised.value.code == "SLIPPAGE_EXCEEDED"
+    else:
+        receipt = await chain.send_and_confirm(signed, 1)
+        assert (receipt.status, receipt.error_code) == ("failed", "SLIPPAGE_EXCEEDED")

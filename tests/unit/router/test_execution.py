@@ -8,18 +8,20 @@ the log accepts it, so every test reads back exactly the events an order would a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import base58
+
 from schemas import events
 from schemas.codec import encode
 from schemas.envelope import Envelope, genesis_hash, record_hash
 from schemas.events import FailureCode, OrderStatus
-from services.chain.client import ChainUnavailable, ConfirmationTimeout
-from services.chain.signatures import signature_for
+from services.chain.client import ChainUnavailable, ConfirmationTimeout, RetryableLandedFailure
 from services.chain.transactions import Receipt, Transaction
 from services.domain.order import OrderState, evolve
 from services.pricing.ports import ChainUnreachable
@@ -34,13 +36,11 @@ from services.router.execution import (
 from services.venues.market import Market
 from services.venues.pool import PoolBook, Venue
 
-CHAIN_SEED = 7
 DELAYS = (0.01, 0.02, 0.04)
 POLICY = ExecutionPolicy(
     retry_delays=DELAYS,
     quote_ttl_seconds=2.0,
     split_threshold_bps=Decimal(1),
-    chain_seed=CHAIN_SEED,
 )
 MARKET_POOLS: PoolBook = dict(Market(seed=42).pools)
 
@@ -91,6 +91,9 @@ class FakeChain:
         outcome: Outcome = self._script.pop(0) if self._script else "confirmed"
         if outcome is ChainUnavailable:
             raise ChainUnavailable("scripted outage before sending")
+        if outcome is RetryableLandedFailure:  # landed failed: this signature is spent
+            self.landed[tx.signature] = self._land(tx, "failed")
+            raise RetryableLandedFailure("scripted first-hop slippage", "SLIPPAGE_EXCEEDED")
         if tx.signature not in self.landed:
             self.landed[tx.signature] = self._land(
                 tx, "failed" if outcome == "failed" else "confirmed"
@@ -117,10 +120,18 @@ class FakeChain:
         )
 
     async def sign(self, tx: Transaction) -> Transaction:
-        return tx
+        assert tx.signature == "", "a transaction is signed once, before it is recorded"
+        return dataclasses.replace(tx, signature=signature_for(tx.order_id))
 
     async def receipt(self, tx: Transaction) -> Receipt | None:
         return self.landed.get(tx.signature)
+
+
+def signature_for(order_id: uuid.UUID) -> str:
+    """The fake chain's signature of an order's transaction (a real one differs per attempt):
+    64 bytes in base58, shaped like an ed25519 signature."""
+    digest = hashlib.sha512(order_id.bytes).digest()
+    return str(base58.b58encode(bytes([digest[0] | 0x80]) + digest[1:]).decode())
 
 
 def _venues(tx: Transaction) -> tuple[str, ...]:
@@ -198,12 +209,12 @@ async def test_happy_path_emits_the_four_steps_in_order() -> None:
     assert isinstance(done, events.OrderCompleted)
     assert routed.attempt == built.attempt == sent.attempt == 1
     assert built.min_amount_out == routed.plan.min_amount_out
-    signature = signature_for(order_id, CHAIN_SEED)
+    signature = signature_for(order_id)
     assert sent.tx_hash == done.tx_hash == signature
     assert len(chain.sent) == 1
     tx, attempt = chain.sent[0]
     assert attempt == 1
-    assert tx == transaction_for(final, CHAIN_SEED)
+    assert tx == dataclasses.replace(transaction_for(final), signature=signature)
     assert tx.amount_in == 500_000_000
     assert done.amount_in == Decimal("0.5")
     assert done.amount_out == Decimal(tx.min_amount_out + 17).scaleb(-6)
@@ -269,7 +280,7 @@ async def test_a_lost_confirmation_completes_with_the_landed_fill_without_retryi
     assert len(chain.sent) == 1
     done = log.payloads[-1]
     assert isinstance(done, events.OrderCompleted)
-    assert list(chain.landed) == [signature_for(order_id, CHAIN_SEED)]
+    assert list(chain.landed) == [signature_for(order_id)]
     landed = chain.landed[done.tx_hash]
     assert done.amount_out == Decimal(landed.amount_out).scaleb(-6)
     assert final.status is OrderStatus.COMPLETED
@@ -283,7 +294,7 @@ async def test_an_order_that_landed_is_never_reported_failed() -> None:
 
     final = await execution(chain, log).run(state)
 
-    assert chain.landed[signature_for(order_id, CHAIN_SEED)].status == "confirmed"
+    assert chain.landed[signature_for(order_id)].status == "confirmed"
     assert final.status is OrderStatus.COMPLETED
 
 
@@ -300,7 +311,7 @@ async def test_a_failed_receipt_fails_the_order_without_retrying() -> None:
     assert failed.code is FailureCode.SLIPPAGE_EXCEEDED
     assert failed.retryable is False
     assert failed.attempts == 1
-    assert failed.tx_hash == signature_for(order_id, CHAIN_SEED)
+    assert failed.tx_hash == signature_for(order_id)
     assert len(chain.sent) == 1
     assert final.status is OrderStatus.FAILED
     assert final.error_code == "SLIPPAGE_EXCEEDED"
@@ -394,7 +405,7 @@ async def folded_to(
     if stage is OrderStatus.SUBMITTED:
         state = await log.emit(
             state,
-            events.TransactionSubmitted(attempt=1, tx_hash=signature_for(order_id, CHAIN_SEED)),
+            events.TransactionSubmitted(attempt=1, tx_hash=signature_for(order_id)),
         )
     assert state.status is stage
     return state, log
@@ -406,7 +417,7 @@ async def test_resuming_a_submitted_order_confirms_without_routing_again() -> No
     state, log = await folded_to(OrderStatus.SUBMITTED, quoted_at=time.time() - 3600)
     adapters = venues()
     chain = FakeChain()
-    expected_tx = transaction_for(state, CHAIN_SEED)
+    expected_tx = transaction_for(state)
     before = len(log.envelopes)
 
     final = await execution(chain, log, adapters).run(state)
@@ -417,7 +428,7 @@ async def test_resuming_a_submitted_order_confirms_without_routing_again() -> No
     assert all(a.loads == 0 for a in adapters)
     assert chain.sent == [(expected_tx, 1)]
     assert final.status is OrderStatus.COMPLETED
-    assert final.tx_hash == signature_for(state.order_id, CHAIN_SEED)
+    assert final.tx_hash == signature_for(state.order_id)
 
 
 async def test_resuming_a_routed_order_builds_from_its_plan() -> None:
@@ -522,4 +533,29 @@ async def test_an_unreachable_chain_makes_the_order_wait_without_using_an_attemp
         "OrderCompleted",
     ]
     assert final.attempts == 1
-    assert list(chain.landed) == [signature_for(order_id, CHAIN_SEED)]
+    assert list(chain.landed) == [signature_for(order_id)]
+
+
+async def test_a_retryable_landed_failure_is_retried_with_a_fresh_quote() -> None:
+    # An earlier hop's slippage: the transaction landed failed, so a new attempt is safe.
+    class ResigningChain(FakeChain):
+        """Each signing is new bytes, as with a fresh blockhash."""
+
+        async def sign(self, tx: Transaction) -> Transaction:
+            return dataclasses.replace(tx, signature=signature_for(uuid.uuid4()))
+
+    state, _ = submitted()
+    log, chain = Log(), ResigningChain([RetryableLandedFailure])
+
+    final = await execution(chain, log).run(state)
+
+    assert log.types == [
+        "OrderRouted", "TransactionBuilt", "TransactionSubmitted", "OrderRetrying",
+        "OrderRouted", "TransactionBuilt", "TransactionSubmitted", "OrderCompleted",
+    ]  # fmt: skip
+    retrying = log.payloads[3]
+    assert isinstance(retrying, events.OrderRetrying)
+    assert retrying.code is FailureCode.SLIPPAGE_EXCEEDED
+    assert [attempt for _, attempt in chain.sent] == [1, 2]
+    assert chain.sent[0][0].signature != chain.sent[1][0].signature
+    assert final.status is OrderStatus.COMPLETED
