@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator, Iterator
 import psycopg
 import pytest
 
+from bench.launcher import chain_on
 from infra.kafka.launcher import KafkaBroker
 from infra.postgres.launcher import EmbeddedPostgres
 from services.common.db import migrate
 from services.common.kafka import ensure_topics, topic_specs
 from services.common.settings import Settings
-from tests.e2e.conftest import start_system
+from tests.e2e.conftest import create_database, start_system
 from tests.e2e.system import System, new_port
 from tests.fixtures.kafka import KafkaService
 from tests.fixtures.postgres import PostgresService
@@ -29,10 +30,13 @@ __all__ = ["broker", "front_end", "pg_server", "start_system"]
 async def front_end(
     kafka: KafkaService, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[System]:
-    """An API and a projector shared by one module's tests (hostile input needs no router)."""
+    """An API and a projector shared by one module's tests (hostile input needs no router),
+    with a chain node of their own (quotes and market ladders read its pools) on a
+    database of their own, so no other test's node shares its schema `svm`."""
+    own_database = create_database(database_url)
     settings = Settings(
         kafka_bootstrap_servers=kafka.bootstrap_servers,
-        database_url=database_url,
+        database_url=own_database,
         orders_topic=unique("orders.events"),
         dead_letter_topic=unique("orders.deadletter"),
         orders_topic_partitions=3,
@@ -40,12 +44,15 @@ async def front_end(
         api_port=new_port(),
         data_dir=tmp_path_factory.mktemp("oee-data"),
         auth="disabled",  # the original API, without credentials, as in tests/e2e
+        **chain_on(new_port()),
     )
-    migrate(database_url)
+    migrate(own_database)
     await ensure_topics(kafka.bootstrap_servers, topic_specs(settings))
     system = System(settings, tmp_path_factory.mktemp("logs"))
     try:
+        system.start("chain")
         system.start("projector")
+        await system.wait_chain()
         system.start("api")
         await system.wait_healthy()
         yield system
