@@ -152,7 +152,8 @@ def up(
         # The local chain node runs only for the local RPC URL; a cluster is not ours to run.
         names: tuple[str, ...] = ("projector", "router", "api")
         if effective.local_chain:
-            names = ("chain", *names)
+            # The market process trades the local chain's pools; never a real cluster's.
+            names = ("chain", *names, "market")
             typer.echo(
                 f"chain: oee chain on {effective.solana_rpc_url} (blocks in PostgreSQL, schema svm)"
             )

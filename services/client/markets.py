@@ -28,10 +28,9 @@ def markets(
 @api_errors
 def show_market(
     pair: str,
-    as_json: bool = False,
-    *,
-    api_url: str = DEFAULT_API_URL,
-    api_key: str | None = None,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+    as_json: Json = False,
 ) -> None:
     """One pair ("SOL-USDC"): its summary, depth ladder and a sparkline of the last hour's
     1 m closes. What `oee market PAIR` runs."""

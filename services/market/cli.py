@@ -4,16 +4,38 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
+from services.client.markets import show_market
 from services.common.errors import DependencyUnavailable
 from services.common.settings import get_settings
 
+
+class _PairOrCommand(TyperGroup):
+    """`oee market SOL-USDC` shows a pair; `oee market move ...` and `oee market` (the
+    process) stay commands. A first word that names no command and reads as a pair is
+    the `show` command's argument."""
+
+    # Typed loosely: typer ships its own copy of click, whose types are private.
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] not in self.commands and "-" in args[0].strip("-"):
+            args = ["show", *args]
+        return super().resolve_command(ctx, args)
+
+    def format_usage(self, ctx: Any, formatter: Any) -> None:
+        formatter.write_usage("oee market", "[PAIR | move PAIR --to PRICE [--over 10s]]")
+
+
 market_app = typer.Typer(
-    help="The living market: moves the chain's pools every slot, publishes ticks and trades.",
+    cls=_PairOrCommand,
+    help="The living market: `oee market` runs the process that moves the chain's pools and"
+    " publishes ticks and trades; `oee market SOL-USDC` shows a pair (ladder, sparkline).",
     invoke_without_command=True,
 )
+market_app.command("show", help="One pair: summary, depth ladder, sparkline.")(show_market)
 
 
 def _fail(message: str, code: int) -> typer.Exit:
