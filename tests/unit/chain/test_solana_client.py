@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -104,6 +105,9 @@ class FakeRpc:
 
     async def status(self, signature: Signature) -> Status | None:
         return Status(1001, self.err) if self._landed() else None
+
+    async def statuses(self, signatures: Sequence[Signature]) -> list[Status | None]:
+        return [await self.status(signature) for signature in signatures]
 
     async def blockhash_valid(self, blockhash: Hash) -> bool:
         assert blockhash == BLOCKHASH
