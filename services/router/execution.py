@@ -15,7 +15,7 @@ from base64 import b64decode, b64encode
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from enum import Enum
 from functools import partial
 
@@ -26,7 +26,7 @@ from services.chain.signatures import signature_for
 from services.chain.transactions import Receipt, SwapInstruction, Transaction
 from services.common.process import retry_while_down
 from services.domain.order import OrderState
-from services.domain.tokens import from_base_units, to_base_units
+from services.domain.tokens import from_base_units, get_token, to_base_units
 from services.pricing.ports import ChainUnreachable, VenueAdapter
 from services.pricing.quote import VenuesUnavailable, quote_order
 from services.pricing.routing import NoRouteError
@@ -43,6 +43,7 @@ class Step(Enum):
     BUILD = "build"
     SUBMIT = "submit"
     CONFIRM = "confirm"
+    REST = "rest"  # a resting conditional order: the trigger engine's, until it triggers
     DONE = "done"
 
 
@@ -50,6 +51,11 @@ def next_step(state: OrderState) -> Step:
     """What the order needs next, from its state alone."""
     return {
         OrderStatus.PENDING: Step.ROUTE,
+        OrderStatus.TRIGGERED: Step.ROUTE,  # a triggered order is routed like a pending one
+        OrderStatus.OPEN: Step.REST,
+        OrderStatus.PARTIALLY_FILLED: Step.REST,
+        OrderStatus.CANCELLED: Step.DONE,
+        OrderStatus.EXPIRED: Step.DONE,
         OrderStatus.RETRYING: Step.WAIT_THEN_ROUTE,
         OrderStatus.ROUTING: Step.BUILD,
         OrderStatus.BUILDING: Step.SUBMIT,
@@ -90,7 +96,7 @@ class OrderExecution:
         While the chain is unreachable the order waits and its step is done again:
         each step is idempotent (reads, or a resend under the order's signature).
         """
-        while (step := next_step(state)) is not Step.DONE:
+        while (step := next_step(state)) not in (Step.DONE, Step.REST):
             log.debug("order %s: %s from %s", state.order_id, step.value, state.status.value)
             state = await retry_while_down(
                 partial(self._do, step, state),
@@ -160,12 +166,28 @@ class OrderExecution:
         except NoRouteError as exc:
             return await self._fail(state, FailureCode.NO_ROUTE, str(exc), attempt)
         except InsufficientLiquidityError as exc:
+            if state.min_price is not None:  # a limit waits for liquidity rather than failing
+                return await self.emit(state, events.OrderOpened(reason=str(exc)))
             return await self._fail(state, FailureCode.INSUFFICIENT_LIQUIDITY, str(exc), attempt)
+        plan, reason = quote.plan, quote.reason
+        floor = limit_min_out(state)
+        if floor is not None:
+            if plan.amount_out < floor:
+                # The mid crossed, the precise quote did not: not a failure, the order rests.
+                return await self.emit(
+                    state,
+                    events.OrderOpened(
+                        reason=f"the best route gives {plan.amount_out} {state.token_out},"
+                        f" below the limit's {floor}",
+                        best_amount_out=plan.amount_out,
+                    ),
+                )
+            # The limit is the transaction's guard: it fills at the limit or better, or not.
+            plan = plan.model_copy(update={"min_amount_out": floor})
+            reason = f"{reason}; min out {floor} = amount x limit {state.min_price}"
         return await self.emit(
             state,
-            events.OrderRouted(
-                attempt=attempt, quotes=quote.quotes, plan=quote.plan, reason=quote.reason
-            ),
+            events.OrderRouted(attempt=attempt, quotes=quote.quotes, plan=plan, reason=reason),
         )
 
     async def _confirm(self, state: OrderState) -> OrderState:
@@ -220,6 +242,15 @@ class OrderExecution:
                 code=code, error=error, retryable=retryable, attempts=attempts, tx_hash=tx_hash
             ),
         )
+
+
+def limit_min_out(state: OrderState) -> Decimal | None:
+    """amount x limit price in token_out, rounded up to its base unit: a limit order's min out."""
+    if state.min_price is None:
+        return None
+    exact = state.remaining * state.min_price
+    unit = Decimal(1).scaleb(-get_token(state.token_out).decimals)
+    return exact.quantize(unit, rounding=ROUND_CEILING)
 
 
 def _failure_code(chain_code: str | None) -> FailureCode:

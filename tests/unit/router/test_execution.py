@@ -351,11 +351,12 @@ async def test_unreadable_venues_are_retried_then_fail() -> None:
     assert final.status is OrderStatus.FAILED
 
 
-def test_only_a_final_order_needs_no_next_step() -> None:
+def test_only_a_final_or_resting_order_needs_no_next_step() -> None:
     state, _ = submitted()
     for status in OrderStatus:
         step = next_step(dataclasses.replace(state, status=status))
         assert (step is Step.DONE) == status.is_final, status
+        assert (step is Step.REST) == status.is_resting, status
 
 
 def test_next_step_covers_every_status() -> None:
