@@ -15,7 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("services", "schemas", "infra", "bench")
 # The pure core: venue math, pricing and routing, the order state machine, the contract.
-PURE = ("schemas", "services.domain", "services.venues", "services.pricing")
+PURE = (
+    "schemas", "services.domain", "services.venues", "services.pricing", "services.triggers.book",
+)  # fmt: skip
 IO_LIBRARIES = ("psycopg", "psycopg_pool", "aiokafka", "faust", "fastapi", "httpx", "aiohttp")
 
 

@@ -1,0 +1,232 @@
+"""The trigger book: every resting order in per-pair sorted indexes, and expiries in time order.
+
+Pure (no I/O): the trigger engine process (`services/triggers/engine.py`) feeds it orders
+from the log and prices from the market ticks, and appends what it returns to the log.
+
+Every order sells `token_in` for `token_out`; a price is tokenOut per tokenIn. Each
+direction (token_in, token_out) has two indexes of `(level, handle)` keys, sorted
+(`sortedcontainers.SortedList`, a B-tree-like list of lists: O(log n) insert, remove and
+bisect, with ~tens of bytes of overhead per key):
+
+- `above`: legs that fire when the price rises to their level or higher: a limit, a
+  take-profit, an OCO's take-profit leg. A price p crosses the prefix with level <= p.
+- `below`: legs that fire when the price falls to their level or lower: a stop, an OCO's
+  stop-loss leg. A price p crosses the suffix with level >= p.
+
+So a tick costs two bisections, O(log n), plus the k legs it actually crosses; a tick that
+crosses nothing touches no order. Keys are floats (cheap to compare and store); a float
+conversion is monotonic, so the float slice is a superset of the exact answer, and the legs
+at its boundary are checked again against their exact Decimal level: a stop never fires
+at a price above its trigger, a limit never at a price below its limit.
+
+An OCO has a leg in each index; when either fires the order leaves the book, both legs,
+so the other can never fire. Expiries are a heap of (time, handle) with lazy deletion.
+"""
+
+from __future__ import annotations
+
+import heapq
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from sortedcontainers import SortedList
+
+from schemas.events import OrderType, TriggerLeg
+
+Direction = tuple[str, str]  # (token_in, token_out)
+Side = Literal["above", "below"]
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One price of an order that can trigger it."""
+
+    name: TriggerLeg
+    side: Side
+    level: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """An order whose leg the price crossed: the engine proposes its trigger."""
+
+    order_id: uuid.UUID
+    leg: TriggerLeg
+    level: Decimal
+    price: Decimal
+
+
+def legs_of(
+    order_type: OrderType,
+    *,
+    limit_price: Decimal | None = None,
+    trigger_price: Decimal | None = None,
+    take_profit_price: Decimal | None = None,
+    stop_loss_price: Decimal | None = None,
+) -> tuple[Leg, ...]:
+    """The legs an order of this type rests with (trailing stops are not in this book yet)."""
+    if order_type is OrderType.LIMIT and limit_price is not None:
+        return (Leg("limit", "above", limit_price),)
+    if order_type is OrderType.TAKE_PROFIT and limit_price is not None:
+        return (Leg("takeProfit", "above", limit_price),)
+    if order_type is OrderType.STOP and trigger_price is not None:
+        return (Leg("stop", "below", trigger_price),)
+    if order_type is OrderType.OCO and take_profit_price is not None and stop_loss_price:
+        return (
+            Leg("takeProfit", "above", take_profit_price),
+            Leg("stopLoss", "below", stop_loss_price),
+        )
+    return ()
+
+
+class _Entry:
+    """A resting order as the book holds it (slots: a million of them are held)."""
+
+    __slots__ = ("direction", "expires", "handle", "legs", "order_id")
+
+    def __init__(
+        self,
+        order_id: uuid.UUID,
+        handle: int,
+        direction: Direction,
+        legs: tuple[Leg, ...],
+        expires: float | None,
+    ) -> None:
+        self.order_id = order_id
+        self.handle = handle
+        self.direction = direction
+        self.legs = legs
+        self.expires = expires
+
+
+class _Indexes:
+    __slots__ = ("above", "below")
+
+    def __init__(self) -> None:
+        self.above: SortedList = SortedList()  # (float level, handle)
+        self.below: SortedList = SortedList()
+
+
+class TriggerBook:
+    """Resting orders by direction and level, and by expiry."""
+
+    def __init__(self) -> None:
+        self._entries: dict[uuid.UUID, _Entry] = {}
+        self._by_handle: dict[int, _Entry] = {}
+        self._indexes: dict[Direction, _Indexes] = {}
+        self._expiries: list[tuple[float, int]] = []
+        self._next_handle = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, order_id: object) -> bool:
+        return order_id in self._entries
+
+    def add(
+        self,
+        order_id: uuid.UUID,
+        direction: Direction,
+        legs: tuple[Leg, ...],
+        expires_at: datetime | None = None,
+    ) -> None:
+        """Rest an order (replacing what the book held for it, as after an amend)."""
+        self.remove(order_id)
+        handle = self._next_handle
+        self._next_handle += 1
+        expires = expires_at.timestamp() if expires_at is not None else None
+        entry = _Entry(order_id, handle, (sys_intern(direction[0]), sys_intern(direction[1])),
+                       legs, expires)  # fmt: skip
+        self._entries[order_id] = entry
+        self._by_handle[handle] = entry
+        if legs:
+            indexes = self._indexes.get(direction)
+            if indexes is None:
+                indexes = self._indexes[direction] = _Indexes()
+            for leg in legs:
+                getattr(indexes, leg.side).add((float(leg.level), handle))
+        if expires is not None:
+            heapq.heappush(self._expiries, (expires, handle))
+
+    def remove(self, order_id: uuid.UUID) -> bool:
+        """Take an order out of the book (it triggered, was cancelled, expired or finished)."""
+        entry = self._entries.pop(order_id, None)
+        if entry is None:
+            return False
+        del self._by_handle[entry.handle]
+        indexes = self._indexes.get(entry.direction)
+        if indexes is not None:
+            for leg in entry.legs:
+                getattr(indexes, leg.side).discard((float(leg.level), entry.handle))
+        return True  # its expiry stays in the heap; `due` skips handles no longer held
+
+    def on_tick(self, direction: Direction, price: Decimal) -> list[Crossing]:
+        """Every order of `direction` whose leg `price` crosses, taken out of the book.
+
+        O(log n) to find them plus O(k log n) to remove the k crossed."""
+        indexes = self._indexes.get(direction)
+        if indexes is None:
+            return []
+        p = float(price)
+        crossed: list[tuple[_Entry, Leg]] = []
+        above = indexes.above
+        end = above.bisect_right((p, float("inf")))
+        if end:
+            for _, handle in above[:end]:
+                entry = self._by_handle[handle]
+                leg = _leg(entry, "above")
+                if price >= leg.level:  # exact: float ties are checked again
+                    crossed.append((entry, leg))
+        below = indexes.below
+        start = below.bisect_left((p, -1))
+        if start < len(below):
+            for _, handle in below[start:]:
+                entry = self._by_handle[handle]
+                leg = _leg(entry, "below")
+                if price <= leg.level:
+                    crossed.append((entry, leg))
+        result: list[Crossing] = []
+        for entry, leg in crossed:
+            if self.remove(entry.order_id):  # an OCO crossed on both sides fires once
+                result.append(Crossing(entry.order_id, leg.name, leg.level, price))
+        return result
+
+    def due(self, now: datetime) -> list[uuid.UUID]:
+        """Orders whose expiry is at or before `now`, in expiry order, taken out of the book."""
+        limit = now.timestamp()
+        expired: list[uuid.UUID] = []
+        while self._expiries and self._expiries[0][0] <= limit:
+            at, handle = heapq.heappop(self._expiries)
+            entry = self._by_handle.get(handle)
+            if entry is not None and entry.expires == at:
+                self.remove(entry.order_id)
+                expired.append(entry.order_id)
+        return expired
+
+    def next_expiry(self) -> float | None:
+        """The earliest expiry still held (a POSIX time), for the engine's timer."""
+        while self._expiries:
+            at, handle = self._expiries[0]
+            entry = self._by_handle.get(handle)
+            if entry is not None and entry.expires == at:
+                return at
+            heapq.heappop(self._expiries)  # stale: removed or re-added since
+        return None
+
+
+def _leg(entry: _Entry, side: Side) -> Leg:
+    for leg in entry.legs:
+        if leg.side == side:
+            return leg
+    raise KeyError(side)  # pragma: no cover - an index key always has its leg
+
+
+_INTERNED: dict[str, str] = {}
+
+
+def sys_intern(name: str) -> str:
+    """One string object per token symbol, however many orders name it."""
+    return _INTERNED.setdefault(name, name)
