@@ -97,6 +97,15 @@ def projector() -> None:
 
 @app.command()
 @one_line_errors
+def triggers() -> None:
+    """Watch market ticks and expiries for resting conditional orders; propose their triggers."""
+    from services.triggers.main import serve
+
+    serve(get_settings().with_local_servers())
+
+
+@app.command()
+@one_line_errors
 def chain() -> None:
     """Run the chain: a Solana VM that lands a block per slot and answers Solana JSON-RPC."""
     from services.chain.main import serve
@@ -111,7 +120,8 @@ def up(
         False, "--dry-run", help="With OEE_CHAIN=svm: simulate transactions, never send them."
     ),
 ) -> None:
-    """Start Kafka and PostgreSQL (unless configured), then the API, router, projector (and,
+    """Start Kafka and PostgreSQL (unless configured), then the API, router, projector, trigger
+    engine (and,
     with OEE_CHAIN=svm, the chain node `oee chain`).
 
     Ctrl-C stops everything.
@@ -140,9 +150,9 @@ def up(
             (f"http://{effective.chain_host}:{effective.chain_port}", "http://localhost:")
         )
         names = (
-            ("chain", "projector", "router", "api")
+            ("chain", "projector", "router", "triggers", "api")
             if local_chain
-            else ("projector", "router", "api")
+            else ("projector", "router", "triggers", "api")
         )
         children = {name: spawn(name) for name in names}
         base = f"http://{effective.api_host}:{effective.api_port}"
