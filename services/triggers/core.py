@@ -29,6 +29,10 @@ from services.domain.order import OrderState, OutOfSequence, evolve
 from services.triggers.book import Direction, TriggerBook, legs_of
 
 PRODUCER = "triggers"
+# A limit the mid said crossed but no route filled (the router put it back, OrderOpened) is
+# proposed again only at a better price than that trigger's, or this many slots later
+# (~10 s at 400 ms): not once per tick while the market stays where it could not fill.
+RETRIGGER_AFTER_SLOTS = 25
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,7 @@ class TriggerCore:
             return []
         return self._rest(state, now)
 
-    def _rest(self, state: OrderState, now: datetime) -> list[Envelope]:
+    def _rest(self, state: OrderState, now: datetime, *, cross: bool = True) -> list[Envelope]:
         if state.expires_at is not None and state.expires_at <= now:
             return [self._propose(state, OrderExpired(expires_at=state.expires_at), now)]
         direction = (state.token_in, state.token_out)
@@ -118,7 +122,7 @@ class TriggerCore:
         )
         self.book.add(state.order_id, direction, legs, state.expires_at)
         price = self.prices.get(direction)
-        return [] if price is None else self._cross(direction, price, now)
+        return [] if price is None or not cross else self._cross(direction, price, now)
 
     def on_tick(self, tick: MarketTick, now: datetime) -> list[Envelope]:
         """Proposals for every resting order the tick's prices cross."""
@@ -132,6 +136,9 @@ class TriggerCore:
         proposals = []
         for crossing in self.book.on_tick(direction, price.value):
             state = self.orders[crossing.order_id]
+            if _tried_here(state, price):
+                self._rest(state, now, cross=False)  # back in the book, for a later tick
+                continue
             if state.expires_at is not None and state.expires_at <= now:
                 # Expired before its expiry timer ran: it ends expired, never triggered late.
                 proposals.append(
@@ -173,3 +180,12 @@ class TriggerCore:
             payload=event,
             occurred_at=now,
         )
+
+
+def _tried_here(state: OrderState, price: Price) -> bool:
+    """Whether the order was triggered at this price or better, recently, and not filled."""
+    if state.triggered_leg is not None or state.triggered_slot is None:
+        return False  # never triggered, or not put back since
+    if state.triggered_price is None or price.value > state.triggered_price:
+        return False
+    return price.slot < state.triggered_slot + RETRIGGER_AFTER_SLOTS

@@ -17,6 +17,7 @@ PACKAGES = ("services", "schemas", "infra", "bench")
 # The pure core: venue math, pricing and routing, the order state machine, the contract.
 PURE = (
     "schemas", "services.domain", "services.venues", "services.pricing", "services.triggers.book",
+    "services.triggers.core",
 )  # fmt: skip
 IO_LIBRARIES = ("psycopg", "psycopg_pool", "aiokafka", "faust", "fastapi", "httpx", "aiohttp")
 
