@@ -75,10 +75,15 @@ class TriggerCore:
     def resting(self) -> int:
         return len(self.book)
 
-    def apply(self, envelope: Envelope, event_hash: str, now: datetime) -> list[Envelope]:
+    def apply(
+        self, envelope: Envelope, event_hash: str, now: datetime, *, propose: bool = True
+    ) -> list[Envelope]:
         """Fold one record of the order log; a newly resting order is checked at the last price.
 
-        Returns proposals (a resting order whose price the last tick already crossed)."""
+        Returns proposals (a resting order whose price the last tick already crossed, or whose
+        expiry passed). Without `propose` (catching up on the log: later records may have
+        decided the order already) the order only goes into the book; `on_clock` after the
+        catch-up expires what is due."""
         order_id = envelope.order_id
         known = self.orders.get(order_id)
         if known is None:
@@ -107,10 +112,12 @@ class TriggerCore:
         if not state.status.is_resting or order_id in self.in_flight:
             self.book.remove(order_id)
             return []
-        return self._rest(state, now)
+        return self._rest(state, now, cross=propose, expire=propose)
 
-    def _rest(self, state: OrderState, now: datetime, *, cross: bool = True) -> list[Envelope]:
-        if state.expires_at is not None and state.expires_at <= now:
+    def _rest(
+        self, state: OrderState, now: datetime, *, cross: bool = True, expire: bool = True
+    ) -> list[Envelope]:
+        if expire and state.expires_at is not None and state.expires_at <= now:
             return [self._propose(state, OrderExpired(expires_at=state.expires_at), now)]
         direction = (state.token_in, state.token_out)
         legs = legs_of(
@@ -137,7 +144,7 @@ class TriggerCore:
         for crossing in self.book.on_tick(direction, price.value):
             state = self.orders[crossing.order_id]
             if _tried_here(state, price):
-                self._rest(state, now, cross=False)  # back in the book, for a later tick
+                self._rest(state, now, cross=False, expire=False)  # back, for a later tick
                 continue
             if state.expires_at is not None and state.expires_at <= now:
                 # Expired before its expiry timer ran: it ends expired, never triggered late.

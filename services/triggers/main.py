@@ -199,9 +199,9 @@ class TriggerEngine:
             envelope = decode(value)
         except UndecodableEvent:
             return []  # the projector dead-letters it
-        proposals = self.core.apply(envelope, record_hash(value or b""), now())
+        proposals = self.core.apply(envelope, record_hash(value or b""), now(), propose=propose)
         RESTING.set(self.core.resting)
-        return proposals if propose else []
+        return proposals
 
     async def _order_loop(self) -> None:
         while True:

@@ -240,6 +240,8 @@ def _answer(decision: Decision, order_id: str, verb: str) -> OrderOut:
     if decision.applied and decision.row is not None:
         return OrderOut.from_row(decision.row)
     code = decision.code or "CONFLICT"
+    if code == "ALREADY_CANCELLED":
+        code = "ALREADY_FINAL"
     raise ApiError(
         409,
         {
