@@ -4,7 +4,7 @@ Pure (no I/O): the trigger engine process (`services/triggers/engine.py`) feeds 
 from the log and prices from the market ticks, and appends what it returns to the log.
 
 Every order sells `token_in` for `token_out`; a price is tokenOut per tokenIn. Each
-direction (token_in, token_out) has two indexes of `(level, handle)` keys, sorted
+direction (token_in, token_out) has two indexes of `(level, handle, entry)` keys, sorted
 (`sortedcontainers.SortedList`, a B-tree-like list of lists: O(log n) insert, remove and
 bisect, with ~tens of bytes of overhead per key):
 
@@ -20,7 +20,8 @@ at its boundary are checked again against their exact Decimal level: a stop neve
 at a price above its trigger, a limit never at a price below its limit.
 
 An OCO has a leg in each index; when either fires the order leaves the book, both legs,
-so the other can never fire. Expiries are a heap of (time, handle) with lazy deletion.
+so the other can never fire. Expiries are a heap of (time, handle, entry) with lazy
+deletion (an entry no longer the book's is skipped).
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, TypeVar
 
 from sortedcontainers import SortedList
 
 from schemas.events import OrderType, TriggerLeg
 
 Direction = tuple[str, str]  # (token_in, token_out)
+T = TypeVar("T")
 Side = Literal["above", "below"]
 
 
@@ -83,7 +85,11 @@ def legs_of(
 
 
 class _Entry:
-    """A resting order as the book holds it (slots: a million of them are held)."""
+    """A resting order as the book holds it (slots: a million of them are held).
+
+    Index keys are `(float level, handle, entry)`: the handle (unique, increasing) orders
+    equal levels first come first served and makes the entry itself never compared, and
+    the entry in the key saves a handle -> entry map (~100 bytes an order)."""
 
     __slots__ = ("direction", "expires", "handle", "legs", "order_id")
 
@@ -106,7 +112,7 @@ class _Indexes:
     __slots__ = ("above", "below")
 
     def __init__(self) -> None:
-        self.above: SortedList = SortedList()  # (float level, handle)
+        self.above: SortedList = SortedList()  # (float level, handle, entry)
         self.below: SortedList = SortedList()
 
 
@@ -115,10 +121,15 @@ class TriggerBook:
 
     def __init__(self) -> None:
         self._entries: dict[uuid.UUID, _Entry] = {}
-        self._by_handle: dict[int, _Entry] = {}
         self._indexes: dict[Direction, _Indexes] = {}
-        self._expiries: list[tuple[float, int]] = []
+        self._expiries: list[tuple[float, int, _Entry]] = []
         self._next_handle = 0
+        self._values: dict[object, object] = {}
+
+    def _shared(self, value: T) -> T:
+        """One object per distinct (immutable) value, however many orders hold it. Grows
+        with the distinct levels ever rested (a few per price tick), not with orders."""
+        return self._values.setdefault(value, value)  # type: ignore[return-value]
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -138,30 +149,31 @@ class TriggerBook:
         handle = self._next_handle
         self._next_handle += 1
         expires = expires_at.timestamp() if expires_at is not None else None
-        entry = _Entry(order_id, handle, (sys_intern(direction[0]), sys_intern(direction[1])),
-                       legs, expires)  # fmt: skip
+        # Directions and legs are shared by every order with the same ones (prices cluster):
+        # one tuple and one Decimal per distinct level, not per order.
+        direction = self._shared(direction)
+        legs = self._shared(tuple(self._shared(leg) for leg in legs))
+        entry = _Entry(order_id, handle, direction, legs, expires)
         self._entries[order_id] = entry
-        self._by_handle[handle] = entry
         if legs:
             indexes = self._indexes.get(direction)
             if indexes is None:
                 indexes = self._indexes[direction] = _Indexes()
             for leg in legs:
-                getattr(indexes, leg.side).add((float(leg.level), handle))
+                getattr(indexes, leg.side).add((float(leg.level), handle, entry))
         if expires is not None:
-            heapq.heappush(self._expiries, (expires, handle))
+            heapq.heappush(self._expiries, (expires, handle, entry))
 
     def remove(self, order_id: uuid.UUID) -> bool:
         """Take an order out of the book (it triggered, was cancelled, expired or finished)."""
         entry = self._entries.pop(order_id, None)
         if entry is None:
             return False
-        del self._by_handle[entry.handle]
         indexes = self._indexes.get(entry.direction)
         if indexes is not None:
             for leg in entry.legs:
-                getattr(indexes, leg.side).discard((float(leg.level), entry.handle))
-        return True  # its expiry stays in the heap; `due` skips handles no longer held
+                getattr(indexes, leg.side).discard((float(leg.level), entry.handle, entry))
+        return True  # its expiry stays in the heap; `due` skips entries no longer held
 
     def on_tick(self, direction: Direction, price: Decimal) -> list[Crossing]:
         """Every order of `direction` whose leg `price` crosses, taken out of the book.
@@ -175,16 +187,14 @@ class TriggerBook:
         above = indexes.above
         end = above.bisect_right((p, float("inf")))
         if end:
-            for _, handle in above[:end]:
-                entry = self._by_handle[handle]
+            for _, _, entry in above[:end]:
                 leg = _leg(entry, "above")
                 if price >= leg.level:  # exact: float ties are checked again
                     crossed.append((entry, leg))
         below = indexes.below
         start = below.bisect_left((p, -1))
         if start < len(below):
-            for _, handle in below[start:]:
-                entry = self._by_handle[handle]
+            for _, _, entry in below[start:]:
                 leg = _leg(entry, "below")
                 if price <= leg.level:
                     crossed.append((entry, leg))
@@ -199,19 +209,21 @@ class TriggerBook:
         limit = now.timestamp()
         expired: list[uuid.UUID] = []
         while self._expiries and self._expiries[0][0] <= limit:
-            at, handle = heapq.heappop(self._expiries)
-            entry = self._by_handle.get(handle)
-            if entry is not None and entry.expires == at:
+            _, _, entry = heapq.heappop(self._expiries)
+            if self._holds(entry):
                 self.remove(entry.order_id)
                 expired.append(entry.order_id)
         return expired
 
+    def _holds(self, entry: _Entry) -> bool:
+        """Whether `entry` is still how the book holds its order (not removed nor replaced)."""
+        return self._entries.get(entry.order_id) is entry
+
     def next_expiry(self) -> float | None:
         """The earliest expiry still held (a POSIX time), for the engine's timer."""
         while self._expiries:
-            at, handle = self._expiries[0]
-            entry = self._by_handle.get(handle)
-            if entry is not None and entry.expires == at:
+            at, _, entry = self._expiries[0]
+            if self._holds(entry):
                 return at
             heapq.heappop(self._expiries)  # stale: removed or re-added since
         return None
@@ -222,11 +234,3 @@ def _leg(entry: _Entry, side: Side) -> Leg:
         if leg.side == side:
             return leg
     raise KeyError(side)  # pragma: no cover - an index key always has its leg
-
-
-_INTERNED: dict[str, str] = {}
-
-
-def sys_intern(name: str) -> str:
-    """One string object per token symbol, however many orders name it."""
-    return _INTERNED.setdefault(name, name)
