@@ -362,3 +362,30 @@ async def test_cancels_racing_triggers_end_one_way_each(make_settings: MakeSetti
             raw.setdefault(envelope.order_id, set()).add(envelope.type)
         raced = sum({"OrderCancelled", "OrderTriggered"} <= types for types in raw.values())
         print(f"race outcomes {outcomes}; both proposals on the log for {raced} orders")
+
+
+async def test_an_oco_fills_one_leg_only(make_settings: MakeSettings) -> None:
+    async with running(settings_for(make_settings)) as system:
+        market = await system.price()
+        take = await system.submit(
+            orderType="oco",
+            takeProfitPrice=str((market * Decimal("0.9")).quantize(Decimal("0.01"))),
+            stopLossPrice=str((market / 2).quantize(Decimal("0.01"))),
+        )
+        stop = await system.submit(
+            orderType="oco",
+            takeProfitPrice=str((market * 2).quantize(Decimal("0.01"))),
+            stopLossPrice=str((market / 2).quantize(Decimal("0.01"))),
+        )
+        # At the market the first one's take-profit crosses: it fills as a limit.
+        done = await system.status_becomes(take, "completed", "failed", tick=market)
+        assert done["status"] == "completed", done
+        assert done["triggeredLeg"] == "takeProfit"
+        assert Decimal(done["executedPrice"]) >= Decimal(done["takeProfitPrice"])
+        assert (await system.order(stop))["status"] == "open"
+        # Far below: the second one's stop-loss; the first one, filled, never triggers again.
+        done = await system.status_becomes(stop, "completed", "failed", tick=market / 3)
+        assert done["triggeredLeg"] == "stopLoss"
+        for order_id in (take, stop):
+            types = [e["type"] for e in await system.events(order_id)]
+            assert types.count("OrderTriggered") == 1, types
