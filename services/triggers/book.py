@@ -33,13 +33,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal, TypeVar
 
-from sortedcontainers import SortedList
+from sortedcontainers import SortedDict, SortedList
 
 from schemas.events import OrderType, TriggerLeg
 
 Direction = tuple[str, str]  # (token_in, token_out)
 T = TypeVar("T")
-Side = Literal["above", "below"]
+Side = Literal["above", "below", "trail"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +68,11 @@ def legs_of(
     trigger_price: Decimal | None = None,
     take_profit_price: Decimal | None = None,
     stop_loss_price: Decimal | None = None,
+    trailing_bps: int | None = None,
 ) -> tuple[Leg, ...]:
-    """The legs an order of this type rests with (trailing stops are not in this book yet)."""
+    """The legs an order of this type rests with (a trailing stop's level is its bps)."""
+    if order_type is OrderType.TRAILING_STOP and trailing_bps is not None:
+        return (Leg("trailingStop", "trail", Decimal(trailing_bps)),)
     if order_type is OrderType.LIMIT and limit_price is not None:
         return (Leg("limit", "above", limit_price),)
     if order_type is OrderType.TAKE_PROFIT and limit_price is not None:
@@ -91,7 +94,7 @@ class _Entry:
     equal levels first come first served and makes the entry itself never compared, and
     the entry in the key saves a handle -> entry map (~100 bytes an order)."""
 
-    __slots__ = ("direction", "expires", "handle", "legs", "order_id")
+    __slots__ = ("direction", "expires", "group", "handle", "legs", "order_id")
 
     def __init__(
         self,
@@ -106,14 +109,38 @@ class _Entry:
         self.direction = direction
         self.legs = legs
         self.expires = expires
+        self.group: _Group | None = None  # a trailing stop's group
+
+
+class _Group:
+    """Trailing stops that share their best price seen (their anchor), by bps ascending.
+
+    Every order's best price is the highest tick since it rested; a new high lifts every
+    anchor below it to that price, so those groups merge (the smaller into the larger: an
+    order moves O(log n) times in all). A group's highest stop level is its smallest bps's."""
+
+    __slots__ = ("anchor", "orders", "serial")
+
+    def __init__(self, anchor: Decimal, serial: int) -> None:
+        self.anchor = anchor
+        self.serial = serial
+        self.orders: SortedList = SortedList()  # (bps, handle, entry)
+
+    def level(self, bps: Decimal) -> Decimal:
+        return self.anchor * (10_000 - bps) / 10_000
+
+    def top(self) -> Decimal:
+        return self.level(self.orders[0][0])
 
 
 class _Indexes:
-    __slots__ = ("above", "below")
+    __slots__ = ("above", "anchors", "below", "fragile")
 
     def __init__(self) -> None:
         self.above: SortedList = SortedList()  # (float level, handle, entry)
         self.below: SortedList = SortedList()
+        self.anchors: SortedDict = SortedDict()  # trailing: anchor -> _Group
+        self.fragile: SortedList = SortedList()  # trailing: (group's top level, serial, group)
 
 
 class TriggerBook:
@@ -125,6 +152,7 @@ class TriggerBook:
         self._expiries: list[tuple[float, int, _Entry]] = []
         self._next_handle = 0
         self._values: dict[object, object] = {}
+        self._last: dict[Direction, Decimal] = {}  # the last price per direction
 
     def _shared(self, value: T) -> T:
         """One object per distinct (immutable) value, however many orders hold it. Grows
@@ -160,7 +188,10 @@ class TriggerBook:
             if indexes is None:
                 indexes = self._indexes[direction] = _Indexes()
             for leg in legs:
-                getattr(indexes, leg.side).add((float(leg.level), handle, entry))
+                if leg.side == "trail":
+                    self._trail(indexes, entry, leg)
+                else:
+                    getattr(indexes, leg.side).add((float(leg.level), handle, entry))
         if expires is not None:
             heapq.heappush(self._expiries, (expires, handle, entry))
 
@@ -172,18 +203,87 @@ class TriggerBook:
         indexes = self._indexes.get(entry.direction)
         if indexes is not None:
             for leg in entry.legs:
-                getattr(indexes, leg.side).discard((float(leg.level), entry.handle, entry))
+                if leg.side == "trail":
+                    self._untrail(indexes, entry, leg)
+                else:
+                    getattr(indexes, leg.side).discard((float(leg.level), entry.handle, entry))
         return True  # its expiry stays in the heap; `due` skips entries no longer held
+
+    # --- trailing stops ---------------------------------------------------------------------
+
+    def _trail(self, indexes: _Indexes, entry: _Entry, leg: Leg) -> None:
+        """Rest a trailing stop anchored at the last price (0 before any: the next tick)."""
+        anchor = self._last.get(entry.direction, Decimal(0))
+        group = indexes.anchors.get(anchor)
+        if group is None:
+            group = indexes.anchors[anchor] = _Group(anchor, entry.handle)
+        else:
+            indexes.fragile.discard((group.top(), group.serial, group))
+        group.orders.add((leg.level, entry.handle, entry))
+        indexes.fragile.add((group.top(), group.serial, group))
+        entry.group = group
+
+    def _untrail(self, indexes: _Indexes, entry: _Entry, leg: Leg) -> None:
+        group = entry.group
+        if group is None:
+            return  # fired: already out of its group
+        indexes.fragile.discard((group.top(), group.serial, group))
+        group.orders.discard((leg.level, entry.handle, entry))
+        entry.group = None
+        if group.orders:
+            indexes.fragile.add((group.top(), group.serial, group))
+        else:
+            del indexes.anchors[group.anchor]
+
+    def _lift(self, indexes: _Indexes, price: Decimal) -> None:
+        """A new high: every anchor below `price` becomes `price` (their groups merge)."""
+        lower = list(indexes.anchors.irange(maximum=price, inclusive=(True, False)))
+        if not lower:
+            return
+        groups = [indexes.anchors.pop(anchor) for anchor in lower]
+        existing = indexes.anchors.get(price)
+        if existing is not None:
+            groups.append(existing)
+        for group in groups:
+            indexes.fragile.discard((group.top(), group.serial, group))
+        target = max(groups, key=lambda group: len(group.orders))
+        for group in groups:
+            if group is not target:
+                for key in group.orders:
+                    key[2].group = target
+                target.orders.update(group.orders)
+        target.anchor = price
+        indexes.anchors[price] = target
+        indexes.fragile.add((target.top(), target.serial, target))
+
+    def _fire_trailing(self, indexes: _Indexes, price: Decimal) -> list[tuple[_Entry, Leg]]:
+        crossed: list[tuple[_Entry, Leg]] = []
+        fragile = indexes.fragile
+        while fragile and fragile[-1][0] >= price:
+            _, _, group = fragile.pop()
+            while group.orders and group.level(group.orders[0][0]) >= price:
+                bps, _, entry = group.orders.pop(0)
+                crossed.append((entry, Leg("trailingStop", "trail", group.level(bps))))
+                entry.group = None
+            if group.orders:
+                fragile.add((group.top(), group.serial, group))
+            else:
+                del indexes.anchors[group.anchor]
+        return crossed
 
     def on_tick(self, direction: Direction, price: Decimal) -> list[Crossing]:
         """Every order of `direction` whose leg `price` crosses, taken out of the book.
 
         O(log n) to find them plus O(k log n) to remove the k crossed."""
+        self._last[direction] = price
         indexes = self._indexes.get(direction)
         if indexes is None:
             return []
         p = float(price)
         crossed: list[tuple[_Entry, Leg]] = []
+        if indexes.anchors:
+            self._lift(indexes, price)
+            crossed += self._fire_trailing(indexes, price)
         above = indexes.above
         end = above.bisect_right((p, float("inf")))
         if end:

@@ -126,6 +126,7 @@ class TriggerCore:
             trigger_price=state.trigger_price,
             take_profit_price=state.take_profit_price,
             stop_loss_price=state.stop_loss_price,
+            trailing_bps=state.trailing_bps,
         )
         self.book.add(state.order_id, direction, legs, state.expires_at)
         price = self.prices.get(direction)

@@ -389,3 +389,21 @@ async def test_an_oco_fills_one_leg_only(make_settings: MakeSettings) -> None:
         for order_id in (take, stop):
             types = [e["type"] for e in await system.events(order_id)]
             assert types.count("OrderTriggered") == 1, types
+
+
+async def test_a_trailing_stop_follows_the_best_price(make_settings: MakeSettings) -> None:
+    async with running(settings_for(make_settings)) as system:
+        market = await system.price()
+        order_id = await system.submit(orderType="trailingStop", trailingBps=1000)  # 10 %
+        await system.ticks.send(market)
+        await system.ticks.send(market * 2)  # the best price: the stop is now 1.8 x market
+        await asyncio.sleep(1)
+        await system.ticks.send(market * Decimal("1.85"))
+        await asyncio.sleep(1)
+        assert (await system.order(order_id))["status"] == "open"
+        done = await system.status_becomes(
+            order_id, "completed", "failed", tick=market * Decimal("1.75")
+        )
+        assert done["status"] == "completed", done
+        (triggered,) = [e for e in await system.events(order_id) if e["type"] == "OrderTriggered"]
+        assert Decimal(triggered["payload"]["level"]) == market * 2 * Decimal("0.9")

@@ -6,6 +6,7 @@ before its price is crossed, an OCO never fires both legs, and nothing crossed i
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -155,3 +156,70 @@ def test_expiries_come_due_in_time_order_and_amends_move_them() -> None:
     assert book.due(T0 + timedelta(seconds=40)) == [c]
     assert book.next_expiry() is None
     assert len(book) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("add"), st.integers(1, 3000)),
+            st.tuples(st.just("tick"), st.integers(80, 120).map(Decimal)),
+            st.tuples(st.just("cancel"), st.integers(0, 50)),
+        ),
+        max_size=80,
+    )
+)
+def test_trailing_stops_fire_exactly_when_the_price_falls_their_bps_below_the_best_seen(
+    steps: list[tuple[str, object]],
+) -> None:
+    """Against a model that remembers each order's best price since it rested."""
+    book = TriggerBook()
+    best: dict[uuid.UUID, Decimal] = {}  # the model: order -> best price seen
+    bps_of: dict[uuid.UUID, int] = {}
+    last: Decimal | None = None
+    ids = (uuid.UUID(int=n) for n in itertools.count(1))
+    added: list[uuid.UUID] = []
+    for kind, value in steps:
+        if kind == "add":
+            assert isinstance(value, int)
+            order_id = next(ids)
+            book.add(order_id, SOL_USDC, legs_of(OrderType.TRAILING_STOP, trailing_bps=value))
+            best[order_id] = last if last is not None else Decimal(0)
+            bps_of[order_id] = value
+            added.append(order_id)
+        elif kind == "cancel":
+            assert isinstance(value, int)
+            if added:
+                order_id = added[value % len(added)]
+                assert book.remove(order_id) == (best.pop(order_id, None) is not None)
+        else:
+            assert isinstance(value, Decimal)
+            price = value
+            last = price
+            for order_id in best:
+                best[order_id] = max(best[order_id], price)
+            expected = {
+                order_id
+                for order_id, anchor in best.items()
+                if price <= anchor * (10_000 - bps_of[order_id]) / 10_000
+            }
+            crossings = book.on_tick(SOL_USDC, price)
+            assert {c.order_id for c in crossings} == expected
+            for crossing in crossings:
+                anchor = best.pop(crossing.order_id)
+                assert crossing.leg == "trailingStop"
+                assert crossing.level == anchor * (10_000 - bps_of[crossing.order_id]) / 10_000
+                assert price <= crossing.level  # never before its (trailing) price is crossed
+        assert len(book) == len(best)
+
+
+def test_a_trailing_stop_follows_the_best_price_up_and_fires_on_the_way_down() -> None:
+    book = TriggerBook()
+    order = uuid.uuid4()
+    book.on_tick(SOL_USDC, Decimal(100))
+    book.add(order, SOL_USDC, legs_of(OrderType.TRAILING_STOP, trailing_bps=500))  # 5 %
+    assert book.on_tick(SOL_USDC, Decimal(96)) == []  # 100 -> stop 95
+    assert book.on_tick(SOL_USDC, Decimal(120)) == []  # best 120 -> stop 114
+    assert book.on_tick(SOL_USDC, Decimal(115)) == []
+    (crossing,) = book.on_tick(SOL_USDC, Decimal(114))
+    assert crossing.level == Decimal(114)
