@@ -407,3 +407,42 @@ async def test_a_trailing_stop_follows_the_best_price(make_settings: MakeSetting
         assert done["status"] == "completed", done
         (triggered,) = [e for e in await system.events(order_id) if e["type"] == "OrderTriggered"]
         assert Decimal(triggered["payload"]["level"]) == market * 2 * Decimal("0.9")
+
+
+async def test_cancel_and_amend_follow_ownership_and_scopes(make_settings: MakeSettings) -> None:
+    from tests.integration.api.test_auth import auth, make_key
+
+    settings = make_settings(
+        auth="enabled", auth_cache_seconds=0, market_ticks_topic=unique("market.ticks")
+    )
+    assert settings.database_url
+    _, owner = make_key(settings.database_url)
+    _, other = make_key(settings.database_url)
+    _, reader = make_key(settings.database_url, "orders:read")
+    async with running(settings, engine=False) as system:
+        http = system.api.http
+        response = await http.post(
+            "/api/orders/execute",
+            headers=auth(owner),
+            json={"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "orderType": "limit",
+                  "limitPrice": "100000"},
+        )  # fmt: skip
+        assert response.status_code == 202, response.text
+        order_id = response.json()["orderId"]
+
+        async def projected() -> bool:
+            found = await http.get(f"/api/orders/{order_id}", headers=auth(owner))
+            return found.status_code == 200
+
+        await eventually(projected, "the order in the read model")
+        for key, expected in ((other, 404), (reader, 403)):
+            assert (await http.delete(f"/api/orders/{order_id}", headers=auth(key))).status_code \
+                == expected  # fmt: skip
+            patched = await http.patch(
+                f"/api/orders/{order_id}", headers=auth(key), json={"limitPrice": "1"}
+            )
+            assert patched.status_code == expected
+        assert (await http.delete(f"/api/orders/{order_id}")).status_code == 401
+        cancelled = await http.delete(f"/api/orders/{order_id}", headers=auth(owner))
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "cancelled"
