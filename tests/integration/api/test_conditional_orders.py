@@ -446,3 +446,42 @@ async def test_cancel_and_amend_follow_ownership_and_scopes(make_settings: MakeS
         cancelled = await http.delete(f"/api/orders/{order_id}", headers=auth(owner))
         assert cancelled.status_code == 200, cancelled.text
         assert cancelled.json()["status"] == "cancelled"
+
+
+async def test_two_engines_and_a_restart_still_trigger_each_order_once(
+    make_settings: MakeSettings,
+) -> None:
+    """Two trigger engines at once (as during a rolling restart) both propose every trigger:
+    each order is still triggered once. A restarted engine recovers the resting orders from
+    the read model and the log, and triggers neither a finished order nor one twice."""
+    settings = settings_for(make_settings)
+    async with running(settings) as system:
+        market = await system.price()
+        levels = [(market * Decimal(f"0.{50 + i}")).quantize(Decimal("0.01")) for i in range(8)]
+        ids = [await system.submit(orderType="stop", triggerPrice=str(level)) for level in levels]
+        async with triggers_running(settings) as second:
+            assert second.core.resting == len(ids)
+            # Crosses the four highest stops (0.54 .. 0.57 x market), in both engines.
+            middle = (market * Decimal("0.535")).quantize(Decimal("0.01"))
+            for order_id in ids[4:]:
+                await system.status_becomes(order_id, "completed", "failed", tick=middle)
+        first = system.engine
+    # The first engine is stopped with the system; a new one recovers from what is durable.
+    async with running(settings) as system:
+        engine = system.engine
+        assert engine is not first
+        assert engine.core.resting == 4
+        assert engine.recovery_seconds is not None
+        print(f"recovered {engine.core.resting} resting orders in {engine.recovery_seconds:.3f}s")
+        for _ in range(3):
+            await system.ticks.send(middle)
+        for order_id in ids[:4]:
+            assert (await system.order(order_id))["status"] == "open"
+        low = (market * Decimal("0.4")).quantize(Decimal("0.01"))
+        for order_id in ids[:4]:
+            await system.status_becomes(order_id, "completed", "failed", tick=low)
+        for order_id in ids:
+            types = [e["type"] for e in await system.events(order_id)]
+            assert types.count("OrderTriggered") == 1, types
+        raw = [e.type for _, _, e in await read_log(settings) if str(e.order_id) in ids]
+        print(f"{raw.count('OrderTriggered')} OrderTriggered records on the log for 8 orders")
