@@ -39,6 +39,8 @@ from schemas.events import (
 S = OrderStatus
 
 # Where the router may take an order it is executing (a market order, or a triggered one).
+# Before this table the fold accepted any event after the first; these are all the steps the
+# router has ever written (`services/router/execution.py`), so every existing log replays.
 _EXECUTING: dict[tuple[OrderStatus, type[OrderEvent]], OrderStatus] = {
     (S.PENDING, OrderRouted): S.ROUTING,
     (S.PENDING, OrderRetrying): S.RETRYING,
@@ -49,6 +51,7 @@ _EXECUTING: dict[tuple[OrderStatus, type[OrderEvent]], OrderStatus] = {
     (S.TRIGGERED, OrderOpened): S.OPEN,  # a limit no route fills at its price: it rests again
     (S.ROUTING, OrderRouted): S.ROUTING,
     (S.ROUTING, TransactionBuilt): S.BUILDING,
+    (S.ROUTING, OrderRetrying): S.RETRYING,  # the fold always allowed it: old logs may hold it
     (S.ROUTING, OrderFailed): S.FAILED,
     (S.BUILDING, TransactionSubmitted): S.SUBMITTED,
     (S.BUILDING, OrderRouted): S.ROUTING,  # the quote aged past its TTL: re-quoted
