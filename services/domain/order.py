@@ -37,7 +37,7 @@ from schemas.events import (
 )
 from services.domain.lifecycle import IllegalTransition, OutOfSequence, next_status
 
-__all__ = ["IllegalTransition", "OrderState", "OutOfSequence", "evolve"]
+__all__ = ["IllegalTransition", "OrderState", "OutOfSequence", "evolve", "pack", "unpack"]
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,23 @@ def evolve(state: OrderState | None, envelope: Envelope, event_hash: str) -> Ord
     )
 
 
-_STATE_FIELDS = frozenset(field.name for field in fields(OrderState))
+_FIELD_ORDER = tuple(field.name for field in fields(OrderState))
+_STATE_FIELDS = frozenset(_FIELD_ORDER)
+
+
+def pack(state: OrderState) -> tuple[Any, ...]:
+    """The state's values in field order: ~350 bytes instead of its ~1.6 KB attribute dict,
+    for holders of many states at rest (the trigger engine's resting orders). Lossless:
+    `unpack(pack(state)) == state`."""
+    values = state.__dict__
+    return tuple([values[name] for name in _FIELD_ORDER])
+
+
+def unpack(values: tuple[Any, ...]) -> OrderState:
+    """The state `pack` made these values of."""
+    state = object.__new__(OrderState)
+    state.__dict__.update(zip(_FIELD_ORDER, values, strict=True))
+    return state
 
 
 def _copy_with(state: OrderState, changes: dict[str, Any]) -> OrderState:

@@ -18,14 +18,14 @@ cancelled, or ended).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 
 from schemas.envelope import Envelope
 from schemas.events import OrderEvent, OrderExpired, OrderSubmitted, OrderTriggered
 from schemas.market import MarketTick
-from services.domain.order import OrderState, OutOfSequence, evolve
+from services.domain.order import OrderState, OutOfSequence, evolve, pack, unpack
 from services.triggers.book import Direction, TriggerBook, legs_of
 
 PRODUCER = "triggers"
@@ -64,9 +64,11 @@ class TriggerCore:
     def __init__(self, producer: str = PRODUCER) -> None:
         self.producer = producer
         self.book = TriggerBook()
-        self.orders: dict[uuid.UUID, OrderState] = {}  # conditional, not final
+        # Conditional orders not final, packed (`pack`): a million resting states at rest.
+        self.orders: dict[uuid.UUID, tuple[object, ...]] = {}
         self.in_flight: dict[uuid.UUID, int] = {}  # order -> the sequence proposed
         self.prices: dict[Direction, Price] = {}
+        self._values: dict[object, object] = {}  # one object per distinct shared value
 
     def __len__(self) -> int:
         return len(self.orders)
@@ -85,7 +87,8 @@ class TriggerCore:
         decided the order already) the order only goes into the book; `on_clock` after the
         catch-up expires what is due."""
         order_id = envelope.order_id
-        known = self.orders.get(order_id)
+        packed = self.orders.get(order_id)
+        known = None if packed is None else unpack(packed)
         if known is None:
             event = envelope.payload
             if not (
@@ -108,11 +111,20 @@ class TriggerCore:
             self.book.remove(order_id)
             self.in_flight.pop(order_id, None)
             return []
-        self.orders[order_id] = state
+        self.orders[order_id] = self._pack(state)
         if not state.status.is_resting or order_id in self.in_flight:
             self.book.remove(order_id)
             return []
         return self._rest(state, now, cross=propose, expire=propose)
+
+    def _pack(self, state: OrderState) -> tuple[object, ...]:
+        """`pack`, with the values many orders repeat (tokens, owner, amounts, prices) shared."""
+        values = list(pack(state))
+        for index in _SHARED_FIELDS:
+            value = values[index]
+            if value is not None:
+                values[index] = self._values.setdefault(value, value)
+        return tuple(values)
 
     def _rest(
         self, state: OrderState, now: datetime, *, cross: bool = True, expire: bool = True
@@ -143,7 +155,7 @@ class TriggerCore:
     def _cross(self, direction: Direction, price: Price, now: datetime) -> list[Envelope]:
         proposals = []
         for crossing in self.book.on_tick(direction, price.value):
-            state = self.orders[crossing.order_id]
+            state = unpack(self.orders[crossing.order_id])
             if _tried_here(state, price):
                 self._rest(state, now, cross=False, expire=False)  # back, for a later tick
                 continue
@@ -172,7 +184,7 @@ class TriggerCore:
         """Proposals for every resting order whose expiry is at or before `now`."""
         proposals = []
         for order_id in self.book.due(now):
-            state = self.orders[order_id]
+            state = unpack(self.orders[order_id])
             assert state.expires_at is not None
             proposals.append(self._propose(state, OrderExpired(expires_at=state.expires_at), now))
         return proposals
@@ -188,6 +200,17 @@ class TriggerCore:
             payload=event,
             occurred_at=now,
         )
+
+
+_SHARED_FIELDS = tuple(
+    index
+    for index, field in enumerate(fields(OrderState))
+    if field.name
+    in {
+        "token_in", "token_out", "owner", "amount", "slippage", "limit_price", "trigger_price",
+        "take_profit_price", "stop_loss_price", "status", "order_type",
+    }
+)  # fmt: skip
 
 
 def _tried_here(state: OrderState, price: Price) -> bool:

@@ -37,8 +37,9 @@ from schemas.events import (
     TransactionSubmitted,
 )
 from services.domain.lifecycle import TRANSITIONS, IllegalTransition
-from services.domain.order import OrderState, evolve
+from services.domain.order import OrderState, evolve, pack, unpack
 from tests.builders import quote, route_plan
+from tests.strategies import order_histories
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 TX = "5" * 88
@@ -203,3 +204,12 @@ def test_a_cancel_after_a_trigger_it_did_not_see_is_dropped_even_later_in_the_ru
     final = read_as_every_consumer_does([*log, cancel_value, routed_value])
     assert final is not None
     assert final.status is OrderStatus.ROUTING
+
+
+@settings(max_examples=50, deadline=None)
+@given(history=order_histories())
+def test_packing_a_state_is_lossless(history: list[Envelope]) -> None:
+    state = None
+    for envelope in history:
+        state = evolve(state, envelope, "c" * 64)
+        assert unpack(pack(state)) == state
