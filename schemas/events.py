@@ -399,6 +399,7 @@ class OrderPartiallyFilled(_Event):
     amount_in: PositiveAmount
     amount_out: Amount
     remaining: PositiveAmount
+    fee: Amount = Decimal(0)
 
 
 OrderEvent = (

@@ -86,6 +86,7 @@ class OrderState:
     triggered_slot: int | None = None
     triggered_price: Decimal | None = None
     filled_amount: Decimal = Decimal(0)  # of token_in, by partial fills
+    fills: int = 0  # partial fills so far: the next fill's transaction is keyed by this count
 
     @property
     def is_final(self) -> bool:
@@ -240,7 +241,10 @@ def _(event: OrderRetrying, state: OrderState, envelope: Envelope) -> dict[str, 
 
 @_changes.register
 def _(event: OrderCompleted, state: OrderState, envelope: Envelope) -> dict[str, Any]:
+    # After partial fills the completion carries the totals (amount in and out of all fills).
+    filled = {"filled_amount": event.amount_in} if state.fills else {}
     return {
+        **filled,
         "tx_hash": event.tx_hash,
         "selected_dex": event.selected_dex,
         "amount_out": event.amount_out,
@@ -271,6 +275,11 @@ def _(event: OrderTriggered, state: OrderState, envelope: Envelope) -> dict[str,
         "plan": None,
         "error_code": None,
         "error": None,
+        # A new fill, a new transaction: nothing of an earlier partial fill's is re-sent.
+        "tx_hash": None,
+        "signed_transaction": None,
+        "blockhash": None,
+        "last_valid_block_height": None,
     }
 
 
@@ -305,6 +314,8 @@ def _(event: OrderPartiallyFilled, state: OrderState, envelope: Envelope) -> dic
     return {
         "filled_amount": state.filled_amount + event.amount_in,
         "amount_out": (state.amount_out or Decimal(0)) + event.amount_out,
+        "fills": state.fills + 1,
+        "fee": (state.fee or Decimal(0)) + event.fee,
         "tx_hash": event.tx_hash,
         "triggered_leg": None,
         "plan": None,
