@@ -485,3 +485,29 @@ async def test_two_engines_and_a_restart_still_trigger_each_order_once(
             assert types.count("OrderTriggered") == 1, types
         raw = [e.type for _, _, e in await read_log(settings) if str(e.order_id) in ids]
         print(f"{raw.count('OrderTriggered')} OrderTriggered records on the log for 8 orders")
+
+
+async def test_a_big_limit_fills_in_part_and_the_rest_can_be_cancelled(
+    make_settings: MakeSettings,
+) -> None:
+    async with running(settings_for(make_settings)) as system:
+        market = await system.price()
+        limit = (market * Decimal("0.97")).quantize(Decimal("0.01"))
+        amount = Decimal(200_000)
+        response = await system.api.http.post(
+            "/api/orders/execute",
+            json={"tokenIn": "SOL", "tokenOut": "USDC", "amount": str(amount),
+                  "orderType": "limit", "limitPrice": str(limit)},
+        )  # fmt: skip
+        assert response.status_code == 202, response.text
+        order_id = response.json()["orderId"]
+        part = await system.status_becomes(order_id, "partiallyFilled", tick=market)
+        filled = Decimal(part["filledAmount"])
+        assert Decimal(0) < filled < amount
+        assert Decimal(part["amountOut"]) >= filled * limit  # the part, at the limit or better
+        (event,) = [e for e in await system.events(order_id) if e["type"] == "OrderPartiallyFilled"]
+        assert Decimal(event["payload"]["remaining"]) == amount - filled
+        cancelled = await system.api.http.delete(f"/api/orders/{order_id}")
+        if cancelled.status_code == 200:  # else a second part was already on its way: fine too
+            assert cancelled.json()["status"] == "cancelled"
+            assert Decimal(cancelled.json()["filledAmount"]) == filled
