@@ -21,7 +21,8 @@ Conditional orders (issue 17), checked after the fields above; nothing is writte
     ERR_030 INVALID_ORDER_TYPE      orderType not one of market, limit, stop, takeProfit, oco,
                                     trailingStop
     ERR_031 MISSING_LIMIT_PRICE     limit / takeProfit without limitPrice
-    ERR_032 INVALID_LIMIT_PRICE     limitPrice not a number, or <= 0
+    ERR_032 INVALID_LIMIT_PRICE     limitPrice not a number, <= 0, above 1e12 or finer than 1e-18
+                                    (the same bounds for every price below)
     ERR_033 MISSING_TRIGGER_PRICE   stop without triggerPrice
     ERR_034 INVALID_TRIGGER_PRICE   triggerPrice not a number, or <= 0
     ERR_035 MISSING_TAKE_PROFIT_PRICE  oco without takeProfitPrice
@@ -375,10 +376,10 @@ def validate_terms(body: dict[str, Any], expiry: ExpiryPolicy | None) -> dict[st
             continue
         if value is None:
             return _reject(missing, missing_code, f"{field} is required for {order_type}", field)
-        price = _as_decimal(value)
-        if price is None or price <= 0:
-            return _reject(invalid, invalid_code, f"{field} must be a number > 0", field)
-        terms[name] = canonical(price)
+        price = _price(value)
+        if price is None:
+            return _reject(invalid, invalid_code, _PRICE_RULE.format(field=field), field)
+        terms[name] = price
     if "stop_loss_price" in terms and terms["stop_loss_price"] >= terms["take_profit_price"]:
         return _reject(
             "INVALID_STOP_LOSS_PRICE",
@@ -417,6 +418,23 @@ def validate_terms(body: dict[str, Any], expiry: ExpiryPolicy | None) -> dict[st
         return expires
     terms["expires_at"] = expires
     return terms
+
+
+MAX_PRICE = Decimal(10) ** 12
+PRICE_DECIMALS = 18
+_PRICE_RULE = "{field} must be a number > 0, at most 1e12, with at most 18 decimals"
+
+
+def _price(value: object) -> Decimal | None:
+    """A price in (0, 1e12] with at most 18 decimals, canonical; None otherwise. Bounded
+    before `canonical`, which writes the number out in full (1e999999 would be a megabyte)."""
+    price = _as_decimal(value)
+    if price is None or not Decimal(0) < price <= MAX_PRICE:
+        return None
+    exponent = price.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -PRICE_DECIMALS:
+        return None
+    return canonical(price)
 
 
 def _not_allowed(field: str, order_type: OrderType) -> Rejection:
@@ -472,10 +490,10 @@ def validate_amendment(
             continue
         if name not in needed:
             return _not_allowed(field, order_type)
-        price = _as_decimal(value)
-        if price is None or price <= 0:
-            return _reject(invalid, invalid_code, f"{field} must be a number > 0", field)
-        changes[name] = canonical(price)
+        price = _price(value)
+        if price is None:
+            return _reject(invalid, invalid_code, _PRICE_RULE.format(field=field), field)
+        changes[name] = price
     if body.get("trailingBps") is not None:
         bps = body["trailingBps"]
         if "trailing_bps" not in needed:
