@@ -511,3 +511,42 @@ async def test_a_big_limit_fills_in_part_and_the_rest_can_be_cancelled(
         if cancelled.status_code == 200:  # else a second part was already on its way: fine too
             assert cancelled.json()["status"] == "cancelled"
             assert Decimal(cancelled.json()["filledAmount"]) == filled
+
+
+async def test_the_oee_triggers_process_triggers_and_stops_cleanly(
+    make_settings: MakeSettings,
+) -> None:
+    """`python -m services.cli triggers` itself, as `oee up` starts it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    settings = settings_for(make_settings)
+    env = os.environ | {
+        "KAFKA_BOOTSTRAP_SERVERS": str(settings.kafka_bootstrap_servers),
+        "DATABASE_URL": str(settings.database_url),
+        "OEE_ORDERS_TOPIC": settings.orders_topic,
+        "OEE_ORDERS_TOPIC_PARTITIONS": str(settings.orders_topic_partitions),
+        "OEE_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
+        "OEE_MARKET_TICKS_TOPIC": settings.market_ticks_topic,
+        "OEE_TRIGGERS_METRICS_PORT": "0",
+    }
+    async with running(settings, engine=False) as system:
+        market = await system.price()
+        stop = (market / 2).quantize(Decimal("0.01"))
+        order_id = await system.submit(orderType="stop", triggerPrice=str(stop))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "triggers"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            done = await system.status_becomes(order_id, "completed", "failed", tick=stop / 2)
+            assert done["triggeredLeg"] == "stop"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            output, _ = await asyncio.to_thread(process.communicate, timeout=30)
+        assert process.returncode == 0, output.decode()
+        assert b"trigger engine recovered 1 conditional orders (1 resting)" in output
