@@ -67,7 +67,7 @@ class Envelope(BaseModel):
 
     @property
     def status(self) -> OrderStatus:
-        return self.payload.STATUS
+        return self.payload.resulting_status()
 
     @classmethod
     def new(

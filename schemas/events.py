@@ -1,7 +1,9 @@
 """One immutable model per thing that happened to an order, in the past tense.
 
-Each event moves the order to one status word of the original system
-(pending, routing, building, submitted, retrying, completed, failed).
+Each event moves the order to one status word: the original system's (pending,
+routing, building, submitted, retrying, completed, failed) and, for conditional
+orders (issue 17), open, triggered, partiallyFilled, cancelled and expired. Which
+event may follow which status is one table, `services/domain/lifecycle.py`.
 Money is `Decimal` in whole tokens; it travels as a JSON string so that no
 float ever touches it.
 """
@@ -12,7 +14,15 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 
 def _not_a_float(value: object) -> object:
@@ -70,10 +80,45 @@ class OrderStatus(StrEnum):
     RETRYING = "retrying"
     COMPLETED = "completed"
     FAILED = "failed"
+    # Conditional orders (issue 17).
+    OPEN = "open"  # resting: waits for its price (or its expiry)
+    TRIGGERED = "triggered"  # its price was crossed: the router takes it like a pending order
+    PARTIALLY_FILLED = "partiallyFilled"  # part filled at the limit, the rest rests
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
 
     @property
     def is_final(self) -> bool:
-        return self in (OrderStatus.COMPLETED, OrderStatus.FAILED)
+        return self in _FINAL
+
+    @property
+    def is_resting(self) -> bool:
+        """Waiting for the trigger engine, not for the router."""
+        return self in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+
+
+_FINAL = frozenset(
+    {OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED, OrderStatus.EXPIRED}
+)
+
+
+class OrderType(StrEnum):
+    """What a submission asks for; camelCase on the wire, as the API's body says it."""
+
+    MARKET = "market"
+    LIMIT = "limit"  # fill at >= limit_price (tokenOut per tokenIn), fees and impact included
+    STOP = "stop"  # when the price falls to trigger_price: a market order
+    TAKE_PROFIT = "takeProfit"  # a limit above the market: fill at >= limit_price
+    OCO = "oco"  # take_profit_price (a limit) or stop_loss_price (a stop), the first cancels both
+    TRAILING_STOP = "trailingStop"  # a stop trailing_bps below the best price seen since opening
+
+    @property
+    def is_conditional(self) -> bool:
+        return self is not OrderType.MARKET
+
+
+TriggerLeg = Literal["limit", "stop", "takeProfit", "stopLoss", "trailingStop"]
+"""Which price of an order its trigger crossed (an OCO has two)."""
 
 
 class FailureCode(StrEnum):
@@ -98,15 +143,25 @@ class _Event(BaseModel):
     VERSION: ClassVar[int] = 1
     STATUS: ClassVar[OrderStatus]
 
+    def resulting_status(self) -> OrderStatus:
+        """The status an order's event names (the lifecycle table decides what it becomes)."""
+        return self.STATUS
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class OrderSubmitted(_Event):
-    """A client's market order, accepted once this is durably in the log."""
+    """A client's order, accepted once this is durably in the log.
+
+    v2 (issue 17) adds the conditional fields; a v1 record reads as a market order. A market
+    order is `pending` after it (the router takes it), a conditional one `open` (it rests
+    until the trigger engine sees its price crossed, or its expiry passes).
+    """
 
     TYPE: ClassVar[str] = "OrderSubmitted"
+    VERSION: ClassVar[int] = 2
     STATUS: ClassVar[OrderStatus] = OrderStatus.PENDING
 
     token_in: TokenSymbol
@@ -115,6 +170,46 @@ class OrderSubmitted(_Event):
     slippage: Fraction
     client_order_id: str | None = Field(default=None, max_length=64)
     owner: str | None = None
+    order_type: OrderType = OrderType.MARKET
+    limit_price: PositiveAmount | None = None  # limit, takeProfit
+    trigger_price: PositiveAmount | None = None  # stop
+    take_profit_price: PositiveAmount | None = None  # oco
+    stop_loss_price: PositiveAmount | None = None  # oco
+    trailing_bps: int | None = Field(default=None, ge=1, le=9999)  # trailingStop
+    expires_at: AwareDatetime | None = None  # conditional orders only
+    allow_partial: bool = True  # limit orders: fill what the limit allows, the rest rests
+
+    @model_validator(mode="after")
+    def _prices_of_its_type(self) -> OrderSubmitted:
+        needed = CONDITIONAL_FIELDS[self.order_type]
+        for name in ALL_CONDITIONAL_FIELDS:
+            given = getattr(self, name) is not None
+            if given != (name in needed):
+                raise ValueError(
+                    f"{name} is {'missing' if not given else 'not'} for a "
+                    f"{self.order_type.value} order"
+                )
+        if not self.order_type.is_conditional and self.expires_at is not None:
+            raise ValueError("a market order has no expiry")
+        return self
+
+    def resulting_status(self) -> OrderStatus:
+        return OrderStatus.OPEN if self.order_type.is_conditional else OrderStatus.PENDING
+
+
+CONDITIONAL_FIELDS: dict[OrderType, frozenset[str]] = {
+    OrderType.MARKET: frozenset(),
+    OrderType.LIMIT: frozenset({"limit_price"}),
+    OrderType.TAKE_PROFIT: frozenset({"limit_price"}),
+    OrderType.STOP: frozenset({"trigger_price"}),
+    OrderType.OCO: frozenset({"take_profit_price", "stop_loss_price"}),
+    OrderType.TRAILING_STOP: frozenset({"trailing_bps"}),
+}
+"""The price fields each order type carries (and only those)."""
+
+ALL_CONDITIONAL_FIELDS = (
+    "limit_price", "trigger_price", "take_profit_price", "stop_loss_price", "trailing_bps",
+)  # fmt: skip
 
 
 class VenueQuote(_Frozen):
@@ -233,8 +328,88 @@ class OrderFailed(_Event):
     tx_hash: str | None = None
 
 
+class OrderOpened(_Event):
+    """A triggered limit order rests again: no route gave its limit price at that moment."""
+
+    TYPE: ClassVar[str] = "OrderOpened"
+    STATUS: ClassVar[OrderStatus] = OrderStatus.OPEN
+
+    reason: str
+    best_amount_out: Amount | None = None  # what the best route offered, for the record
+
+
+class OrderTriggered(_Event):
+    """The trigger engine saw the order's price crossed on this tick: the router takes it now.
+
+    Proposed with the order's expected next sequence: if a cancel (or anything else) took
+    that sequence first, this record is a duplicate every reader drops.
+    """
+
+    TYPE: ClassVar[str] = "OrderTriggered"
+    STATUS: ClassVar[OrderStatus] = OrderStatus.TRIGGERED
+
+    leg: TriggerLeg
+    pair: str = Field(max_length=21)  # the tick's pair, e.g. "SOL-USDC"
+    slot: int = Field(ge=0)
+    price: PositiveAmount  # the tick's price, tokenOut per tokenIn of the order
+    level: PositiveAmount  # the order's price the tick crossed
+
+
+class OrderCancelled(_Event):
+    """The owner cancelled the order while it rested."""
+
+    TYPE: ClassVar[str] = "OrderCancelled"
+    STATUS: ClassVar[OrderStatus] = OrderStatus.CANCELLED
+
+    reason: str = Field(default="cancelled by the owner", max_length=200)
+    by: str | None = None  # the key that asked
+
+
+class OrderExpired(_Event):
+    """The order's expiry passed while it rested (written late if the engine was down then)."""
+
+    TYPE: ClassVar[str] = "OrderExpired"
+    STATUS: ClassVar[OrderStatus] = OrderStatus.EXPIRED
+
+    expires_at: AwareDatetime
+
+
+class OrderAmended(_Event):
+    """The owner changed a resting order's prices or expiry; fields left None keep their value."""
+
+    TYPE: ClassVar[str] = "OrderAmended"
+    STATUS: ClassVar[OrderStatus] = OrderStatus.OPEN
+
+    limit_price: PositiveAmount | None = None
+    trigger_price: PositiveAmount | None = None
+    take_profit_price: PositiveAmount | None = None
+    stop_loss_price: PositiveAmount | None = None
+    trailing_bps: int | None = Field(default=None, ge=1, le=9999)
+    expires_at: AwareDatetime | None = None
+    by: str | None = None
+
+
+class OrderPartiallyFilled(_Event):
+    """Part of a limit order filled at its limit or better; `remaining` rests."""
+
+    TYPE: ClassVar[str] = "OrderPartiallyFilled"
+    STATUS: ClassVar[OrderStatus] = OrderStatus.PARTIALLY_FILLED
+
+    tx_hash: str
+    amount_in: PositiveAmount
+    amount_out: Amount
+    remaining: PositiveAmount
+    fee: Amount = Decimal(0)
+
+
 OrderEvent = (
     OrderSubmitted
+    | OrderOpened
+    | OrderTriggered
+    | OrderCancelled
+    | OrderExpired
+    | OrderAmended
+    | OrderPartiallyFilled
     | OrderRouted
     | TransactionBuilt
     | TransactionSubmitted
@@ -247,6 +422,12 @@ EVENT_TYPES: dict[str, type[OrderEvent]] = {
     cls.TYPE: cls
     for cls in (
         OrderSubmitted,
+        OrderOpened,
+        OrderTriggered,
+        OrderCancelled,
+        OrderExpired,
+        OrderAmended,
+        OrderPartiallyFilled,
         OrderRouted,
         TransactionBuilt,
         TransactionSubmitted,

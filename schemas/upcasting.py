@@ -44,3 +44,9 @@ def upcast(event_type: str, version: int, payload: Payload) -> Payload:
 def _submitted_v1_to_v2(payload: Payload) -> Payload:
     """v1 had only the signature: a simulated-chain transaction, with no bytes to re-send."""
     return {**payload, "transaction": None, "blockhash": None, "last_valid_block_height": None}
+
+
+@upcaster("OrderSubmitted", 1)
+def _order_submitted_v1_to_v2(payload: Payload) -> Payload:
+    """v1 knew market orders only: that is what an old submission was."""
+    return {**payload, "order_type": "market"}

@@ -101,6 +101,15 @@ def projector() -> None:
 
 @app.command()
 @one_line_errors
+def triggers() -> None:
+    """Watch market ticks and expiries for resting conditional orders; propose their triggers."""
+    from services.triggers.main import serve
+
+    serve(get_settings().with_local_servers())
+
+
+@app.command()
+@one_line_errors
 def chain() -> None:
     """Run the chain: a Solana VM that lands a block per slot and answers Solana JSON-RPC."""
     from services.chain.main import serve
@@ -124,7 +133,7 @@ def up(
     ] = None,
 ) -> None:
     """Start Kafka and PostgreSQL (unless configured), then the chain node `oee chain` (unless
-    OEE_SOLANA_RPC_URL names a cluster), the API, router and projector.
+    OEE_SOLANA_RPC_URL names a cluster), the API, router, projector and trigger engine.
 
     Ctrl-C stops everything.
     """
@@ -150,7 +159,7 @@ def up(
             return subprocess.Popen([sys.executable, "-m", "services.cli", name], env=env)
 
         # The local chain node runs only for the local RPC URL; a cluster is not ours to run.
-        names: tuple[str, ...] = ("projector", "router", "api")
+        names: tuple[str, ...] = ("projector", "router", "triggers", "api")
         if effective.local_chain:
             # The market process trades the local chain's pools; never a real cluster's.
             names = ("chain", *names, "market")

@@ -56,12 +56,20 @@ from datetime import UTC, datetime, timedelta, timezone  # noqa: E402
 from schemas.envelope import Envelope  # noqa: E402
 from schemas.events import (  # noqa: E402
     FailureCode,
+    OrderAmended,
+    OrderCancelled,
     OrderCompleted,
     OrderEvent,
+    OrderExpired,
     OrderFailed,
+    OrderOpened,
+    OrderPartiallyFilled,
     OrderRetrying,
     OrderRouted,
+    OrderStatus,
     OrderSubmitted,
+    OrderTriggered,
+    OrderType,
     RouteLeg,
     RoutePlan,
     TransactionBuilt,
@@ -111,8 +119,27 @@ def signed_decimals() -> st.SearchStrategy[Decimal]:
     return st.decimals(min_value=-(10**6), max_value=10**6, places=6)
 
 
+prices = st.decimals(min_value=Decimal("0.000001"), max_value=10**6, places=6)
+bps = st.integers(min_value=1, max_value=9999)
+
+
 @st.composite
-def order_submitted(draw: st.DrawFn) -> OrderSubmitted:
+def order_submitted(draw: st.DrawFn, order_type: OrderType | None = None) -> OrderSubmitted:
+    """Any submission: a market order, or any conditional type with the prices it needs."""
+    kind = order_type or draw(st.sampled_from(list(OrderType)))
+    fields: dict[str, object] = {}
+    if kind in (OrderType.LIMIT, OrderType.TAKE_PROFIT):
+        fields["limit_price"] = draw(prices)
+    elif kind is OrderType.STOP:
+        fields["trigger_price"] = draw(prices)
+    elif kind is OrderType.OCO:
+        fields["take_profit_price"] = draw(prices)
+        fields["stop_loss_price"] = draw(prices)
+    elif kind is OrderType.TRAILING_STOP:
+        fields["trailing_bps"] = draw(bps)
+    if kind.is_conditional:
+        fields["expires_at"] = draw(st.none() | aware_datetimes)
+        fields["allow_partial"] = draw(st.booleans())
     return OrderSubmitted(
         token_in=draw(token_symbols),
         token_out=draw(token_symbols),
@@ -120,6 +147,53 @@ def order_submitted(draw: st.DrawFn) -> OrderSubmitted:
         slippage=draw(fractions()),
         client_order_id=draw(st.none() | st.text(max_size=64)),
         owner=draw(st.none() | short_text),
+        order_type=kind,
+        **fields,
+    )
+
+
+@st.composite
+def order_opened(draw: st.DrawFn) -> OrderOpened:
+    return OrderOpened(reason=draw(short_text), best_amount_out=draw(st.none() | money()))
+
+
+@st.composite
+def order_triggered(draw: st.DrawFn) -> OrderTriggered:
+    return OrderTriggered(
+        leg=draw(st.sampled_from(["limit", "stop", "takeProfit", "stopLoss", "trailingStop"])),
+        pair=draw(st.sampled_from(["SOL-USDC", "RAY-USDC"])),
+        slot=draw(st.integers(min_value=0, max_value=2**40)),
+        price=draw(prices),
+        level=draw(prices),
+    )
+
+
+@st.composite
+def order_cancelled(draw: st.DrawFn) -> OrderCancelled:
+    return OrderCancelled(reason=draw(st.text(max_size=40)), by=draw(st.none() | short_text))
+
+
+@st.composite
+def order_expired(draw: st.DrawFn) -> OrderExpired:
+    return OrderExpired(expires_at=draw(aware_datetimes))
+
+
+@st.composite
+def order_amended(draw: st.DrawFn) -> OrderAmended:
+    return OrderAmended(
+        limit_price=draw(st.none() | prices),
+        trigger_price=draw(st.none() | prices),
+        expires_at=draw(st.none() | aware_datetimes),
+    )
+
+
+@st.composite
+def order_partially_filled(draw: st.DrawFn) -> OrderPartiallyFilled:
+    return OrderPartiallyFilled(
+        tx_hash=draw(tx_hashes),
+        amount_in=draw(money(positive=True)),
+        amount_out=draw(money()),
+        remaining=draw(money(positive=True)),
     )
 
 
@@ -222,16 +296,43 @@ def order_failed(draw: st.DrawFn) -> OrderFailed:
     )
 
 
-# Everything that may follow an order's submission (the fold does not police transitions).
-later_events: st.SearchStrategy[OrderEvent] = st.one_of(
-    order_routed(),
-    transaction_built(),
-    transaction_submitted(),
-    order_retrying(),
-    order_completed(),
-    order_failed(),
-)
+# One strategy per event type that may follow a submission.
+LATER_EVENTS: dict[type[OrderEvent], st.SearchStrategy[OrderEvent]] = {
+    OrderOpened: order_opened(),
+    OrderTriggered: order_triggered(),
+    OrderCancelled: order_cancelled(),
+    OrderExpired: order_expired(),
+    OrderAmended: order_amended(),
+    OrderPartiallyFilled: order_partially_filled(),
+    OrderRouted: order_routed(),
+    TransactionBuilt: transaction_built(),
+    TransactionSubmitted: transaction_submitted(),
+    OrderRetrying: order_retrying(),
+    OrderCompleted: order_completed(),
+    OrderFailed: order_failed(),
+}
+later_events: st.SearchStrategy[OrderEvent] = st.one_of(*LATER_EVENTS.values())
 order_events: st.SearchStrategy[OrderEvent] = st.one_of(order_submitted(), later_events)
+
+
+@st.composite
+def lifecycle_walks(draw: st.DrawFn, max_events: int = 8) -> list[OrderEvent]:
+    """A submission, then events the lifecycle table allows, each after the status before it."""
+    from services.domain.lifecycle import TRANSITIONS
+
+    first = draw(order_submitted())
+    walk: list[OrderEvent] = [first]
+    status: OrderStatus = first.resulting_status()
+    for _ in range(draw(st.integers(0, max_events - 1))):
+        allowed = sorted(
+            ((event, after) for (before, event), after in TRANSITIONS.items() if before is status),
+            key=lambda pair: pair[0].TYPE,
+        )
+        if not allowed:
+            break
+        event_type, status = draw(st.sampled_from(allowed))
+        walk.append(draw(LATER_EVENTS[event_type]))
+    return walk
 
 
 @st.composite
@@ -251,7 +352,7 @@ def envelopes(draw: st.DrawFn, payloads: st.SearchStrategy[OrderEvent] = order_e
 def order_histories(
     draw: st.DrawFn, order_id: uuid.UUID | None = None, max_events: int = 8
 ) -> list[Envelope]:
-    """One order's events 1..n as a producer writes them: a submission, then anything, chained."""
+    """One order's events 1..n as producers write them: a walk of the lifecycle, chained."""
     oid = order_id or draw(st.uuids())
-    payloads = [draw(order_submitted()), *draw(st.lists(later_events, max_size=max_events - 1))]
+    payloads = draw(lifecycle_walks(max_events))
     return envelope_chain(oid, payloads, start=draw(aware_datetimes), producer="test-router")

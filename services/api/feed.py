@@ -74,6 +74,10 @@ class LiveFeed:
         self._pairs: OrderedDict[uuid.UUID, Pair] = OrderedDict()
         # Whose each order is (None: the anonymous owner), for the firehose's ownership filter.
         self._owners: OrderedDict[uuid.UUID, str | None] = OrderedDict()
+        # The last sequence fanned out per order: a record at or below it is a duplicate, or a
+        # proposal that lost its sequence to another writer (a cancel racing a trigger), which
+        # every reader drops; sockets never show it.
+        self._sequences: OrderedDict[uuid.UUID, int] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, partitions: Iterable[int]) -> None:
@@ -124,6 +128,13 @@ class LiveFeed:
 
     def publish(self, envelope: Envelope) -> None:
         """Fan one event out to the order's subscribers and the firehose."""
+        last = self._sequences.get(envelope.order_id)
+        if last is not None and envelope.sequence <= last:
+            return
+        self._sequences[envelope.order_id] = envelope.sequence
+        self._sequences.move_to_end(envelope.order_id)
+        if len(self._sequences) > _PAIR_CACHE_SIZE:
+            self._sequences.popitem(last=False)
         self._remember_pair(envelope)
         for subscription in list(self._by_order.get(envelope.order_id, ())):
             subscription.offer(envelope)

@@ -15,12 +15,19 @@ from typing import Any
 
 from schemas.envelope import Envelope
 from schemas.events import (
+    OrderAmended,
+    OrderCancelled,
     OrderCompleted,
     OrderEvent,
+    OrderExpired,
     OrderFailed,
+    OrderOpened,
+    OrderPartiallyFilled,
     OrderRetrying,
     OrderRouted,
     OrderSubmitted,
+    OrderTriggered,
+    OrderType,
     TransactionBuilt,
     TransactionSubmitted,
 )
@@ -69,12 +76,31 @@ _MESSAGES: dict[type[OrderEvent], Callable[[Any], str]] = {
     ),
     OrderCompleted: lambda e: "Swap completed",
     OrderFailed: lambda e: f"Order failed: {e.error}",
+    OrderOpened: lambda e: f"Order open again: {e.reason}",
+    OrderTriggered: lambda e: (
+        f"Triggered: {e.pair} at {e.price} (slot {e.slot}, {e.leg} {e.level})"
+    ),
+    OrderCancelled: lambda e: "Order cancelled",
+    OrderExpired: lambda e: "Order expired",
+    OrderAmended: lambda e: "Order amended",
+    OrderPartiallyFilled: lambda e: f"Partially filled: {e.amount_in}, {e.remaining} open",
 }
+
+# A market order's submission message stays what it was before conditional orders existed.
+_MARKET_DEFAULTS = frozenset(
+    {"orderType", "limitPrice", "triggerPrice", "takeProfitPrice", "stopLossPrice",
+     "trailingBps", "expiresAt", "allowPartial"}
+)  # fmt: skip
 
 
 def details(event: OrderEvent) -> dict[str, Any]:
     """The event's fields in camelCase, plus `route` and `selectedDex` for a routing decision."""
     fields: dict[str, Any] = camelize(event.model_dump(mode="json"))
+    if isinstance(event, OrderSubmitted):
+        if event.order_type is OrderType.MARKET:
+            fields = {k: v for k, v in fields.items() if k not in _MARKET_DEFAULTS}
+        else:
+            fields = {k: v for k, v in fields.items() if v is not None}
     if isinstance(event, OrderRouted):
         fields["route"] = fields["plan"]
         fields["selectedDex"] = _venues(event)

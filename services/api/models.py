@@ -23,7 +23,7 @@ class CamelModel(BaseModel):
 
 class OrderAccepted(CamelModel):
     order_id: uuid.UUID
-    status: Literal["pending"] = "pending"
+    status: Literal["pending", "open"] = "pending"  # open: a conditional order, resting
     message: str = "Order received and queued"
     websocket_url: str
     estimated_processing_time: str = "2-5 seconds"
@@ -56,6 +56,19 @@ class OrderOut(CamelModel):
     client_order_id: str | None
     created_at: datetime
     updated_at: datetime
+    # Conditional orders (issue 17); a market order has the defaults.
+    order_type: str = "market"
+    limit_price: Decimal | None = None
+    trigger_price: Decimal | None = None
+    take_profit_price: Decimal | None = None
+    stop_loss_price: Decimal | None = None
+    trailing_bps: int | None = None
+    expires_at: datetime | None = None
+    allow_partial: bool = True
+    triggered_leg: str | None = None
+    triggered_slot: int | None = None
+    triggered_price: Decimal | None = None
+    filled_amount: Decimal = Decimal(0)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> OrderOut:

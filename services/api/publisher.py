@@ -34,6 +34,14 @@ def submission(order_id: uuid.UUID, order: ValidOrder, owner: str | None) -> Env
             slippage=order.slippage,
             client_order_id=order.client_order_id,
             owner=owner,
+            order_type=order.order_type,
+            limit_price=order.limit_price,
+            trigger_price=order.trigger_price,
+            take_profit_price=order.take_profit_price,
+            stop_loss_price=order.stop_loss_price,
+            trailing_bps=order.trailing_bps,
+            expires_at=order.expires_at,
+            allow_partial=order.allow_partial,
         ),
     )
 
@@ -46,8 +54,9 @@ class OrderPublisher:
         self.topic = topic
         self.timeout = timeout
 
-    async def publish(self, envelope: Envelope) -> None:
-        """Return only when the broker acknowledged (acks=all); else raise LogUnavailable.
+    async def publish(self, envelope: Envelope) -> tuple[int, int]:
+        """Return the record's (partition, offset) once the broker acknowledged (acks=all);
+        else raise LogUnavailable.
 
         After a timeout the record may still reach the log later; a client that
         retries with the same clientOrderId gets the same order, not a second one.
@@ -56,8 +65,9 @@ class OrderPublisher:
         try:
             # A timeout scope, not wait_for: no extra task and loop turn per accepted order.
             async with asyncio.timeout(self.timeout):
-                await self.producer.send_and_wait(self.topic, value=value, key=key)
+                written = await self.producer.send_and_wait(self.topic, value=value, key=key)
         except TimeoutError:
             raise LogUnavailable(f"the log did not confirm within {self.timeout}s") from None
         except (KafkaError, OSError) as exc:
             raise LogUnavailable(str(exc) or type(exc).__name__) from None
+        return written.partition, written.offset

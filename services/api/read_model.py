@@ -87,6 +87,18 @@ class ReadModel:
             row = await cursor.fetchone()
         return _utc(row) if row else None
 
+    async def log_position(self, topic: str, partition: int) -> int:
+        """The next offset the projector will read in `partition`: every record below it is in
+        the rows (they commit together)."""
+        async with self._connection() as conn:
+            cursor = await conn.execute(
+                "SELECT next_offset FROM read_model.log_positions"
+                " WHERE topic = %s AND partition = %s",
+                (topic, partition),
+            )
+            row = await cursor.fetchone()
+        return int(row["next_offset"]) if row else 0
+
     async def pair(self, order_id: uuid.UUID) -> tuple[str, str] | None:
         """The order's (tokenIn, tokenOut), for filtering the firehose."""
         row = await self.order(order_id)

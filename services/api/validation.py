@@ -16,6 +16,32 @@ client that relied on which error comes first still sees the same one:
     ERR_011 INVALID_CLIENT_ORDER_ID clientOrderId / Idempotency-Key not a 1..64 character string
     ERR_012 CONFLICTING_CLIENT_ORDER_ID  clientOrderId and Idempotency-Key both given and different
 
+Conditional orders (issue 17), checked after the fields above; nothing is written for any:
+
+    ERR_030 INVALID_ORDER_TYPE      orderType not one of market, limit, stop, takeProfit, oco,
+                                    trailingStop
+    ERR_031 MISSING_LIMIT_PRICE     limit / takeProfit without limitPrice
+    ERR_032 INVALID_LIMIT_PRICE     limitPrice not a number, <= 0, above 1e12 or finer than 1e-18
+                                    (the same bounds for every price below)
+    ERR_033 MISSING_TRIGGER_PRICE   stop without triggerPrice
+    ERR_034 INVALID_TRIGGER_PRICE   triggerPrice not a number, or <= 0
+    ERR_035 MISSING_TAKE_PROFIT_PRICE  oco without takeProfitPrice
+    ERR_036 INVALID_TAKE_PROFIT_PRICE  takeProfitPrice not a number, or <= 0
+    ERR_037 MISSING_STOP_LOSS_PRICE    oco without stopLossPrice
+    ERR_038 INVALID_STOP_LOSS_PRICE    stopLossPrice not a number, <= 0, or >= takeProfitPrice
+    ERR_039 INVALID_TRAILING_BPS    trailingStop without trailingBps, or not an integer in 1..9999
+    ERR_040 INVALID_EXPIRES_AT      expiresAt not an ISO 8601 time with a zone
+    ERR_041 EXPIRES_AT_IN_PAST      expiresAt at or before now
+    ERR_042 EXPIRES_AT_TOO_FAR      expiresAt after now + max_order_expiry (90 days by default;
+                                    without expiresAt a conditional order expires after
+                                    default_order_expiry, 7 days)
+    ERR_043 POST_ONLY_WOULD_FILL    postOnly and the limit is marketable now (checked by the
+                                    route against a live quote)
+    ERR_044 FIELD_NOT_ALLOWED       a price, expiresAt, allowPartial or postOnly the order type
+                                    does not take (e.g. limitPrice on a market order)
+    ERR_045 INVALID_FLAG            allowPartial / postOnly not a boolean
+    ERR_046 NOTHING_TO_AMEND        PATCH /api/orders/{id} without a price or expiresAt
+
 Body-level problems are found before any field is looked at:
 
     ERR_020 MISSING_BODY            no body at all
@@ -32,9 +58,11 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from schemas.events import CONDITIONAL_FIELDS, OrderType
 from services.domain.tokens import UnknownTokenError, get_token, to_base_units
 
 TOKEN_PATTERN = re.compile(r"^[A-Z0-9]{2,10}$")
@@ -67,6 +95,24 @@ def order_body_schema() -> dict[str, Any]:
                 "maxLength": MAX_CLIENT_ORDER_ID,
                 "description": "idempotency key: same key, same order",
             },
+            "orderType": {
+                "type": "string",
+                "enum": [t.value for t in OrderType],
+                "description": "market (default) executes now; the others rest until their price"
+                " (tokenOut per tokenIn) is crossed or they expire",
+            },
+            "limitPrice": {**decimal, "description": "limit / takeProfit: fill at or above it"},
+            "triggerPrice": {**decimal, "description": "stop: a market order once at or below"},
+            "takeProfitPrice": {**decimal, "description": "oco: the limit leg"},
+            "stopLossPrice": {**decimal, "description": "oco: the stop leg, below takeProfitPrice"},
+            "trailingBps": {"type": "integer", "minimum": 1, "maximum": 9999},
+            "expiresAt": {
+                "type": "string",
+                "format": "date-time",
+                "description": "conditional orders: default now + 7 days, at most now + 90 days",
+            },
+            "allowPartial": {"type": "boolean", "description": "limit: fill what the limit allows"},
+            "postOnly": {"type": "boolean", "description": "refuse a limit marketable now"},
         },
     }
 
@@ -103,6 +149,24 @@ class ValidOrder:
     amount: Decimal
     slippage: Decimal
     client_order_id: str | None
+    order_type: OrderType = OrderType.MARKET
+    limit_price: Decimal | None = None
+    trigger_price: Decimal | None = None
+    take_profit_price: Decimal | None = None
+    stop_loss_price: Decimal | None = None
+    trailing_bps: int | None = None
+    expires_at: datetime | None = None
+    allow_partial: bool = True
+    post_only: bool = False
+
+
+@dataclass(frozen=True)
+class ExpiryPolicy:
+    """Now, and how far ahead a conditional order may rest (settings, passed in: pure)."""
+
+    now: datetime
+    default: timedelta
+    maximum: timedelta
 
 
 def _reject(error: str, code: str, message: str, field: str | None = None) -> Rejection:
@@ -174,8 +238,10 @@ def validate_order(
     default_slippage: Decimal,
     max_amount: Decimal,
     idempotency_key: str | None = None,
+    expiry: ExpiryPolicy | None = None,
 ) -> ValidOrder | Rejection:
-    """Check an order body field by field, in the original system's order."""
+    """Check an order body field by field, in the original system's order, then the
+    conditional fields (with `expiry`; without it only market orders are accepted)."""
     token_in, token_out = body.get("tokenIn"), body.get("tokenOut")
     if _missing(token_in):
         return _reject("MISSING_TOKEN_IN", "ERR_001", "tokenIn is required", "tokenIn")
@@ -260,13 +326,195 @@ def validate_order(
             "clientOrderId and the Idempotency-Key header differ",
             "clientOrderId",
         )
+    terms = validate_terms(body, expiry)
+    if isinstance(terms, Rejection):
+        return terms
     return ValidOrder(
         token_in=token_in,
         token_out=token_out,
         amount=canonical(amount),
         slippage=canonical(slippage),
         client_order_id=client_order_id or idempotency_key,
+        **terms,
     )
+
+
+# (body field, event field, missing error, invalid error, missing code, invalid code)
+_PRICES = (
+    ("limitPrice", "limit_price", "MISSING_LIMIT_PRICE", "INVALID_LIMIT_PRICE", "ERR_031",
+     "ERR_032"),
+    ("triggerPrice", "trigger_price", "MISSING_TRIGGER_PRICE", "INVALID_TRIGGER_PRICE", "ERR_033",
+     "ERR_034"),
+    ("takeProfitPrice", "take_profit_price", "MISSING_TAKE_PROFIT_PRICE",
+     "INVALID_TAKE_PROFIT_PRICE", "ERR_035", "ERR_036"),
+    ("stopLossPrice", "stop_loss_price", "MISSING_STOP_LOSS_PRICE", "INVALID_STOP_LOSS_PRICE",
+     "ERR_037", "ERR_038"),
+)  # fmt: skip
+
+
+def validate_terms(body: dict[str, Any], expiry: ExpiryPolicy | None) -> dict[str, Any] | Rejection:
+    """The conditional fields of an order body, as ValidOrder's keyword arguments."""
+    raw_type = body.get("orderType")
+    if raw_type is None:
+        raw_type = OrderType.MARKET.value
+    try:
+        order_type = OrderType(raw_type) if isinstance(raw_type, str) else None
+    except ValueError:
+        order_type = None
+    if order_type is None or (order_type.is_conditional and expiry is None):
+        allowed = ", ".join(t.value for t in OrderType)
+        return _reject(
+            "INVALID_ORDER_TYPE", "ERR_030", f"orderType must be one of {allowed}", "orderType"
+        )
+    needed = CONDITIONAL_FIELDS[order_type]
+    terms: dict[str, Any] = {"order_type": order_type}
+    for field, name, missing, invalid, missing_code, invalid_code in _PRICES:
+        value = body.get(field)
+        if name not in needed:
+            if value is not None:
+                return _not_allowed(field, order_type)
+            continue
+        if value is None:
+            return _reject(missing, missing_code, f"{field} is required for {order_type}", field)
+        price = _price(value)
+        if price is None:
+            return _reject(invalid, invalid_code, _PRICE_RULE.format(field=field), field)
+        terms[name] = price
+    if "stop_loss_price" in terms and terms["stop_loss_price"] >= terms["take_profit_price"]:
+        return _reject(
+            "INVALID_STOP_LOSS_PRICE",
+            "ERR_038",
+            "stopLossPrice must be below takeProfitPrice",
+            "stopLossPrice",
+        )
+    bps = body.get("trailingBps")
+    if "trailing_bps" in needed:
+        if isinstance(bps, Decimal) and bps == bps.to_integral_value():
+            bps = int(bps)
+        if not isinstance(bps, int) or isinstance(bps, bool) or not 1 <= bps <= 9999:
+            return _reject(
+                "INVALID_TRAILING_BPS", "ERR_039", "trailingBps must be 1..9999", "trailingBps"
+            )
+        terms["trailing_bps"] = bps
+    elif bps is not None:
+        return _not_allowed("trailingBps", order_type)
+    for flag, name in (("allowPartial", "allow_partial"), ("postOnly", "post_only")):
+        value = body.get(flag)
+        if value is None:
+            continue
+        if not order_type.is_conditional or (
+            flag == "postOnly" and order_type not in (OrderType.LIMIT, OrderType.TAKE_PROFIT)
+        ):
+            return _not_allowed(flag, order_type)
+        if not isinstance(value, bool):
+            return _reject("INVALID_FLAG", "ERR_045", f"{flag} must be true or false", flag)
+        terms[name] = value
+    raw_expiry = body.get("expiresAt")
+    if not order_type.is_conditional:
+        return _not_allowed("expiresAt", order_type) if raw_expiry is not None else terms
+    assert expiry is not None
+    expires = _expiry(raw_expiry, expiry)
+    if isinstance(expires, Rejection):
+        return expires
+    terms["expires_at"] = expires
+    return terms
+
+
+MAX_PRICE = Decimal(10) ** 12
+PRICE_DECIMALS = 18
+_PRICE_RULE = "{field} must be a number > 0, at most 1e12, with at most 18 decimals"
+
+
+def _price(value: object) -> Decimal | None:
+    """A price in (0, 1e12] with at most 18 decimals, canonical; None otherwise. Bounded
+    before `canonical`, which writes the number out in full (1e999999 would be a megabyte)."""
+    price = _as_decimal(value)
+    if price is None or not Decimal(0) < price <= MAX_PRICE:
+        return None
+    exponent = price.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -PRICE_DECIMALS:
+        return None
+    return canonical(price)
+
+
+def _not_allowed(field: str, order_type: OrderType) -> Rejection:
+    return _reject(
+        "FIELD_NOT_ALLOWED", "ERR_044", f"{field} does not apply to a {order_type} order", field
+    )
+
+
+def _expiry(raw: object, policy: ExpiryPolicy) -> datetime | Rejection:
+    if raw is None:
+        return policy.now + policy.default
+    parsed = parse_time(raw)
+    if parsed is None:
+        return _reject(
+            "INVALID_EXPIRES_AT",
+            "ERR_040",
+            "expiresAt must be an ISO 8601 time with a zone",
+            "expiresAt",
+        )
+    if parsed <= policy.now:
+        return _reject("EXPIRES_AT_IN_PAST", "ERR_041", "expiresAt is in the past", "expiresAt")
+    if parsed > policy.now + policy.maximum:
+        days = policy.maximum.total_seconds() / 86400
+        return _reject(
+            "EXPIRES_AT_TOO_FAR",
+            "ERR_042",
+            f"expiresAt is more than {days:g} days ahead",
+            "expiresAt",
+        )
+    return parsed
+
+
+def parse_time(raw: object) -> datetime | None:
+    """An aware datetime from an ISO 8601 string ("Z" allowed); None when it is not one."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def validate_amendment(
+    body: dict[str, Any], order_type: OrderType, expiry: ExpiryPolicy
+) -> dict[str, Any] | Rejection:
+    """A PATCH body: the prices its order's type has, and/or expiresAt; at least one."""
+    needed = CONDITIONAL_FIELDS[order_type]
+    changes: dict[str, Any] = {}
+    for field, name, _, invalid, _, invalid_code in _PRICES:
+        value = body.get(field)
+        if value is None:
+            continue
+        if name not in needed:
+            return _not_allowed(field, order_type)
+        price = _price(value)
+        if price is None:
+            return _reject(invalid, invalid_code, _PRICE_RULE.format(field=field), field)
+        changes[name] = price
+    if body.get("trailingBps") is not None:
+        bps = body["trailingBps"]
+        if "trailing_bps" not in needed:
+            return _not_allowed("trailingBps", order_type)
+        if isinstance(bps, Decimal) and bps == bps.to_integral_value():
+            bps = int(bps)
+        if not isinstance(bps, int) or isinstance(bps, bool) or not 1 <= bps <= 9999:
+            return _reject(
+                "INVALID_TRAILING_BPS", "ERR_039", "trailingBps must be 1..9999", "trailingBps"
+            )
+        changes["trailing_bps"] = bps
+    if body.get("expiresAt") is not None:
+        expires = _expiry(body["expiresAt"], expiry)
+        if isinstance(expires, Rejection):
+            return expires
+        changes["expires_at"] = expires
+    if not changes:
+        return _reject(
+            "NOTHING_TO_AMEND", "ERR_046", "give a new price of the order or expiresAt", None
+        )
+    return changes
 
 
 def order_id_for(client_order_id: str | None, owner: str | None) -> uuid.UUID:

@@ -1,4 +1,5 @@
-"""The trader's and operator's commands: `oee order submit|show`, `oee orders list`, `oee status`.
+"""The trader's and operator's commands: `oee order submit|limit|stop|oco|cancel|amend|show`,
+`oee orders list`, `oee status`.
 
 Each talks to the public API (`--api-url`, `OEE_API_URL`) with an optional key
 (`--api-key`, `OEE_API_KEY`, sent as `Authorization: Bearer`), renders with rich,
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -142,6 +145,184 @@ def submit(
             _exit_for(watch_order(client, order_id, as_json=as_json, timeout=timeout))
 
 
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def expires_at(text: str | None, now: datetime | None = None) -> str | None:
+    """`--expires`: a duration from now (30m, 12h, 1d, 2w) or an ISO 8601 time, as ISO 8601."""
+    if text is None:
+        return None
+    match = _DURATION.match(text.strip())
+    if match is None:
+        return text  # the API says whether it is a valid time
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    return ((now or datetime.now(UTC)) + timedelta(seconds=seconds)).isoformat()
+
+
+Expires = Annotated[
+    str | None,
+    typer.Option("--expires", help="Duration (30m, 12h, 1d, 2w) or ISO 8601 time; default 7 days."),
+]
+Slippage = Annotated[
+    str | None, typer.Option(help="Fraction in [0, 1] once triggered; the API's default if unset.")
+]
+
+
+def _conditional(
+    token_in: str,
+    token_out: str,
+    amount: str,
+    fields: dict[str, Any],
+    *,
+    api_url: str,
+    api_key: str | None,
+    as_json: bool,
+    slippage: str | None,
+    expires: str | None,
+) -> None:
+    order: dict[str, Any] = {
+        "tokenIn": token_in.upper(),
+        "tokenOut": token_out.upper(),
+        "amount": amount,
+        **{k: v for k, v in fields.items() if v is not None},
+    }
+    if slippage is not None:
+        order["slippage"] = slippage
+    if expires is not None:
+        order["expiresAt"] = expires_at(expires)
+    with ApiClient(api_url, api_key) as client:
+        accepted = client.submit(order)
+    if as_json:
+        _print_json(accepted)
+    else:
+        _console().print(
+            f"{order['orderType']} order [bold]{accepted['orderId']}[/] {accepted.get('status')}:"
+            f" {accepted.get('message')}"
+        )
+
+
+TokenIn = Annotated[str, typer.Argument(help="Token to sell, e.g. SOL.")]
+TokenOut = Annotated[str, typer.Argument(help="Token to buy, e.g. USDC.")]
+Amount = Annotated[str, typer.Argument(help="Whole tokens of TOKEN_IN.")]
+
+
+@order_app.command("limit")
+@api_errors
+def limit(
+    token_in: TokenIn,
+    token_out: TokenOut,
+    amount: Amount,
+    price: Annotated[str, typer.Option(help="Limit: TOKEN_OUT per TOKEN_IN, fees included.")],
+    expires: Expires = None,
+    take_profit: Annotated[
+        bool, typer.Option("--take-profit", help="A take-profit (a limit above the market).")
+    ] = False,
+    wait_for_all: Annotated[
+        bool, typer.Option("--all-or-none", help="Wait to fill the whole amount at once.")
+    ] = False,
+    post_only: Annotated[bool, typer.Option(help="Refuse a limit marketable now.")] = False,
+    slippage: Slippage = None,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """Rest a limit order: it fills only at PRICE or better, until it expires."""
+    fields: dict[str, Any] = {
+        "orderType": "takeProfit" if take_profit else "limit",
+        "limitPrice": price,
+        "allowPartial": False if wait_for_all else None,
+        "postOnly": True if post_only else None,
+    }
+    _conditional(token_in, token_out, amount, fields, api_url=api_url, api_key=api_key,
+                 as_json=as_json, slippage=slippage, expires=expires)  # fmt: skip
+
+
+@order_app.command("stop")
+@api_errors
+def stop(
+    token_in: TokenIn,
+    token_out: TokenOut,
+    amount: Amount,
+    trigger: Annotated[str, typer.Option(help="Sell at market once the price is at or below.")],
+    expires: Expires = None,
+    slippage: Slippage = None,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """Rest a stop order: a market order once the price falls to TRIGGER."""
+    fields = {"orderType": "stop", "triggerPrice": trigger}
+    _conditional(token_in, token_out, amount, fields, api_url=api_url, api_key=api_key,
+                 as_json=as_json, slippage=slippage, expires=expires)  # fmt: skip
+
+
+@order_app.command("oco")
+@api_errors
+def oco(
+    token_in: TokenIn,
+    token_out: TokenOut,
+    amount: Amount,
+    take_profit: Annotated[str, typer.Option(help="The limit leg: fill at or above.")],
+    stop_loss: Annotated[str, typer.Option(help="The stop leg: market at or below.")],
+    expires: Expires = None,
+    slippage: Slippage = None,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """Rest a one-cancels-the-other order: whichever leg triggers first, the other never does."""
+    fields = {"orderType": "oco", "takeProfitPrice": take_profit, "stopLossPrice": stop_loss}
+    _conditional(token_in, token_out, amount, fields, api_url=api_url, api_key=api_key,
+                 as_json=as_json, slippage=slippage, expires=expires)  # fmt: skip
+
+
+@order_app.command("cancel")
+@api_errors
+def cancel(
+    order_id: Annotated[str, typer.Argument(help="The order's id.")],
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """Cancel a resting order (exit 1 with ALREADY_TRIGGERED / ALREADY_FINAL if too late)."""
+    with ApiClient(api_url, api_key) as client:
+        order = client.cancel(order_id)
+    if as_json:
+        _print_json(order)
+    else:
+        _console().print(f"order [bold]{order_id}[/] {order['status']}")
+
+
+@order_app.command("amend")
+@api_errors
+def amend(
+    order_id: Annotated[str, typer.Argument(help="The order's id.")],
+    price: Annotated[str | None, typer.Option(help="New limit price.")] = None,
+    trigger: Annotated[str | None, typer.Option(help="New stop trigger price.")] = None,
+    take_profit: Annotated[str | None, typer.Option(help="New OCO take-profit.")] = None,
+    stop_loss: Annotated[str | None, typer.Option(help="New OCO stop-loss.")] = None,
+    expires: Expires = None,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """Change a resting order's prices or expiry in place."""
+    changes = {
+        "limitPrice": price,
+        "triggerPrice": trigger,
+        "takeProfitPrice": take_profit,
+        "stopLossPrice": stop_loss,
+        "expiresAt": expires_at(expires),
+    }
+    with ApiClient(api_url, api_key) as client:
+        order = client.amend(order_id, {k: v for k, v in changes.items() if v is not None})
+    if as_json:
+        _print_json(order)
+    else:
+        _console().print(f"order [bold]{order_id}[/] amended ({order['status']})")
+
+
 @order_app.command("show")
 @api_errors
 def show(
@@ -167,7 +348,8 @@ def list_orders(
     api_key: ApiKey = None,
     as_json: Json = False,
     status: Annotated[
-        str | None, typer.Option(help="pending, routing, building, submitted, retrying, …")
+        str | None,
+        typer.Option(help="open, triggered, pending, routing, …, completed, cancelled, expired"),
     ] = None,
     token_in: Annotated[str | None, typer.Option(help="Only orders selling this token.")] = None,
     token_out: Annotated[str | None, typer.Option(help="Only orders buying this token.")] = None,

@@ -147,6 +147,16 @@ class ApiClient:
         found: dict[str, Any] = self.request("GET", f"/api/markets/{pair}/candles", params=params)
         return found
 
+    def cancel(self, order_id: str) -> dict[str, Any]:
+        """DELETE /api/orders/{id}: the cancelled order, or 409 with why not."""
+        found: dict[str, Any] = self.request("DELETE", f"/api/orders/{order_id}")
+        return found
+
+    def amend(self, order_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """PATCH /api/orders/{id}: the amended order, or 409 with why not."""
+        found: dict[str, Any] = self.request("PATCH", f"/api/orders/{order_id}", json=changes)
+        return found
+
     def health(self) -> dict[str, Any]:
         """GET /health; a degraded API answers 503 with the same report."""
         report: dict[str, Any] = self.request("GET", "/health", ok=(200, 503))

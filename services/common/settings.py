@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     # or a confirmation lost after landing (services/chain/faults.py).
     venue_failure_rate: Decimal = Decimal("0.02")
 
+    # Conditional orders (issue 17) and their trigger engine (`oee triggers`).
+    default_order_expiry_seconds: int = Field(default=7 * 86400, gt=0)  # 7 days
+    max_order_expiry_seconds: int = Field(default=90 * 86400, gt=0)  # 90 days
+    triggers_metrics_port: int = 9103
+
     # The chain node (`oee chain`): a Solana VM speaking JSON-RPC (services/chain/node.py).
     slot_ms: int = Field(default=400, gt=0)  # OEE_SLOT_MS: one block per slot
     chain_host: str = "127.0.0.1"

@@ -16,22 +16,28 @@ from typing import Any
 
 from schemas.envelope import Envelope
 from schemas.events import (
+    OrderAmended,
+    OrderCancelled,
     OrderCompleted,
     OrderEvent,
+    OrderExpired,
     OrderFailed,
+    OrderOpened,
+    OrderPartiallyFilled,
     OrderRetrying,
     OrderRouted,
     OrderStatus,
     OrderSubmitted,
+    OrderTriggered,
+    OrderType,
     RoutePlan,
     TransactionBuilt,
     TransactionSubmitted,
     VenueQuote,
 )
+from services.domain.lifecycle import IllegalTransition, OutOfSequence, next_status
 
-
-class OutOfSequence(ValueError):
-    """An event that does not follow the order's last one: a gap, or a first non-submission."""
+__all__ = ["IllegalTransition", "OrderState", "OutOfSequence", "evolve", "pack", "unpack"]
 
 
 @dataclass(frozen=True)
@@ -67,10 +73,40 @@ class OrderState:
     error_code: str | None = None
     error: str | None = None
     retry_at: datetime | None = None
+    # Conditional orders (issue 17); a market order keeps the defaults.
+    order_type: OrderType = OrderType.MARKET
+    limit_price: Decimal | None = None
+    trigger_price: Decimal | None = None
+    take_profit_price: Decimal | None = None
+    stop_loss_price: Decimal | None = None
+    trailing_bps: int | None = None
+    expires_at: datetime | None = None
+    allow_partial: bool = True
+    triggered_leg: str | None = None  # which price the trigger crossed (an OCO has two)
+    triggered_slot: int | None = None
+    triggered_price: Decimal | None = None
+    filled_amount: Decimal = Decimal(0)  # of token_in, by partial fills
+    fills: int = 0  # partial fills so far: the next fill's transaction is keyed by this count
 
     @property
     def is_final(self) -> bool:
         return self.status.is_final
+
+    @property
+    def remaining(self) -> Decimal:
+        """What is left to fill of token_in."""
+        return self.amount - self.filled_amount
+
+    @property
+    def min_price(self) -> Decimal | None:
+        """The worst price (tokenOut per tokenIn) this order may execute at, if it has one:
+        a limit (or take-profit, or the take-profit leg of an OCO that triggered) fills only
+        at or above it; a stop executes as a market order with the order's slippage."""
+        if self.order_type in (OrderType.LIMIT, OrderType.TAKE_PROFIT):
+            return self.limit_price
+        if self.order_type is OrderType.OCO and self.triggered_leg == "takeProfit":
+            return self.take_profit_price
+        return None
 
 
 def evolve(state: OrderState | None, envelope: Envelope, event_hash: str) -> OrderState:
@@ -91,7 +127,7 @@ def evolve(state: OrderState | None, envelope: Envelope, event_hash: str) -> Ord
     return _copy_with(
         state,
         {
-            "status": envelope.status,
+            "status": next_status(state.status, envelope.payload),
             "sequence": envelope.sequence,
             "last_hash": event_hash,
             "updated_at": envelope.occurred_at,
@@ -100,7 +136,23 @@ def evolve(state: OrderState | None, envelope: Envelope, event_hash: str) -> Ord
     )
 
 
-_STATE_FIELDS = frozenset(field.name for field in fields(OrderState))
+_FIELD_ORDER = tuple(field.name for field in fields(OrderState))
+_STATE_FIELDS = frozenset(_FIELD_ORDER)
+
+
+def pack(state: OrderState) -> tuple[Any, ...]:
+    """The state's values in field order: ~350 bytes instead of its ~1.6 KB attribute dict,
+    for holders of many states at rest (the trigger engine's resting orders). Lossless:
+    `unpack(pack(state)) == state`."""
+    values = state.__dict__
+    return tuple([values[name] for name in _FIELD_ORDER])
+
+
+def unpack(values: tuple[Any, ...]) -> OrderState:
+    """The state `pack` made these values of."""
+    state = object.__new__(OrderState)
+    state.__dict__.update(zip(_FIELD_ORDER, values, strict=True))
+    return state
 
 
 def _copy_with(state: OrderState, changes: dict[str, Any]) -> OrderState:
@@ -128,11 +180,19 @@ def _submitted(envelope: Envelope, event: OrderSubmitted, event_hash: str) -> Or
         slippage=event.slippage,
         client_order_id=event.client_order_id,
         owner=event.owner,
-        status=OrderStatus.PENDING,
+        status=event.resulting_status(),
         sequence=envelope.sequence,
         last_hash=event_hash,
         created_at=envelope.occurred_at,
         updated_at=envelope.occurred_at,
+        order_type=event.order_type,
+        limit_price=event.limit_price,
+        trigger_price=event.trigger_price,
+        take_profit_price=event.take_profit_price,
+        stop_loss_price=event.stop_loss_price,
+        trailing_bps=event.trailing_bps,
+        expires_at=event.expires_at,
+        allow_partial=event.allow_partial,
     )
 
 
@@ -181,7 +241,10 @@ def _(event: OrderRetrying, state: OrderState, envelope: Envelope) -> dict[str, 
 
 @_changes.register
 def _(event: OrderCompleted, state: OrderState, envelope: Envelope) -> dict[str, Any]:
+    # After partial fills the completion carries the totals (amount in and out of all fills).
+    filled = {"filled_amount": event.amount_in} if state.fills else {}
     return {
+        **filled,
         "tx_hash": event.tx_hash,
         "selected_dex": event.selected_dex,
         "amount_out": event.amount_out,
@@ -199,4 +262,61 @@ def _(event: OrderFailed, state: OrderState, envelope: Envelope) -> dict[str, An
         "error": event.error,
         "attempts": max(state.attempts, event.attempts),
         "tx_hash": event.tx_hash or state.tx_hash,
+    }
+
+
+@_changes.register
+def _(event: OrderTriggered, state: OrderState, envelope: Envelope) -> dict[str, Any]:
+    return {
+        "triggered_leg": event.leg,
+        "triggered_slot": event.slot,
+        "triggered_price": event.price,
+        "attempts": 0,  # the market path's attempts count from the trigger
+        "plan": None,
+        "error_code": None,
+        "error": None,
+        # A new fill, a new transaction: nothing of an earlier partial fill's is re-sent.
+        "tx_hash": None,
+        "signed_transaction": None,
+        "blockhash": None,
+        "last_valid_block_height": None,
+    }
+
+
+@_changes.register
+def _(event: OrderOpened, state: OrderState, envelope: Envelope) -> dict[str, Any]:
+    return {"triggered_leg": None, "error": event.reason, "plan": None, "retry_at": None}
+
+
+@_changes.register
+def _(event: OrderCancelled, state: OrderState, envelope: Envelope) -> dict[str, Any]:
+    return {"error": event.reason}
+
+
+@_changes.register
+def _(event: OrderExpired, state: OrderState, envelope: Envelope) -> dict[str, Any]:
+    return {"error": f"expired at {event.expires_at.isoformat()}"}
+
+
+_AMENDABLE = (
+    "limit_price", "trigger_price", "take_profit_price", "stop_loss_price", "trailing_bps",
+    "expires_at",
+)  # fmt: skip
+
+
+@_changes.register
+def _(event: OrderAmended, state: OrderState, envelope: Envelope) -> dict[str, Any]:
+    return {name: getattr(event, name) for name in _AMENDABLE if getattr(event, name) is not None}
+
+
+@_changes.register
+def _(event: OrderPartiallyFilled, state: OrderState, envelope: Envelope) -> dict[str, Any]:
+    return {
+        "filled_amount": state.filled_amount + event.amount_in,
+        "amount_out": (state.amount_out or Decimal(0)) + event.amount_out,
+        "fills": state.fills + 1,
+        "fee": (state.fee or Decimal(0)) + event.fee,
+        "tx_hash": event.tx_hash,
+        "triggered_leg": None,
+        "plan": None,
     }

@@ -121,6 +121,18 @@ def order_row(state: OrderState) -> dict[str, Any]:
         "last_sequence": state.sequence,
         "created_at": state.created_at,
         "updated_at": state.updated_at,
+        "order_type": state.order_type.value,
+        "limit_price": state.limit_price,
+        "trigger_price": state.trigger_price,
+        "take_profit_price": state.take_profit_price,
+        "stop_loss_price": state.stop_loss_price,
+        "trailing_bps": state.trailing_bps,
+        "expires_at": state.expires_at,
+        "allow_partial": state.allow_partial,
+        "triggered_leg": state.triggered_leg,
+        "triggered_slot": state.triggered_slot,
+        "triggered_price": state.triggered_price,
+        "filled_amount": state.filled_amount,
     }
 
 
@@ -128,4 +140,7 @@ ORDER_COLUMNS: tuple[str, ...] = (
     "id", "client_order_id", "owner", "token_in", "token_out", "amount", "slippage", "status",
     "selected_dex", "route", "quotes", "amount_out", "executed_price", "fee", "tx_hash",
     "error_code", "error", "attempts", "last_sequence", "created_at", "updated_at",
+    "order_type", "limit_price", "trigger_price", "take_profit_price", "stop_loss_price",
+    "trailing_bps", "expires_at", "allow_partial", "triggered_leg", "triggered_slot",
+    "triggered_price", "filled_amount",
 )  # fmt: skip

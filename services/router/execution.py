@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from base64 import b64decode, b64encode
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from enum import Enum
 from functools import partial
 
@@ -31,9 +32,9 @@ from services.chain.client import (
 from services.chain.transactions import Receipt, SwapInstruction, Transaction
 from services.common.process import retry_while_down
 from services.domain.order import OrderState
-from services.domain.tokens import from_base_units, to_base_units
+from services.domain.tokens import from_base_units, get_token, to_base_units
 from services.pricing.ports import ChainUnreachable, VenueAdapter
-from services.pricing.quote import VenuesUnavailable, quote_order
+from services.pricing.quote import Quote, VenuesUnavailable, quote_order
 from services.pricing.routing import NoRouteError
 from services.venues.pool import InsufficientLiquidityError, Venue
 
@@ -48,6 +49,7 @@ class Step(Enum):
     BUILD = "build"
     SUBMIT = "submit"
     CONFIRM = "confirm"
+    REST = "rest"  # a resting conditional order: the trigger engine's, until it triggers
     DONE = "done"
 
 
@@ -55,6 +57,11 @@ def next_step(state: OrderState) -> Step:
     """What the order needs next, from its state alone."""
     return {
         OrderStatus.PENDING: Step.ROUTE,
+        OrderStatus.TRIGGERED: Step.ROUTE,  # a triggered order is routed like a pending one
+        OrderStatus.OPEN: Step.REST,
+        OrderStatus.PARTIALLY_FILLED: Step.REST,
+        OrderStatus.CANCELLED: Step.DONE,
+        OrderStatus.EXPIRED: Step.DONE,
         OrderStatus.RETRYING: Step.WAIT_THEN_ROUTE,
         OrderStatus.ROUTING: Step.BUILD,
         OrderStatus.BUILDING: Step.SUBMIT,
@@ -94,7 +101,7 @@ class OrderExecution:
         While the chain is unreachable the order waits and its step is done again:
         each step is idempotent (reads, or a resend of the recorded bytes).
         """
-        while (step := next_step(state)) is not Step.DONE:
+        while (step := next_step(state)) not in (Step.DONE, Step.REST):
             log.debug("order %s: %s from %s", state.order_id, step.value, state.status.value)
             state = await retry_while_down(
                 partial(self._do, step, state),
@@ -147,16 +154,41 @@ class OrderExecution:
         age = self.clock().timestamp() - state.plan.quoted_at
         return age > self.policy.quote_ttl_seconds
 
+    async def _quote(self, state: OrderState, amount: Decimal) -> Quote:
+        return await quote_order(
+            self.venues,
+            state.token_in,
+            state.token_out,
+            amount,
+            state.slippage,
+            split_threshold_bps=self.policy.split_threshold_bps,
+        )
+
     async def _route(self, state: OrderState, attempt: int) -> OrderState:
+        amount = state.remaining
         try:
-            quote = await quote_order(
-                self.venues,
-                state.token_in,
-                state.token_out,
-                state.amount,
-                state.slippage,
-                split_threshold_bps=self.policy.split_threshold_bps,
-            )
+            try:
+                quote: Quote | None = await self._quote(state, amount)
+            except InsufficientLiquidityError:
+                if state.min_price is None:
+                    raise
+                quote = None  # a limit waits for liquidity (or takes the part there is)
+            if state.min_price is not None and (
+                quote is None or quote.plan.amount_out < limit_out(state, amount)
+            ):
+                partial = await self._largest_fill(state) if state.allow_partial else None
+                if partial is None:
+                    # The mid crossed, the precise quote did not: not a failure, it rests.
+                    best = None if quote is None else quote.plan.amount_out
+                    return await self.emit(
+                        state,
+                        events.OrderOpened(
+                            reason=f"the best route gives {best} {state.token_out},"
+                            f" below the limit's {limit_out(state, amount)}",
+                            best_amount_out=best,
+                        ),
+                    )
+                quote, amount = partial
         except VenuesUnavailable as exc:
             return await self._retry_or_fail(
                 state, attempt, FailureCode.VENUE_UNAVAILABLE, str(exc)
@@ -165,12 +197,42 @@ class OrderExecution:
             return await self._fail(state, FailureCode.NO_ROUTE, str(exc), attempt)
         except InsufficientLiquidityError as exc:
             return await self._fail(state, FailureCode.INSUFFICIENT_LIQUIDITY, str(exc), attempt)
+        assert quote is not None
+        plan, reason = quote.plan, quote.reason
+        if state.min_price is not None:
+            # The limit is the transaction's guard: it fills at the limit or better, or not.
+            floor = limit_out(state, amount)
+            plan = plan.model_copy(update={"min_amount_out": floor})
+            part = "" if amount == state.remaining else f" (part: {amount} of {state.remaining})"
+            reason = f"{reason}; min out {floor} = {amount} x limit {state.min_price}{part}"
         return await self.emit(
             state,
-            events.OrderRouted(
-                attempt=attempt, quotes=quote.quotes, plan=quote.plan, reason=quote.reason
-            ),
+            events.OrderRouted(attempt=attempt, quotes=quote.quotes, plan=plan, reason=reason),
         )
+
+    async def _largest_fill(self, state: OrderState) -> tuple[Quote, Decimal] | None:
+        """The largest part of the remaining amount a route fills at the limit (bisection on
+        the amount: a bigger swap never gets a better average price), if at least
+        MIN_PARTIAL_FILL of it."""
+        unit = Decimal(1).scaleb(-get_token(state.token_in).decimals)
+        low, high = Decimal(0), state.remaining
+        best: tuple[Quote, Decimal] | None = None
+        for _ in range(PARTIAL_SEARCH_STEPS):
+            middle = ((low + high) / 2).quantize(unit, rounding=ROUND_DOWN)
+            if middle <= low:
+                break
+            try:
+                quote = await self._quote(state, middle)
+            except (InsufficientLiquidityError, NoRouteError):
+                high = middle
+                continue
+            if quote.plan.amount_out >= limit_out(state, middle):
+                best, low = (quote, middle), middle
+            else:
+                high = middle
+        if best is None or best[1] < state.remaining * MIN_PARTIAL_FILL:
+            return None
+        return best
 
     async def _confirm(self, state: OrderState) -> OrderState:
         tx = transaction_for(state)
@@ -192,6 +254,19 @@ class OrderExecution:
             code = _failure_code(receipt.error_code)
             return await self._fail(
                 state, code, receipt.error or code.value, state.attempts, receipt.signature
+            )
+        filled = from_base_units(state.token_in, receipt.amount_in)
+        if state.min_price is not None and filled < state.remaining:
+            # A part at the limit or better; the rest rests (the trigger engine re-arms it).
+            return await self.emit(
+                state,
+                events.OrderPartiallyFilled(
+                    tx_hash=receipt.signature,
+                    amount_in=filled,
+                    amount_out=from_base_units(state.token_out, receipt.amount_out),
+                    remaining=state.remaining - filled,
+                    fee=from_base_units(state.token_in, receipt.fee),
+                ),
             )
         return await self.emit(state, completed(state, receipt))
 
@@ -231,6 +306,39 @@ class OrderExecution:
         )
 
 
+def limit_out(state: OrderState, amount: Decimal) -> Decimal:
+    """amount x limit price in token_out, rounded up to its base unit: a limit fill's min out."""
+    assert state.min_price is not None
+    exact = amount * state.min_price
+    unit = Decimal(1).scaleb(-get_token(state.token_out).decimals)
+    return exact.quantize(unit, rounding=ROUND_CEILING)
+
+
+def fill_amount(state: OrderState) -> Decimal:
+    """What this execution swaps: the remaining amount, or for a limit the part its plan routes
+    (what its first-hop legs spend)."""
+    if state.min_price is None or state.plan is None:
+        return state.remaining
+    return sum(
+        (leg.amount_in for leg in state.plan.legs if leg.token_in == state.token_in), Decimal(0)
+    )
+
+
+def fill_key(state: OrderState) -> uuid.UUID:
+    """The id the chain lands this execution under (at most once): the order's own for its
+    first fill (every market order), a derived one for each later fill of a limit."""
+    if state.fills == 0:
+        return state.order_id
+    return uuid.uuid5(_FILL_NAMESPACE, f"{state.order_id}:{state.fills}")
+
+
+_FILL_NAMESPACE = uuid.UUID("8f6c2a1e-53b4-4c3e-9d2f-1a7b6c5d4e3f")
+# Partial fills: the bisection's steps (1/4096 of the remaining amount), and the smallest
+# part worth a transaction.
+PARTIAL_SEARCH_STEPS = 12
+MIN_PARTIAL_FILL = Decimal("0.01")
+
+
 def _failure_code(chain_code: str | None) -> FailureCode:
     """The chain's error code as a failure code (slippage and liquidity are the ones it reports)."""
     try:
@@ -260,13 +368,15 @@ def transaction_for(state: OrderState) -> Transaction:
         )
         for leg in state.plan.legs
     )
+    key = fill_key(state)
     return Transaction(
-        # The signature the order's TransactionSubmitted recorded; unsigned before that.
+        # The signature the order's TransactionSubmitted recorded; unsigned before that. A
+        # partial fill's key (not the order id) goes in the memo: each fill its own bytes.
         signature=(state.tx_hash or "") if state.status is OrderStatus.SUBMITTED else "",
-        order_id=state.order_id,
+        order_id=key,
         token_in=state.token_in,
         token_out=state.token_out,
-        amount_in=to_base_units(state.token_in, state.amount),
+        amount_in=to_base_units(state.token_in, fill_amount(state)),
         min_amount_out=to_base_units(state.token_out, state.min_amount_out),
         instructions=instructions,
         wire=b64decode(state.signed_transaction) if recorded and state.signed_transaction else None,
@@ -276,14 +386,17 @@ def transaction_for(state: OrderState) -> Transaction:
 
 
 def completed(state: OrderState, receipt: Receipt) -> events.OrderCompleted:
-    """The fill as the chain reports it (which may be an earlier landing of the same order)."""
-    amount_in = from_base_units(state.token_in, receipt.amount_in)
-    amount_out = from_base_units(state.token_out, receipt.amount_out)
+    """The fill as the chain reports it (which may be an earlier landing of the same order),
+    with an earlier partial fills' amounts and fees added."""
+    amount_in = state.filled_amount + from_base_units(state.token_in, receipt.amount_in)
+    amount_out = (state.amount_out or Decimal(0)) + from_base_units(
+        state.token_out, receipt.amount_out
+    )
     return events.OrderCompleted(
         tx_hash=receipt.signature,
         selected_dex="+".join(receipt.venues),
         amount_in=amount_in,
         amount_out=amount_out,
         executed_price=(amount_out / amount_in).quantize(Decimal("1e-12")),
-        fee=from_base_units(state.token_in, receipt.fee),
+        fee=(state.fee or Decimal(0)) + from_base_units(state.token_in, receipt.fee),
     )

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from schemas.envelope import Envelope
-from schemas.events import OrderCompleted, OrderFailed, OrderRetrying, OrderRouted, OrderStatus
+from schemas.events import (
+    OrderCompleted,
+    OrderFailed,
+    OrderRetrying,
+    OrderRouted,
+    OrderStatus,
+    OrderType,
+)
 from services.common.metrics import (
     END_TO_END,
     EXECUTE,
@@ -23,7 +30,8 @@ def record(before: OrderState, envelope: Envelope) -> None:
     if isinstance(event, OrderRouted):
         for quote in event.quotes:
             VENUE_QUOTES.labels(quote.venue, "error" if quote.error else "ok").inc()
-        if before.status is OrderStatus.PENDING:  # not after a backoff: that is not routing time
+        # Not after a backoff: that is not routing time. A triggered order counts from its trigger.
+        if before.status in (OrderStatus.PENDING, OrderStatus.TRIGGERED):
             observe_stage(ROUTE, (at - before.updated_at).total_seconds())
     elif isinstance(event, OrderRetrying):
         RETRIES.labels(event.code.value).inc()
@@ -33,6 +41,7 @@ def record(before: OrderState, envelope: Envelope) -> None:
             venues_used(event.selected_dex)
         else:
             order_finished("failed", event.code.value)
-        observe_stage(END_TO_END, (at - before.created_at).total_seconds())
+        if before.order_type is OrderType.MARKET:  # a conditional order's rest is not latency
+            observe_stage(END_TO_END, (at - before.created_at).total_seconds())
         if before.plan is not None:
             observe_stage(EXECUTE, at.timestamp() - before.plan.quoted_at)

@@ -54,6 +54,11 @@ class _Partition:
     orders: dict[uuid.UUID, OrderState] = field(default_factory=dict)  # unfinished only
     submitted_at: dict[uuid.UUID, int] = field(default_factory=dict)  # unfinished -> offset
     finished: OrderedDict[uuid.UUID, int] = field(default_factory=OrderedDict)  # -> last sequence
+    # Records of a running order the run may not know (a trigger of an order whose run just
+    # put it back to rest): handled in order once the run has ended.
+    deferred: dict[uuid.UUID, list[tuple[int, bytes | None, bytes | None]]] = field(
+        default_factory=dict
+    )
 
     @property
     def resume_offset(self) -> int:
@@ -143,8 +148,9 @@ class OrderRouter:
         part.next_offset = max(part.next_offset, part.catch_up_until)
         if part.orders:
             log.info("resuming %d unfinished orders of partition %d", len(part.orders), partition)
-        for order_id in list(part.orders):
-            await self._start(partition, order_id)
+        for order_id, state in list(part.orders.items()):
+            if not state.status.is_resting:  # a resting order waits for its trigger
+                await self._start(partition, order_id)
         part.ready.set()
 
     async def on_live_record(
@@ -206,6 +212,10 @@ class OrderRouter:
                     partition, offset, key, value, "event after the order's final event"
                 )
             return
+        if order_id in self._tasks and order_id in part.orders:
+            # Running here: the run's state is ahead of `part.orders`; look again when it ends.
+            part.deferred.setdefault(order_id, []).append((offset, key, value))
+            return
         known = part.orders.get(order_id)
         if known is not None and envelope.sequence <= known.sequence:
             return  # a duplicate, or our own event coming back: already folded
@@ -224,7 +234,8 @@ class OrderRouter:
         part.orders[order_id] = state
         if state.is_final:
             self._finished(part, order_id)
-        elif live and known is None:
+        elif live and not state.status.is_resting:
+            # A market order's submission, or a resting order's trigger: the router's turn.
             await self._start(partition, order_id)
 
     def _nothing_new(self, part: _Partition, key: bytes | None, value: bytes | None) -> bool:
@@ -254,7 +265,9 @@ class OrderRouter:
         if not isinstance(raw, dict) or raw.get("order_id") != str(order_id):
             return False
         if running:
-            return True
+            # A trigger can follow the run's own last event (it put the order back to rest):
+            # it is kept for when the run ends. Everything else is the run's own, or a loser.
+            return raw.get("type") != "OrderTriggered"
         sequence = raw.get("sequence")
         return type(sequence) is int and last_final is not None and sequence <= last_final
 
@@ -274,7 +287,8 @@ class OrderRouter:
             final = await self._run_order(part.orders[order_id])
             if self._partitions.get(partition) is part and order_id in part.orders:
                 part.orders[order_id] = final
-                self._finished(part, order_id)
+                if final.is_final:
+                    self._finished(part, order_id)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -283,6 +297,14 @@ class OrderRouter:
         finally:
             self._tasks.pop(order_id, None)
             self._slots.release()
+            await self._handle_deferred(partition, order_id)
+
+    async def _handle_deferred(self, partition: int, order_id: uuid.UUID) -> None:
+        part = self._partitions.get(partition)
+        records = part.deferred.pop(order_id, []) if part is not None else []
+        for offset, key, value in records:
+            assert part is not None
+            await self._handle(part, partition, offset, key, value, live=True)
 
     def _finished(self, part: _Partition, order_id: uuid.UUID) -> None:
         state = part.orders.pop(order_id)

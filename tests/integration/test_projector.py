@@ -177,7 +177,7 @@ async def write_poison(w: Writer) -> list[Poison]:
     ))  # fmt: skip
     kinds = [
         (uuid.uuid4(), b"\x00\x01 definitely not json", "not JSON"),
-        (uuid.uuid4(), orjson.dumps({**good, "type": "OrderCancelled"}), "unknown event type"),
+        (uuid.uuid4(), orjson.dumps({**good, "type": "OrderVanished"}), "unknown event type"),
         (uuid.uuid4(), orjson.dumps({**good, "version": 9}), "OrderSubmitted v9 is newer"),
         (not_first_id, not_first, "first event is TransactionBuilt"),
     ]

@@ -24,6 +24,8 @@ PURE = (
     "services.market.flow",
     "services.market.trades",
     "services.market.commands",
+    "services.triggers.book",
+    "services.triggers.core",
 )
 IO_LIBRARIES = ("psycopg", "psycopg_pool", "aiokafka", "faust", "fastapi", "httpx", "aiohttp")
 

@@ -5,11 +5,22 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from typing import Annotated
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, status
 
-from services.api.deps import PublisherDep, Reader, ReadModelDep, SettingsDep, Submitter
+from schemas.events import OrderAmended, OrderCancelled, OrderType
+from services.api.decisions import Decision, OutcomeUnknown, propose_on_resting
+from services.api.deps import (
+    PublisherDep,
+    QuoterDep,
+    Reader,
+    ReadModelDep,
+    SettingsDep,
+    Submitter,
+)
 from services.api.errors import ApiError
 from services.api.listing import parse_list_query
 from services.api.models import (
@@ -22,14 +33,19 @@ from services.api.models import (
 )
 from services.api.publisher import submission
 from services.api.validation import (
+    ExpiryPolicy,
     Rejection,
+    ValidOrder,
     order_body_schema,
     order_id_for,
     parse_body,
     too_large,
+    validate_amendment,
     validate_order,
 )
 from services.common.metrics import ACCEPT, observe_stage
+from services.common.settings import Settings
+from services.venues.pool import Venue
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
@@ -75,10 +91,13 @@ async def execute_order(
     settings: SettingsDep,
     publisher: PublisherDep,
     principal: Submitter,
+    quoter: QuoterDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> OrderAccepted:
-    """Accept a market order: answered only once its OrderSubmitted event is on the log.
+    """Accept an order: answered only once its OrderSubmitted event is on the log.
 
+    Without `orderType` a market order (executed at once, `pending`); with a conditional type
+    it rests (`open`) until the trigger engine sees its price crossed, or it expires.
     Checked in this order: credentials (401/403), the key's rate limit (429), the body (400/413).
     """
     began = time.perf_counter()
@@ -91,16 +110,53 @@ async def execute_order(
             default_slippage=settings.default_slippage,
             max_amount=settings.max_order_amount,
             idempotency_key=idempotency_key,
+            expiry=expiry_policy(settings),
         )
     )
     if isinstance(order, Rejection):
         raise ApiError.rejected(order)
+    if order.post_only:
+        await _refuse_if_marketable(order, quoter)
     # The key's id (None with authentication disabled); keyed ids are derived per owner, so
     # two keys reusing a clientOrderId get two orders, and neither can learn of the other's.
     order_id = order_id_for(order.client_order_id, principal.owner)
     await publisher.publish(submission(order_id, order, principal.owner))
     observe_stage(ACCEPT, time.perf_counter() - began)
+    if order.order_type.is_conditional:
+        return OrderAccepted(
+            order_id=order_id,
+            status="open",
+            message=f"{order.order_type.value} order open until"
+            f" {order.expires_at.isoformat() if order.expires_at else 'cancelled'}",
+            websocket_url=f"/ws/{order_id}",
+        )
     return OrderAccepted(order_id=order_id, websocket_url=f"/ws/{order_id}")
+
+
+def expiry_policy(settings: Settings) -> ExpiryPolicy:
+    return ExpiryPolicy(
+        now=datetime.now(UTC),
+        default=timedelta(seconds=settings.default_order_expiry_seconds),
+        maximum=timedelta(seconds=settings.max_order_expiry_seconds),
+    )
+
+
+async def _refuse_if_marketable(order: ValidOrder, quoter: QuoterDep) -> None:
+    """postOnly: a limit the market would fill now is refused (400), as a maker-only order is."""
+    assert order.limit_price is not None
+    quote = await quoter.quote(
+        order.token_in, order.token_out, order.amount, order.slippage, list(Venue)
+    )
+    if quote.plan.amount_out >= order.amount * order.limit_price:
+        raise ApiError.rejected(
+            Rejection(
+                "POST_ONLY_WOULD_FILL",
+                f"limitPrice {order.limit_price} is marketable now (the best route gives"
+                f" {(quote.plan.amount_out / order.amount).quantize(Decimal('1e-9'))})",
+                "ERR_043",
+                "limitPrice",
+            )
+        )
 
 
 @router.get("", response_model=OrderList, responses=_ERRORS)
@@ -163,3 +219,123 @@ async def order_events(order_id: str, read_model: ReadModelDep, principal: Reade
     if not rows:
         raise ApiError.not_found("ORDER_NOT_FOUND", f"Order {order_id} not found")
     return OrderEvents(order_id=found, events=[EventOut.from_row(row) for row in rows])
+
+
+_DECIDED: dict[int | str, dict[str, object]] = {
+    **_NOT_FOUND,
+    400: {"model": ErrorBody},
+    409: {"model": ErrorBody},
+    503: {"model": ErrorBody},
+}
+
+
+async def _owned_row(read_model: ReadModelDep, principal: Submitter, text: str) -> dict[str, Any]:
+    row = await read_model.order(_order_id(text))
+    if row is None or not principal.may_see(row["owner"]):
+        raise ApiError.not_found("ORDER_NOT_FOUND", f"Order {text} not found")
+    return row
+
+
+def _answer(decision: Decision, order_id: str, verb: str) -> OrderOut:
+    if decision.applied and decision.row is not None:
+        return OrderOut.from_row(decision.row)
+    code = decision.code or "CONFLICT"
+    if code == "ALREADY_CANCELLED":
+        code = "ALREADY_FINAL"
+    raise ApiError(
+        409,
+        {
+            "error": code,
+            "message": f"Order {order_id} is {decision.status}: it can no longer be {verb}",
+            "code": code,
+            "field": None,
+        },
+    )
+
+
+async def _decide(
+    read_model: ReadModelDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    order_id: uuid.UUID,
+    event: OrderCancelled | OrderAmended,
+) -> Decision:
+    try:
+        return await propose_on_resting(
+            read_model, publisher, order_id, event, timeout=settings.produce_timeout_seconds
+        )
+    except OutcomeUnknown as exc:
+        raise ApiError(
+            503,
+            {"error": "OUTCOME_PENDING", "message": f"{exc}; GET the order for the outcome"},
+            {"Retry-After": "1"},
+        ) from None
+
+
+@router.delete("/{order_id}", response_model=OrderOut, responses=_DECIDED)
+async def cancel_order(
+    order_id: str,
+    read_model: ReadModelDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    principal: Submitter,
+) -> OrderOut:
+    """Cancel a resting order: 200 with the cancelled order, or 409 ALREADY_TRIGGERED /
+    ALREADY_FINAL, as the order log decided (a racing trigger and this cancel end one way)."""
+    row = await _owned_row(read_model, principal, order_id)
+    decision = await _decide(
+        read_model, publisher, settings, row["id"], OrderCancelled(by=principal.owner)
+    )
+    if decision.code == "ALREADY_CANCELLED" and decision.row is not None:
+        return OrderOut.from_row(decision.row)  # cancelling twice: the same answer
+    return _answer(decision, order_id, "cancelled")
+
+
+@router.patch(
+    "/{order_id}",
+    response_model=OrderOut,
+    responses=_DECIDED,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            name: order_body_schema()["properties"][name]
+                            for name in (
+                                "limitPrice",
+                                "triggerPrice",
+                                "takeProfitPrice",
+                                "stopLossPrice",
+                                "trailingBps",
+                                "expiresAt",
+                            )
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def amend_order(
+    order_id: str,
+    request: Request,
+    read_model: ReadModelDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    principal: Submitter,
+) -> OrderOut:
+    """Change a resting order's prices (those its type has) or expiry, in place."""
+    row = await _owned_row(read_model, principal, order_id)
+    body = parse_body(await read_limited(request, settings.max_body_bytes))
+    if isinstance(body, Rejection):
+        raise ApiError.rejected(body)
+    changes = validate_amendment(body, OrderType(row["order_type"]), expiry_policy(settings))
+    if isinstance(changes, Rejection):
+        raise ApiError.rejected(changes)
+    decision = await _decide(
+        read_model, publisher, settings, row["id"], OrderAmended(**changes, by=principal.owner)
+    )
+    return _answer(decision, order_id, "amended")

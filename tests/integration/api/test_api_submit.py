@@ -151,7 +151,7 @@ async def test_unknown_routes_and_wrong_methods_answer_json(api: RunningApi) -> 
     assert missing.json()["error"] == "ROUTE_NOT_FOUND"
     wrong = await api.http.get("/api/orders/execute/x")
     assert wrong.status_code == 404
-    method = await api.http.delete("/api/orders/execute")
+    method = await api.http.put("/api/orders/execute")
     assert method.status_code == 405
     assert method.json()["error"] == "METHOD_NOT_ALLOWED"
     docs = await api.http.get("/docs")

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from schemas.events import OrderType
 from services.api.validation import (
+    ExpiryPolicy,
     Rejection,
     ValidOrder,
     order_id_for,
     parse_body,
     too_large,
+    validate_amendment,
     validate_order,
 )
 
@@ -196,3 +200,99 @@ def test_keyed_order_ids_are_stable_per_owner() -> None:
     assert order_id_for(None, None).version == 4
     assert order_id_for("k", None).version == 5
     assert isinstance(order_id_for("k", None), uuid.UUID)
+
+
+# --- Conditional orders (issue 17) ------------------------------------------------------------
+
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+POLICY = ExpiryPolicy(now=NOW, default=timedelta(days=7), maximum=timedelta(days=90))
+
+
+def conditional(extra: dict[str, Any]) -> ValidOrder | Rejection:
+    return validate_order(
+        {**VALID, **extra},
+        default_slippage=Decimal("0.005"),
+        max_amount=Decimal(1_000_000),
+        expiry=POLICY,
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "error", "code", "field"),
+    [
+        ({"orderType": "iceberg"}, "INVALID_ORDER_TYPE", "ERR_030", "orderType"),
+        ({"orderType": 7}, "INVALID_ORDER_TYPE", "ERR_030", "orderType"),
+        ({"orderType": "limit"}, "MISSING_LIMIT_PRICE", "ERR_031", "limitPrice"),
+        ({"orderType": "limit", "limitPrice": "0"}, "INVALID_LIMIT_PRICE", "ERR_032", "limitPrice"),
+        ({"orderType": "limit", "limitPrice": "x"}, "INVALID_LIMIT_PRICE", "ERR_032", "limitPrice"),
+        ({"orderType": "limit", "limitPrice": "1e999999"}, "INVALID_LIMIT_PRICE", "ERR_032",
+         "limitPrice"),
+        ({"orderType": "limit", "limitPrice": "1e-99"}, "INVALID_LIMIT_PRICE", "ERR_032",
+         "limitPrice"),
+        ({"orderType": "takeProfit"}, "MISSING_LIMIT_PRICE", "ERR_031", "limitPrice"),
+        ({"orderType": "stop"}, "MISSING_TRIGGER_PRICE", "ERR_033", "triggerPrice"),
+        ({"orderType": "stop", "triggerPrice": "-1"}, "INVALID_TRIGGER_PRICE", "ERR_034",
+         "triggerPrice"),
+        ({"orderType": "oco", "stopLossPrice": "1"}, "MISSING_TAKE_PROFIT_PRICE", "ERR_035",
+         "takeProfitPrice"),
+        ({"orderType": "oco", "takeProfitPrice": "0", "stopLossPrice": "1"},
+         "INVALID_TAKE_PROFIT_PRICE", "ERR_036", "takeProfitPrice"),
+        ({"orderType": "oco", "takeProfitPrice": "2"}, "MISSING_STOP_LOSS_PRICE", "ERR_037",
+         "stopLossPrice"),
+        ({"orderType": "oco", "takeProfitPrice": "2", "stopLossPrice": "2"},
+         "INVALID_STOP_LOSS_PRICE", "ERR_038", "stopLossPrice"),
+        ({"orderType": "trailingStop"}, "INVALID_TRAILING_BPS", "ERR_039", "trailingBps"),
+        ({"orderType": "trailingStop", "trailingBps": Decimal("1.5")}, "INVALID_TRAILING_BPS",
+         "ERR_039", "trailingBps"),
+        ({"orderType": "limit", "limitPrice": "1", "expiresAt": "tomorrow"},
+         "INVALID_EXPIRES_AT", "ERR_040", "expiresAt"),
+        ({"orderType": "limit", "limitPrice": "1", "expiresAt": "2026-03-02T00:00:00"},
+         "INVALID_EXPIRES_AT", "ERR_040", "expiresAt"),  # no zone
+        ({"orderType": "limit", "limitPrice": "1", "expiresAt": "2026-02-28T00:00:00Z"},
+         "EXPIRES_AT_IN_PAST", "ERR_041", "expiresAt"),
+        ({"orderType": "limit", "limitPrice": "1", "expiresAt": "2026-06-01T00:00:00Z"},
+         "EXPIRES_AT_TOO_FAR", "ERR_042", "expiresAt"),
+        ({"limitPrice": "1"}, "FIELD_NOT_ALLOWED", "ERR_044", "limitPrice"),
+        ({"expiresAt": "2026-03-02T00:00:00Z"}, "FIELD_NOT_ALLOWED", "ERR_044", "expiresAt"),
+        ({"orderType": "stop", "triggerPrice": "1", "limitPrice": "1"}, "FIELD_NOT_ALLOWED",
+         "ERR_044", "limitPrice"),
+        ({"orderType": "stop", "triggerPrice": "1", "postOnly": True}, "FIELD_NOT_ALLOWED",
+         "ERR_044", "postOnly"),
+        ({"orderType": "limit", "limitPrice": "1", "allowPartial": "yes"}, "INVALID_FLAG",
+         "ERR_045", "allowPartial"),
+    ],
+)  # fmt: skip
+def test_each_bad_conditional_field_has_its_code(
+    extra: dict[str, Any], error: str, code: str, field: str
+) -> None:
+    result = conditional(extra)
+    assert isinstance(result, Rejection), result
+    assert (result.error, result.code, result.field) == (error, code, field)
+
+
+def test_a_conditional_order_gets_its_prices_and_a_default_expiry() -> None:
+    result = conditional({"orderType": "oco", "takeProfitPrice": "180.50",
+                          "stopLossPrice": "1.2E2"})  # fmt: skip
+    assert isinstance(result, ValidOrder)
+    assert (result.take_profit_price, result.stop_loss_price) == (Decimal("180.5"), Decimal(120))
+    assert result.expires_at == NOW + timedelta(days=7)
+    market = conditional({})
+    assert isinstance(market, ValidOrder)
+    assert market.expires_at is None
+    assert market.order_type.value == "market"
+
+
+def test_without_an_expiry_policy_only_market_orders_pass() -> None:
+    assert isinstance(check({**VALID, "orderType": "market"}), ValidOrder)
+    assert rejected({**VALID, "orderType": "limit", "limitPrice": "1"})[0] == "INVALID_ORDER_TYPE"
+
+
+def test_an_amendment_takes_the_prices_of_its_type_and_an_expiry() -> None:
+    changes = validate_amendment({"limitPrice": "150"}, OrderType.LIMIT, POLICY)
+    assert changes == {"limit_price": Decimal(150)}
+    refused = validate_amendment({"triggerPrice": "150"}, OrderType.LIMIT, POLICY)
+    assert isinstance(refused, Rejection)
+    assert refused.error == "FIELD_NOT_ALLOWED"
+    nothing = validate_amendment({}, OrderType.STOP, POLICY)
+    assert isinstance(nothing, Rejection)
+    assert nothing.error == "NOTHING_TO_AMEND"

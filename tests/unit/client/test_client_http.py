@@ -140,3 +140,43 @@ def test_an_api_that_is_down_is_one_line_and_exit_2() -> None:
         "error: cannot reach the API at http://127.0.0.1:9 (connection refused);"
         " is it running? (`oee up`, or set --api-url)"
     ]
+
+
+def test_conditional_commands_send_the_issue_17_bodies(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _serve(
+        monkeypatch,
+        lambda r: httpx.Response(
+            200 if r.method in ("DELETE", "PATCH") else 202,
+            json={"orderId": "abc", "status": "open", "message": "resting"},
+        ),
+    )
+    runner = CliRunner()
+    commands = [
+        ["order", "limit", "SOL", "USDC", "10", "--price", "160", "--expires", "1d"],
+        ["order", "stop", "SOL", "USDC", "10", "--trigger", "120"],
+        ["order", "oco", "SOL", "USDC", "10", "--take-profit", "180", "--stop-loss", "120"],
+        ["order", "cancel", "abc"],
+        ["order", "amend", "abc", "--price", "161"],
+    ]
+    for command in commands:
+        result = runner.invoke(app, [*command, "--json"])
+        assert result.exit_code == 0, (command, result.output)
+    bodies: list[Any] = [json.loads(r.content) if r.content else None for r in seen]
+    assert bodies[0]["orderType"] == "limit"
+    assert bodies[0]["limitPrice"] == "160"
+    assert bodies[0]["expiresAt"].endswith("+00:00")
+    assert bodies[1] == {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "10",
+                         "orderType": "stop", "triggerPrice": "120"}  # fmt: skip
+    assert (bodies[2]["takeProfitPrice"], bodies[2]["stopLossPrice"]) == ("180", "120")
+    assert (seen[3].method, seen[3].url.path, bodies[3]) == ("DELETE", "/api/orders/abc", None)
+    assert (seen[4].method, bodies[4]) == ("PATCH", {"limitPrice": "161"})
+
+
+def test_expires_takes_durations_and_times() -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    assert client_cli.expires_at("1d", now) == "2026-03-02T00:00:00+00:00"
+    assert client_cli.expires_at("30m", now) == "2026-03-01T00:30:00+00:00"
+    assert client_cli.expires_at("2026-04-01T00:00:00Z", now) == "2026-04-01T00:00:00Z"
+    assert client_cli.expires_at(None, now) is None

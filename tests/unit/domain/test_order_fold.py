@@ -262,7 +262,11 @@ BUILT = TransactionBuilt(attempt=1, min_amount_out=Decimal(1))
         ([], _one(SUBMITTED, 2), "got sequence 2, expected 1"),
         ([_one(SUBMITTED, 1)], _one(BUILT, 3), "got sequence 3, expected 2"),
         ([_one(SUBMITTED, 1)], _one(BUILT, 1), "got sequence 1, expected 2"),
-        ([_one(SUBMITTED, 1)], _one(SUBMITTED, 2), "OrderSubmitted after the first event"),
+        (
+            [_one(SUBMITTED, 1)],
+            _one(SUBMITTED, 2),
+            "OrderSubmitted is not allowed when the order is pending",
+        ),
     ],
     ids=["first-not-submitted", "first-not-1", "gap", "repeat", "second-submission"],
 )

@@ -126,7 +126,7 @@ def test_poison_records_are_rejected_with_a_reason_and_the_rest_is_applied() -> 
     batch = [
         b"\x00\xffgarbage",
         a[0],
-        with_top_level(a[1], type="OrderCancelled"),
+        with_top_level(a[1], type="OrderVanished"),
         None,
         a[1],
         with_top_level(a[2], version=99),
@@ -141,7 +141,7 @@ def test_poison_records_are_rejected_with_a_reason_and_the_rest_is_applied() -> 
     assert reasons[0][0] == 0
     assert reasons[0][1].startswith("not JSON: ")
     assert reasons[1:] == [
-        (2, "unknown event type 'OrderCancelled'"),
+        (2, "unknown event type 'OrderVanished'"),
         (3, "empty record value"),
         (5, "TransactionBuilt v99 is newer than this reader (v1)"),
         (6, f"order {B}: first event is TransactionBuilt"),

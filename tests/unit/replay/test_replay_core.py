@@ -16,6 +16,7 @@ from schemas.envelope import Envelope, genesis_hash, record_hash
 from schemas.events import (
     OrderCompleted,
     OrderEvent,
+    OrderRouted,
     OrderSubmitted,
     TransactionBuilt,
     TransactionSubmitted,
@@ -26,6 +27,7 @@ from services.replay.hashchain import chain_breaks
 from services.replay.rebuilder import Until, ahead_of, parse_until
 from services.replay.timeline import TimedRecord, build_timeline, partition_of, render, to_json
 from services.replay.verify import pair_rows
+from tests.builders import quote, route_plan
 
 T0 = datetime(2025, 6, 1, 9, 30, tzinfo=UTC)
 TX = "T" * 88
@@ -34,6 +36,7 @@ TX = "T" * 88
 def lifecycle() -> list[OrderEvent]:
     return [
         OrderSubmitted(token_in="SOL", token_out="USDC", amount=Decimal(4), slippage=Decimal(0)),
+        OrderRouted(attempt=1, quotes=(quote(),), plan=route_plan(), reason="best"),
         TransactionBuilt(attempt=1, min_amount_out=Decimal(590)),
         TransactionSubmitted(attempt=1, tx_hash=TX),
         OrderCompleted(
@@ -70,7 +73,7 @@ def records(order_id: uuid.UUID, values: list[bytes], start: int = 0) -> list[Lo
 def tamper(value: bytes) -> bytes:
     """The same event with its payload changed and its prev_hash kept."""
     event = orjson.loads(value)
-    event["payload"]["min_amount_out"] = "1"
+    event["payload"]["attempt"] = 9
     return orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
 
 
@@ -78,7 +81,7 @@ def test_an_intact_chain_has_no_breaks() -> None:
     order = uuid.uuid4()
     batch = records(order, chained(order, lifecycle()))
     projection = project(batch, {})
-    assert len(projection.events) == 4
+    assert len(projection.events) == 5
     assert chain_breaks(projection.events, {}) == []
 
 
@@ -164,16 +167,17 @@ def test_a_timeline_marks_duplicates_rejects_and_chain_breaks() -> None:
     order = uuid.uuid4()
     values = chained(order, lifecycle())
     values[1] = tamper(values[1])
-    log = [*values[:3], values[2], values[3], b"not json"]
+    log = [*values[:3], values[2], values[3], values[4], b"not json"]
     timed = [TimedRecord(r, T0 + timedelta(seconds=r.offset)) for r in records(order, log)]
     timeline = build_timeline(order, "t", timed)
     assert [(e.applied, e.chain_ok) for e in timeline.entries] == [
-        (True, True), (True, True), (True, False), (False, None), (True, True), (False, None),
+        (True, True), (True, True), (True, False), (False, None), (True, True), (True, True),
+        (False, None),
     ]  # fmt: skip
     notes = [e.note or "" for e in timeline.entries]
     assert "hash chain broken" in notes[2]
     assert notes[3].startswith("duplicate")
-    assert notes[5].startswith("rejected: not JSON")
+    assert notes[6].startswith("rejected: not JSON")
     assert timeline.state is not None
     assert (timeline.state.status, timeline.state.amount_out) == ("completed", Decimal(600))
 
@@ -181,7 +185,7 @@ def test_a_timeline_marks_duplicates_rejects_and_chain_breaks() -> None:
     assert document["state"]["status"] == "completed"
     assert document["state"]["amount_out"] == "600"
     assert [e["event"]["sequence"] if e["event"] else None for e in document["events"]] == [
-        1, 2, 3, 3, 4, None,
+        1, 2, 3, 3, 4, 5, None,
     ]  # fmt: skip
     console = Console(record=True, width=200)
     render(timeline, console)

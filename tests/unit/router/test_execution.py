@@ -362,11 +362,12 @@ async def test_unreadable_venues_are_retried_then_fail() -> None:
     assert final.status is OrderStatus.FAILED
 
 
-def test_only_a_final_order_needs_no_next_step() -> None:
+def test_only_a_final_or_resting_order_needs_no_next_step() -> None:
     state, _ = submitted()
     for status in OrderStatus:
         step = next_step(dataclasses.replace(state, status=status))
         assert (step is Step.DONE) == status.is_final, status
+        assert (step is Step.REST) == status.is_resting, status
 
 
 def test_next_step_covers_every_status() -> None:
@@ -559,3 +560,85 @@ async def test_a_retryable_landed_failure_is_retried_with_a_fresh_quote() -> Non
     assert [attempt for _, attempt in chain.sent] == [1, 2]
     assert chain.sent[0][0].signature != chain.sent[1][0].signature
     assert final.status is OrderStatus.COMPLETED
+
+
+# --- Conditional orders (issue 17) ------------------------------------------------------------
+
+
+def limit_order(log: Log, amount: str, limit: Decimal, *, allow_partial: bool = True) -> OrderState:
+    """A limit order as the API appends it, then triggered as the trigger engine does."""
+    order_id = uuid.uuid4()
+    state = log.append(
+        None,
+        order_id,
+        events.OrderSubmitted(
+            token_in="SOL", token_out="USDC", amount=Decimal(amount), slippage=Decimal("0.01"),
+            order_type=events.OrderType.LIMIT, limit_price=limit, allow_partial=allow_partial,
+        ),
+    )  # fmt: skip
+    return trigger(log, state)
+
+
+def trigger(log: Log, state: OrderState) -> OrderState:
+    return log.append(
+        state,
+        state.order_id,
+        events.OrderTriggered(
+            leg="limit", pair="SOL-USDC", slot=1, price=Decimal(1), level=Decimal(1)
+        ),
+    )
+
+
+async def market_price(amount: str = "0.01") -> Decimal:
+    quote = await quote_order(
+        venues(), "SOL", "USDC", Decimal(amount), Decimal(0), split_threshold_bps=Decimal(1)
+    )
+    return quote.plan.amount_out / Decimal(amount)
+
+
+async def test_a_limit_executes_with_amount_times_limit_as_its_min_out() -> None:
+    log, chain = Log(), FakeChain()
+    limit = (await market_price() * Decimal("0.9")).quantize(Decimal("0.01"))
+    state = limit_order(log, "1", limit)
+    final = await execution(chain, log).run(state)
+    assert final.status is OrderStatus.COMPLETED
+    routed = log.payloads[2]
+    assert isinstance(routed, events.OrderRouted)
+    assert routed.plan.min_amount_out == limit  # 1 x limit
+    assert chain.sent[0][0].min_amount_out == 1_000_000 * limit  # USDC base units
+    assert final.amount_out is not None
+    assert final.amount_out >= limit
+
+
+async def test_a_limit_no_route_fills_rests_again_instead_of_failing() -> None:
+    log, chain = Log(), FakeChain()
+    state = limit_order(log, "1", await market_price() * 2, allow_partial=False)
+    final = await execution(chain, log).run(state)
+    assert final.status is OrderStatus.OPEN
+    assert log.types[-1] == "OrderOpened"
+    assert chain.sent == []
+
+
+async def test_a_limit_fills_the_part_its_price_allows_and_the_rest_rests() -> None:
+    log, chain = Log(), FakeChain()
+    limit = (await market_price() * Decimal("0.97")).quantize(Decimal("0.01"))
+    amount = "200000"  # far more than the pools give at 3 % below the mid
+    state = limit_order(log, amount, limit)
+    first = await execution(chain, log).run(state)
+    assert log.types[-1] == "OrderPartiallyFilled", log.types
+    assert first.status is OrderStatus.PARTIALLY_FILLED
+    part = log.payloads[-1]
+    assert isinstance(part, events.OrderPartiallyFilled)
+    assert Decimal(0) < part.amount_in < Decimal(amount)
+    assert part.amount_out >= part.amount_in * limit  # never below the limit
+    assert part.remaining == Decimal(amount) - part.amount_in
+    assert first.filled_amount == part.amount_in
+    # Triggered again: the next part lands under its own key, never as the first one's resend.
+    second = await execution(chain, log).run(trigger(log, first))
+    assert len(chain.landed) == 2
+    signatures = [tx.signature for tx, _ in chain.sent]
+    assert len(set(signatures)) == 2
+    assert chain.sent[0][0].order_id == state.order_id
+    assert chain.sent[1][0].order_id != state.order_id
+    assert second.fills in (1, 2)
+    assert second.filled_amount > first.filled_amount or second.status is OrderStatus.COMPLETED

@@ -27,6 +27,7 @@ from schemas.events import (
 )
 from schemas.export import JSON_DIR, json_schemas, render
 from tests.strategies import (
+    LATER_EVENTS,
     envelopes,
     order_completed,
     order_failed,
@@ -49,6 +50,7 @@ PAYLOAD_STRATEGIES: dict[str, st.SearchStrategy[OrderEvent]] = {
     "OrderRetrying": order_retrying(),
     "OrderCompleted": order_completed(),
     "OrderFailed": order_failed(),
+    **{event.TYPE: strategy for event, strategy in LATER_EVENTS.items()},
 }
 
 
@@ -222,7 +224,7 @@ def test_encoding_is_canonical(envelope: Envelope) -> None:
 def test_encoding_sorts_keys_at_every_level() -> None:
     value = codec.encode(wrap(submitted()))
     assert value.startswith(b'{"event_id":')
-    assert b'"payload":{"amount":"10.5","client_order_id":null,"owner":null,' in value
+    assert b'"payload":{"allow_partial":true,"amount":"10.5","client_order_id":null,' in value
 
 
 # --- Money --------------------------------------------------------------------------------
@@ -278,11 +280,11 @@ REFUSED: list[tuple[str, bytes, str]] = [
     ("not json", b"{not json", "not JSON"),
     ("json array", b'[{"type": "OrderSubmitted"}]', "not a JSON object"),
     ("json string", b'"OrderSubmitted"', "not a JSON object"),
-    ("unknown type", orjson.dumps(wire(type="OrderCancelled")),
-     "unknown event type 'OrderCancelled'"),
+    ("unknown type", orjson.dumps(wire(type="OrderVanished")),
+     "unknown event type 'OrderVanished'"),
     ("no type", orjson.dumps(wire(type=None)), "unknown event type None"),
-    ("future version", orjson.dumps(wire(version=2)),
-     "OrderSubmitted v2 is newer than this reader (v1)"),
+    ("future version", orjson.dumps(wire(version=3)),
+     "OrderSubmitted v3 is newer than this reader (v2)"),
     ("version 0", orjson.dumps(wire(version=0)), "invalid version 0 for OrderSubmitted"),
     ("version bool", orjson.dumps(wire(version=True)), "invalid version True for OrderSubmitted"),
     ("version str", orjson.dumps(wire(version="1")), "invalid version '1' for OrderSubmitted"),
@@ -291,20 +293,20 @@ REFUSED: list[tuple[str, bytes, str]] = [
     ("payload not object", orjson.dumps(wire(payload=[1])),
      "OrderSubmitted: payload is not an object"),
     ("negative amount", orjson.dumps(with_payload(amount="-1")),
-     "OrderSubmitted v1 invalid: amount: Input should be greater than 0"),
-    ("nan amount", orjson.dumps(with_payload(amount="NaN")), "OrderSubmitted v1 invalid: amount:"),
+     "OrderSubmitted v2 invalid: amount: Input should be greater than 0"),
+    ("nan amount", orjson.dumps(with_payload(amount="NaN")), "OrderSubmitted v2 invalid: amount:"),
     ("slippage above 1", orjson.dumps(with_payload(slippage="1.01")),
-     "OrderSubmitted v1 invalid: slippage: Input should be less than or equal to 1"),
+     "OrderSubmitted v2 invalid: slippage: Input should be less than or equal to 1"),
     ("bad token symbol", orjson.dumps(with_payload(token_in="sol!")),
-     "OrderSubmitted v1 invalid: token_in: String should match pattern"),
+     "OrderSubmitted v2 invalid: token_in: String should match pattern"),
     ("extra payload field", orjson.dumps(with_payload(side="buy")),
-     "OrderSubmitted v1 invalid: side: Extra inputs are not permitted"),
+     "OrderSubmitted v2 invalid: side: Extra inputs are not permitted"),
     ("extra envelope field", orjson.dumps(wire(partition=3)),
-     "OrderSubmitted v1 invalid: partition: Extra inputs are not permitted"),
+     "OrderSubmitted v2 invalid: partition: Extra inputs are not permitted"),
     ("naive datetime", orjson.dumps(wire(occurred_at="2025-01-02T03:04:05")),
-     "OrderSubmitted v1 invalid: occurred_at: Input should have timezone info"),
-    ("sequence 0", orjson.dumps(wire(sequence=0)), "OrderSubmitted v1 invalid: sequence:"),
-    ("bad prev_hash", orjson.dumps(wire(prev_hash="xyz")), "OrderSubmitted v1 invalid: prev_hash:"),
+     "OrderSubmitted v2 invalid: occurred_at: Input should have timezone info"),
+    ("sequence 0", orjson.dumps(wire(sequence=0)), "OrderSubmitted v2 invalid: sequence:"),
+    ("bad prev_hash", orjson.dumps(wire(prev_hash="xyz")), "OrderSubmitted v2 invalid: prev_hash:"),
     ("two errors", orjson.dumps(with_payload(amount="-1", slippage="2")), "(+1 more)"),
 ]  # fmt: skip
 
@@ -391,3 +393,32 @@ def test_a_v1_transaction_submitted_reads_as_v2_without_signed_bytes() -> None:
     assert decoded.payload == TransactionSubmitted(attempt=1, tx_hash=signature)
     assert decoded.payload.transaction is None
     assert decoded.payload.last_valid_block_height is None
+
+
+def test_a_v1_submission_reads_as_a_market_order() -> None:
+    """Records written before conditional orders existed: the upcaster makes them market orders."""
+    current = wrap(submitted())
+    old = orjson.loads(codec.encode(current))
+    old["version"] = 1
+    for name in ("order_type", "limit_price", "trigger_price", "take_profit_price",
+                 "stop_loss_price", "trailing_bps", "expires_at", "allow_partial"):  # fmt: skip
+        old["payload"].pop(name)
+    decoded = codec.decode(orjson.dumps(old))
+    assert decoded == current
+    assert decoded.payload.order_type.value == "market"  # type: ignore[union-attr]
+    assert decoded.status.value == "pending"
+
+
+def test_a_submission_carries_exactly_the_prices_of_its_type() -> None:
+    base = {"token_in": "SOL", "token_out": "USDC", "amount": Decimal(1), "slippage": Decimal(0)}
+    limit = OrderSubmitted(**base, order_type="limit", limit_price=Decimal(150))
+    assert limit.resulting_status().value == "open"
+    for wrong in (
+        {"order_type": "limit"},  # no price
+        {"order_type": "limit", "limit_price": Decimal(1), "trigger_price": Decimal(1)},
+        {"order_type": "market", "limit_price": Decimal(1)},
+        {"order_type": "oco", "take_profit_price": Decimal(2)},
+        {"order_type": "stop", "trigger_price": Decimal(0)},
+    ):
+        with pytest.raises(ValueError):  # noqa: PT011 - pydantic's ValidationError
+            OrderSubmitted(**base, **wrong)

@@ -1,0 +1,1 @@
+"""Conditional orders' trigger engine: the pure book (`book.py`) and the process around it."""

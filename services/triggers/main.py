@@ -1,0 +1,287 @@
+"""The trigger engine process (`oee triggers`): market ticks and the order log in, proposals out.
+
+One asyncio loop owns a `TriggerCore` (pure) and three tasks feed it:
+
+- the order log, every partition (no consumer group: the engine needs every conditional
+  order), from the recovery offsets onwards: opened, amended, triggered, cancelled, final;
+- `market.ticks` from its end (a tick is a state, not a command: a stale one triggers
+  nothing), each tick crossing the book;
+- a clock every 200 ms for expiries (they fire within a second of their time).
+
+What the core proposes is appended to the order log with the order's expected next
+sequence; the log decides (see `core.py`). Nothing is kept on local disk: faust tables
+over RocksDB have open reports of recovery hangs and lost writes (faust-streaming #432,
+#74, #333), and the order log already is the durable state. On start the engine reads the
+projector's read model, whose rows and log positions are committed in one transaction:
+per partition it starts at the smaller of the projector's position and the first event of
+the oldest conditional order not final there, and folds the log from there to its end
+before proposing anything (orders seen final by then are dropped as they end). Recovery
+time is logged and exported (`oee_triggers_recovery_seconds`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import Gauge, Histogram
+from psycopg_pool import AsyncConnectionPool
+
+from schemas.codec import UndecodableEvent, decode, encode
+from schemas.envelope import Envelope, record_hash
+from schemas.market import MarketTick, UndecodableMarketRecord, decode_market
+from services.common.db import migrate, open_pool
+from services.common.kafka import (
+    RenewingProducer,
+    TopicSpec,
+    ensure_topics,
+    log_reader,
+    topic_specs,
+)
+from services.common.logging import configure_logging
+from services.common.metrics import start_metrics_server
+from services.common.process import retry_while_down, stop_event_on_signals
+from services.common.settings import Settings
+from services.triggers.core import TriggerCore
+
+log = logging.getLogger(__name__)
+
+CLOCK_SECONDS = 0.2
+_FINAL = ("completed", "failed", "cancelled", "expired")
+
+RECOVERY_SECONDS = Gauge(
+    "oee_triggers_recovery_seconds", "How long the trigger engine took to recover its book"
+)
+RESTING = Gauge("oee_triggers_resting_orders", "Conditional orders resting in the book")
+TICK_TO_TRIGGER = Histogram(
+    "oee_triggers_tick_to_trigger_seconds",
+    "From a tick's write to the log to its triggers appended",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+TICK_CPU = Histogram(
+    "oee_triggers_tick_cpu_seconds",
+    "CPU of crossing one tick against the book",
+    buckets=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2, 0.1),
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def recovery_offsets(pool: AsyncConnectionPool, topic: str) -> dict[int, int]:
+    """Per partition, where to start folding the log so that no unfinished conditional order
+    is missed (partitions not named start at 0)."""
+    async with pool.connection() as conn:
+        positions: dict[int, int] = dict(
+            await (
+                await conn.execute(
+                    "SELECT partition, next_offset FROM read_model.log_positions WHERE topic = %s",
+                    (topic,),
+                )
+            ).fetchall()
+        )
+        firsts: dict[int, int] = dict(
+            await (
+                await conn.execute(
+                    "SELECT e.log_partition, min(e.log_offset)"
+                    " FROM read_model.orders o JOIN read_model.order_events e"
+                    "   ON e.order_id = o.id AND e.sequence = 1"
+                    " WHERE o.order_type <> 'market' AND NOT (o.status = ANY(%s))"
+                    " GROUP BY 1",
+                    (list(_FINAL),),
+                )
+            ).fetchall()
+        )
+    return {p: min(offset, firsts.get(p, offset)) for p, offset in positions.items()}
+
+
+class TriggerEngine:
+    """The process around the core: consumers, the producer, the clock."""
+
+    def __init__(self, settings: Settings, pool: AsyncConnectionPool) -> None:
+        assert settings.kafka_bootstrap_servers is not None
+        self.settings = settings
+        self.pool = pool
+        self.core = TriggerCore()
+        servers = settings.kafka_bootstrap_servers
+        self.producer = RenewingProducer(servers, client_id="oee-triggers")
+        self.orders = log_reader(servers, client_id="oee-triggers-orders")
+        self.ticks = AIOKafkaConsumer(
+            settings.market_ticks_topic,
+            bootstrap_servers=servers,
+            client_id="oee-triggers-ticks",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            metadata_max_age_ms=5000,
+        )
+        self.recovered = asyncio.Event()
+        self.recovery_seconds: float | None = None
+        self.proposed = 0
+
+    async def start(self) -> None:
+        servers = self.settings.kafka_bootstrap_servers
+        assert servers is not None
+        await ensure_topics(
+            servers,
+            [*topic_specs(self.settings), TopicSpec(self.settings.market_ticks_topic, 1)],
+        )
+        await self.producer.start()
+        await self.orders.start()
+        await self.ticks.start()
+
+    async def stop(self) -> None:
+        for client in (self.ticks, self.orders):
+            await client.stop()
+        await self.producer.stop()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self._recover()
+        tasks = [
+            asyncio.create_task(self._order_loop(), name="triggers-orders"),
+            asyncio.create_task(self._tick_loop(), name="triggers-ticks"),
+            asyncio.create_task(self._clock_loop(), name="triggers-clock"),
+        ]
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopping:
+                    task.result()  # a loop that ended on an error ends the process
+        finally:
+            for task in [stopping, *tasks]:
+                task.cancel()
+            await asyncio.gather(stopping, *tasks, return_exceptions=True)
+
+    async def _recover(self) -> None:
+        began = time.perf_counter()
+        topic = self.settings.orders_topic
+        starts = await retry_while_down(
+            lambda: recovery_offsets(self.pool, topic),
+            is_outage=lambda exc: isinstance(exc, OSError) or "connection" in str(exc).lower(),
+            what="PostgreSQL, for the trigger engine's recovery,",
+        )
+        tps = [TopicPartition(topic, p) for p in range(self.settings.orders_topic_partitions)]
+        self.orders.assign(tps)
+        ends = await self.orders.end_offsets(tps)
+        for tp in tps:
+            self.orders.seek(tp, starts.get(tp.partition, 0))
+        remaining = {tp for tp in tps if await self.orders.position(tp) < ends[tp]}
+        records = 0
+        while remaining:
+            batches = await self.orders.getmany(timeout_ms=500, max_records=5000)
+            for tp, batch in batches.items():
+                for record in batch:
+                    records += 1
+                    self._fold(record.value, propose=False)
+                if await self.orders.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        self.recovery_seconds = time.perf_counter() - began
+        RECOVERY_SECONDS.set(self.recovery_seconds)
+        log.info(
+            "trigger engine recovered %d conditional orders (%d resting) from %d records in %.3fs",
+            len(self.core),
+            self.core.resting,
+            records,
+            self.recovery_seconds,
+        )
+        # Expiries that passed while the engine was down end now, before any tick is read.
+        await self._append(self.core.on_clock(now()))
+        self.recovered.set()
+
+    def _fold(self, value: bytes | None, *, propose: bool) -> list[Envelope]:
+        try:
+            envelope = decode(value)
+        except UndecodableEvent:
+            return []  # the projector dead-letters it
+        proposals = self.core.apply(envelope, record_hash(value or b""), now(), propose=propose)
+        RESTING.set(self.core.resting)
+        return proposals
+
+    async def _order_loop(self) -> None:
+        while True:
+            try:
+                batches = await self.orders.getmany(timeout_ms=500, max_records=2000)
+            except KafkaError as exc:
+                log.warning("order log read failed (%s); retrying", exc)
+                await asyncio.sleep(1)
+                continue
+            proposals: list[Envelope] = []
+            for batch in batches.values():
+                for record in batch:
+                    proposals += self._fold(record.value, propose=True)
+            await self._append(proposals)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            try:
+                batches = await self.ticks.getmany(timeout_ms=500, max_records=500)
+            except KafkaError as exc:
+                log.warning("market tick read failed (%s); retrying", exc)
+                await asyncio.sleep(1)
+                continue
+            for batch in batches.values():
+                for record in batch:
+                    try:
+                        market = decode_market(record.value)
+                    except UndecodableMarketRecord as exc:
+                        log.warning("unreadable market record skipped: %s", exc)
+                        continue
+                    if not isinstance(market.payload, MarketTick):
+                        continue
+                    began = time.process_time()
+                    proposals = self.core.on_tick(market.payload, now())
+                    TICK_CPU.observe(time.process_time() - began)
+                    RESTING.set(self.core.resting)
+                    if proposals:
+                        await self._append(proposals)
+                        TICK_TO_TRIGGER.observe(max(0.0, time.time() - record.timestamp / 1000))
+
+    async def _clock_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CLOCK_SECONDS)
+            await self._append(self.core.on_clock(now()))
+
+    async def _append(self, proposals: list[Envelope]) -> None:
+        """Append proposals (waiting out Kafka outages); the log decides which ones count."""
+        if not proposals:
+            return
+        topic = self.settings.orders_topic
+
+        async def send(envelope: Envelope) -> None:
+            value, key = encode(envelope), str(envelope.order_id).encode()
+            await retry_while_down(
+                lambda: self.producer.send_and_wait(topic, value=value, key=key),
+                is_outage=lambda exc: isinstance(exc, KafkaError),
+                what=f"Kafka, for order {envelope.order_id},",
+            )
+
+        await asyncio.gather(*(send(envelope) for envelope in proposals))
+        self.proposed += len(proposals)
+
+
+async def _main(settings: Settings) -> None:
+    assert settings.database_url is not None
+    stop = stop_event_on_signals()
+    await asyncio.to_thread(migrate, settings.database_url)
+    pool = await open_pool(settings.database_url, max_size=2)
+    engine = TriggerEngine(settings, pool)
+    try:
+        await engine.start()
+        log.info("trigger engine on %s and %s", settings.orders_topic, settings.market_ticks_topic)
+        await engine.run(stop)
+    finally:
+        await engine.stop()
+        await pool.close()
+
+
+def serve(settings: Settings) -> None:
+    """Run the trigger engine until SIGTERM/SIGINT."""
+    configure_logging(settings, "triggers")
+    start_metrics_server(settings.metrics_host, settings.triggers_metrics_port)
+    asyncio.run(_main(settings))
