@@ -519,7 +519,6 @@ async def test_the_oee_triggers_process_triggers_and_stops_cleanly(
     """`python -m services.cli triggers` itself, as `oee up` starts it."""
     import os
     import signal
-    import subprocess
     import sys
 
     settings = settings_for(make_settings)
@@ -536,17 +535,15 @@ async def test_the_oee_triggers_process_triggers_and_stops_cleanly(
         market = await system.price()
         stop = (market / 2).quantize(Decimal("0.01"))
         order_id = await system.submit(orderType="stop", triggerPrice=str(stop))
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "triggers"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.cli", "triggers",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
         try:
             done = await system.status_becomes(order_id, "completed", "failed", tick=stop / 2)
             assert done["triggeredLeg"] == "stop"
         finally:
             process.send_signal(signal.SIGTERM)
-            output, _ = await asyncio.to_thread(process.communicate, timeout=30)
+            output, _ = await asyncio.wait_for(process.communicate(), 30)
         assert process.returncode == 0, output.decode()
         assert b"trigger engine recovered 1 conditional orders (1 resting)" in output
