@@ -282,7 +282,7 @@ async def test_expiry_fires_on_time_and_after_a_restart(make_settings: MakeSetti
         async with triggers_running(settings) as engine:
             live = await system.submit(
                 orderType="stop",
-                triggerPrice=str(market / 3),
+                triggerPrice=str((market / 3).quantize(Decimal("0.01"))),
                 expiresAt=(datetime.now(UTC) + timedelta(seconds=1)).isoformat(),
             )
             try:
