@@ -316,7 +316,7 @@ async def test_expiry_fires_on_time_and_after_a_restart(make_settings: MakeSetti
         async with triggers_running(settings) as engine:
             live = await system.submit(
                 orderType="stop",
-                triggerPrice=str(market / 3),
+                triggerPrice=str((market / 3).quantize(Decimal("0.01"))),
                 expiresAt=(datetime.now(UTC) + timedelta(seconds=1)).isoformat(),
             )
             try:
@@ -553,7 +553,6 @@ async def test_the_oee_triggers_process_triggers_and_stops_cleanly(
     """`python -m services.cli triggers` itself, as `oee up` starts it."""
     import os
     import signal
-    import subprocess
     import sys
 
     settings = settings_for(make_settings)
@@ -570,17 +569,15 @@ async def test_the_oee_triggers_process_triggers_and_stops_cleanly(
         market = await system.price()
         stop = (market / 2).quantize(Decimal("0.01"))
         order_id = await system.submit(orderType="stop", triggerPrice=str(stop))
-        process = subprocess.Popen(  # noqa: ASYNC220 - started once, awaited by polling
-            [sys.executable, "-m", "services.cli", "triggers"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.cli", "triggers",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
         try:
             done = await system.status_becomes(order_id, "completed", "failed", tick=stop / 2)
             assert done["triggeredLeg"] == "stop"
         finally:
             process.send_signal(signal.SIGTERM)
-            output, _ = await asyncio.to_thread(process.communicate, timeout=30)
+            output, _ = await asyncio.wait_for(process.communicate(), 30)
         assert process.returncode == 0, output.decode()
         assert b"trigger engine recovered 1 conditional orders (1 resting)" in output
