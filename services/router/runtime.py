@@ -27,7 +27,6 @@ from services.router.positions import ResumePositions
 from services.router.worker import Assignment, OrderRouter
 
 log = logging.getLogger(__name__)
-SHUTDOWN_GRACE_SECONDS = 10.0
 # A router that owns nothing while partitions go unowned this long restarts to rejoin
 # (a last resort: the metadata refresh normally makes it rejoin within seconds).
 ORPHAN_AFTER_SECONDS = 30.0
@@ -134,7 +133,14 @@ class RouterRuntime:
 
     async def stop(self) -> None:
         if self.router is not None:
-            await self.router.drain(SHUTDOWN_GRACE_SECONDS)
+            # Not a drain: while this router stops, a rebalance (another router leaving or
+            # joining) hands its partitions on without telling it (faust skips the revoke
+            # callbacks of a stopping app), and orders it kept running would have two
+            # writers. Stopping them at once is safe: every step is idempotent and the next
+            # owner resumes each order from the log; the flush puts what they handed the
+            # producer on the log first.
+            await self.router.drain(0)
+            await self.flush()
             await self.save_positions()
         if self.producer is not None:
             await self.producer.stop()
