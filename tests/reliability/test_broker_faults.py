@@ -302,12 +302,7 @@ async def test_a_rolling_restart_under_steady_load(
 @pytest.mark.slow
 @pytest.mark.skipif(
     not os.environ.get("OEE_SCALING_TEST"),
-    reason="1-2 minutes for a known failure (bug 6): run with OEE_SCALING_TEST=1",
-)
-@pytest.mark.xfail(
-    strict=False,
-    reason="bug 6 in docs/reliability.md, partly fixed: 1 of 368 orders still left at "
-    "OrderSubmitted in one of two runs after the scale-down",
+    reason="1-2 minutes beyond the suite's budget: run with OEE_SCALING_TEST=1 (bug 6, fixed)",
 )
 async def test_routers_and_projectors_scaled_one_three_one_behind_two_apis(
     start_system: Any, cluster: KafkaCluster
