@@ -63,14 +63,23 @@ SOL_USDC = CpmmPoolKeys.derive(SOL, USDC)
 @pytest.fixture
 def chain_db(database_url: str) -> Iterator[str]:
     """A database of this test's own, migrated: a fresh chain."""
+    with fresh_chain_database(database_url) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def fresh_chain_database(server_url: str) -> Iterator[str]:
+    """A new migrated database on the session's server, dropped afterwards: a fresh chain."""
     name = f"chain_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    url = make_conninfo(database_url, dbname=name)
+    url = make_conninfo(server_url, dbname=name)
     migrate(url)
-    yield url
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    try:
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @dataclass
@@ -88,10 +97,16 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running_node(url: str, store: ChainStore | None = None) -> AsyncIterator[Running]:
+async def running_node(
+    url: str,
+    store: ChainStore | None = None,
+    *,
+    genesis: Genesis = GENESIS,
+    slot_ms: int = SLOT_MS,
+) -> AsyncIterator[Running]:
     """A node with its RPC on a free port and its slot loop running, stopped afterwards."""
     store = store or await ChainStore.open(url)
-    node = ChainNode(store, GENESIS, slot_ms=SLOT_MS)
+    node = ChainNode(store, genesis, slot_ms=slot_ms)
     await node.start()
     port = free_port()
     runner = await serve(node, "127.0.0.1", port)

@@ -9,72 +9,44 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-import psycopg
-from psycopg.conninfo import make_conninfo
-from solana.rpc.async_api import AsyncClient
-from solana.rpc.commitment import Confirmed
 from solana.rpc.models import TxOpts
 from solders.compute_budget import set_compute_unit_limit
 from solders.message import Message
 from solders.transaction import Transaction
 
-from infra.kafka.launcher import free_port
 from schemas.market import MarketRecord, MarketTick, MarketTrade, decode_market
 from services.chain.genesis import Genesis, wallet_keypair
-from services.chain.node import ChainNode
-from services.chain.rpc import serve
-from services.chain.store import ChainStore
 from services.chain.svm.vm import CpmmSwap
-from services.common.db import migrate
 from services.common.kafka import log_reader
 from services.common.settings import Settings
 from services.market.main import send_move
 from services.market.process import MarketProcess
 from tests.fixtures.settings import MakeSettings, unique
-from tests.integration.test_chain_rpc import BUILDER, SOL, SOL_USDC, Running, wait_landed
+from tests.integration.test_chain_rpc import (
+    BUILDER,
+    SOL,
+    SOL_USDC,
+    Running,
+    fresh_chain_database,
+    running_node,
+    wait_landed,
+)
 
 SEED = 7
 SLOT_MS = 200  # slow enough for a step (snapshot, blocks, swaps, publish) on 2 shared cores
 
 
-@contextlib.contextmanager
-def fresh_db(database_url: str) -> Iterator[str]:
-    name = f"market_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    url = make_conninfo(database_url, dbname=name)
-    migrate(url)
-    try:
-        yield url
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
-
-
 @contextlib.asynccontextmanager
 async def node_at(database_url: str) -> AsyncIterator[Running]:
-    with fresh_db(database_url) as url:
-        store = await ChainStore.open(url)
-        node = ChainNode(store, Genesis(seed=SEED, wallets=4), slot_ms=SLOT_MS)
-        await node.start()
-        port = free_port()
-        runner = await serve(node, "127.0.0.1", port)
-        loop = asyncio.create_task(node.run())
-        client = AsyncClient(f"http://127.0.0.1:{port}", commitment=Confirmed)
-        try:
-            yield Running(node, store, client, f"http://127.0.0.1:{port}", url)
-        finally:
-            node.stop()
-            with contextlib.suppress(Exception):
-                await loop
-            await client.close()
-            await runner.cleanup()
-            await store.close()
+    with fresh_chain_database(database_url) as url:
+        async with running_node(
+            url, genesis=Genesis(seed=SEED, wallets=4), slot_ms=SLOT_MS
+        ) as node:
+            yield node
 
 
 def market_settings(make_settings: MakeSettings, running: Running, **overrides: Any) -> Settings:

@@ -16,12 +16,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import psycopg
 from aiokafka import AIOKafkaProducer
-from psycopg.conninfo import make_conninfo
 
 from schemas.market import MarketTick, VenueTick, encode_market
-from services.common.db import migrate, open_pool
+from services.common.db import open_pool
 from services.common.settings import Settings
 from services.triggers.main import TriggerEngine
 from tests.e2e.system import read_log
@@ -29,7 +27,12 @@ from tests.fixtures.projector import eventually, projector_running
 from tests.fixtures.router import router_running
 from tests.fixtures.settings import MakeSettings, unique
 from tests.integration.api.support import RunningApi, running_api
-from tests.integration.test_chain_rpc import GENESIS, Running, running_node
+from tests.integration.test_chain_rpc import (
+    GENESIS,
+    Running,
+    fresh_chain_database,
+    running_node,
+)
 
 
 @contextlib.asynccontextmanager
@@ -141,17 +144,9 @@ def settings_for(make_settings: MakeSettings) -> Settings:
 async def chain_node(settings: Settings) -> AsyncIterator[Running]:
     """A chain node of the test's own (the real programs), on a fresh database."""
     assert settings.database_url is not None
-    name = f"chain_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    url = make_conninfo(settings.database_url, dbname=name)
-    migrate(url)
-    try:
+    with fresh_chain_database(settings.database_url) as url:
         async with running_node(url) as node:
             yield node
-    finally:
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @contextlib.asynccontextmanager
