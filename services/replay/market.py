@@ -29,6 +29,7 @@ from services.common.settings import Settings
 from services.projector.market_projection import project_market
 from services.projector.market_store import MARKET_SCHEMA, MARKET_TABLES, MarketStore
 from services.projector.projection import LogRecord, Rejected
+from services.replay.reading import read_below_stops
 from services.replay.rebuilder import (
     Interrupted,
     Progress,
@@ -188,30 +189,12 @@ class MarketRebuilder:
         return self.report
 
     async def _next_batch(self, pending: dict[TopicPartition, int]) -> list[LogRecord]:
-        batch: list[LogRecord] = []
-        while pending and len(batch) < self.batch_size:
-            fetched = await self.consumer.getmany(
-                *pending, timeout_ms=500, max_records=self.batch_size - len(batch)
-            )
-            for tp, messages in fetched.items():
-                stop = pending[tp]
-                batch.extend(
-                    LogRecord(m.topic, m.partition, m.offset, m.key, m.value)
-                    for m in messages
-                    if m.offset < stop
-                )
-            for tp, stop in list(pending.items()):
-                position = await self.consumer.position(tp)
-                if position >= stop:
-                    del pending[tp]
-                    if position > stop:
-                        self.consumer.seek(tp, stop)
-            if not fetched:
-                ends = await self.end_offsets()
-                for tp in list(pending):
-                    if await self.consumer.position(tp) >= ends.get((tp.topic, tp.partition), 0):
-                        del pending[tp]  # a stop past the log's end: end there
-                break
+        batch, polled_empty = await read_below_stops(self.consumer, pending, self.batch_size)
+        if polled_empty:
+            ends = await self.end_offsets()
+            for tp in list(pending):
+                if await self.consumer.position(tp) >= ends.get((tp.topic, tp.partition), 0):
+                    del pending[tp]  # a stop past the log's end: end there
         return batch
 
     async def _apply(self, batch: list[LogRecord]) -> None:

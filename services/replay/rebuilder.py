@@ -56,6 +56,7 @@ from services.projector.projection import (
 )
 from services.projector.store import ReadModelStore
 from services.replay.hashchain import ChainBreak, chain_breaks
+from services.replay.reading import read_below_stops
 
 TABLES = ("orders", "order_events", "log_positions")
 _OFFSETS = re.compile(r"^\d+:\d+(,\d+:\d+)*$")
@@ -368,28 +369,9 @@ class Rebuilder:
 
     async def _next_batch(self, pending: dict[TopicPartition, int]) -> list[LogRecord]:
         """Up to `batch_size` records below the stops, in log order per partition."""
-        batch: list[LogRecord] = []
-        while pending and len(batch) < self.batch_size:
-            fetched = await self.consumer.getmany(
-                *pending, timeout_ms=500, max_records=self.batch_size - len(batch)
-            )
-            for tp, messages in fetched.items():
-                stop = pending[tp]
-                batch.extend(
-                    LogRecord(m.topic, m.partition, m.offset, m.key, m.value)
-                    for m in messages
-                    if m.offset < stop
-                )
-            for tp, stop in list(pending.items()):
-                position = await self.consumer.position(tp)
-                if position >= stop:
-                    del pending[tp]
-                    if position > stop:
-                        # Read past the stop: go back, so a later run_to continues from it.
-                        self.consumer.seek(tp, stop)
-            if not fetched:
-                await self._stop_at_the_end(pending)
-                break
+        batch, polled_empty = await read_below_stops(self.consumer, pending, self.batch_size)
+        if polled_empty:
+            await self._stop_at_the_end(pending)
         return batch
 
     async def _stop_at_the_end(self, pending: dict[TopicPartition, int]) -> None:
