@@ -24,7 +24,7 @@ up: install
 	$(VENV)/bin/oee up
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 unit: install
 	$(PY) -m pytest -q tests/unit
