@@ -212,6 +212,8 @@ async def test_volatility_zero_is_reproducible_and_moves_of_ten_percent_reach_th
         # The DLMM pair has liquidity only within 40 bins (4 %) of its genesis price: the move
         # takes it to its last bin with liquidity on that side, every bin before it swept.
         if target > 150:
-            assert meteora.mid > Decimal("155.5") and meteora.depth_ask == 0, meteora
+            assert meteora.mid > Decimal("155.5"), meteora
+            assert meteora.depth_ask == 0, meteora
         else:
-            assert meteora.mid < Decimal("144.5") and meteora.depth_bid == 0, meteora
+            assert meteora.mid < Decimal("144.5"), meteora
+            assert meteora.depth_bid == 0, meteora

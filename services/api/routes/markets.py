@@ -238,7 +238,7 @@ class MoveRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    to: str | int = Field(description="The price to reach, quote per base, e.g. \"160\"")
+    to: str | int = Field(description='The price to reach, quote per base, e.g. "160"')
     over: str = Field("10s", description="How long the move takes: 10s, 2m, 500ms")
 
 
