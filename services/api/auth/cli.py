@@ -109,7 +109,9 @@ def development_key_notice(settings: Settings, dashboard: str | None = None) -> 
     with connect(settings.database_url, autocommit=True) as conn:
         key = ensure_development_key(conn)
     if key is None:
-        lines = ["API keys exist (`oee keys list`); make another with `oee keys create --name NAME`"]
+        lines = [
+            "API keys exist (`oee keys list`); make another with `oee keys create --name NAME`"
+        ]
         known = os.environ.get("OEE_API_KEY", "").strip()
         if dashboard:
             lines.append(
