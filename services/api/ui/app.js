@@ -789,6 +789,7 @@ function go() {
   setInterval(() => {
     loadMarkets().catch(chartError);
     loadConditional().catch(chartError);
+    loadFills(market.generation).catch(chartError); // the engine's fills land a few slots late
   }, 5000);
   setInterval(() => {
     if (market.candles) loadCandles(market.generation).catch(chartError);
