@@ -164,7 +164,8 @@ class Topology:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Topology:
         """From a command line whose options are named as the fields (absent ones: defaults)."""
-        return cls(**{f.name: getattr(args, f.name, f.default) for f in fields(cls)})
+        given = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+        return cls(**given)
 
 
 class Launched:

@@ -62,7 +62,7 @@ async def test_an_admin_key_moves_a_market_and_others_are_refused_with_nothing_w
     assert unknown.json()["error"] == "UNKNOWN_PAIR"
     assert "SOL-USDC" in unknown.json()["validPairs"]
 
-    bad_bodies = {
+    bad_bodies: dict[str, list[dict[str, object]]] = {
         "INVALID_REQUEST": [{}, {"to": 160.5}, {"to": "160", "by": "x"}, {"to": "160", "over": 3}],
         "INVALID_PRICE": [{"to": "abc"}, {"to": "0"}, {"to": "-1"}, {"to": "NaN"}],
         "INVALID_DURATION": [{"to": "160", "over": "soon"}, {"to": "160", "over": "25h"}],

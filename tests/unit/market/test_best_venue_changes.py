@@ -13,11 +13,11 @@ from itertools import pairwise
 import pytest
 
 from services.chain.genesis import Genesis, build_genesis
+from services.chain.svm.book import book_of, registry_of
 from services.common.settings import Settings
 from services.market.simulate import best_venue, simulate
 from services.market.walk import Walk, slot_sigma
 from services.venues.pool import Pool, Venue
-from tests.unit.chain.svm.test_svm_pool_book import book_of, registry_of
 
 SOL_USDC = ("SOL", "USDC")
 TEN_MINUTES = 10 * 60 * 1000 // 400
