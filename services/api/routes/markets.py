@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from aiokafka.errors import KafkaError
@@ -43,7 +42,7 @@ from services.api.routes.ws import admitted
 from services.api.sockets import CLOSE_NOT_FOUND, refuse
 from services.domain import display
 from services.domain.market import INTERVALS
-from services.market.commands import encode_move, parse_duration
+from services.market.commands import encode_move, parse_duration, parse_price
 
 router = APIRouter(tags=["markets"])
 MAX_CANDLES = 10_000
@@ -253,15 +252,9 @@ async def move(
     """
     pair = known_pair(pair)
     try:
-        price = Decimal(str(body.to))
-    except InvalidOperation:
-        raise ApiError.bad_request(
-            "INVALID_PRICE", "ERR_030", f"to must be a decimal price, got {body.to!r}", "to"
-        ) from None
-    if not price.is_finite() or price <= 0:
-        raise ApiError.bad_request(
-            "INVALID_PRICE", "ERR_030", f"to must be a positive price, got {body.to!r}", "to"
-        )
+        price = parse_price(str(body.to))
+    except ValueError as exc:
+        raise ApiError.bad_request("INVALID_PRICE", "ERR_030", f"to: {exc}", "to") from None
     try:
         seconds = parse_duration(body.over)
     except ValueError as exc:
