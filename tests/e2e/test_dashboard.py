@@ -266,7 +266,13 @@ async def test_a_newcomer_signs_in_by_link_watches_the_market_and_trades(
     assert not problems, problems
 
     await served_at_both_addresses_and_shows_api_errors(page, system.base_url)
-    await context.close()
     assert refused == []
     # The 400 itself is logged by Chromium as a failed resource; nothing else may be.
     assert all("400" in p for p in problems), problems
+
+    # A key the API refuses: told so, and the feed stops instead of reconnecting forever.
+    await page.fill("#api-key", "oee_not-a-key")
+    await page.dispatch_event("#api-key", "change")
+    await expect(page.locator("#signin-reason")).to_contain_text("refused the key")
+    await expect(page.locator("#feed-state")).to_have_attribute("data-state", "signin")
+    await context.close()

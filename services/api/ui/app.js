@@ -274,8 +274,14 @@ function connectFeed() {
     badge.textContent = "live";
   });
   socket.addEventListener("message", (event) => applyLive(JSON.parse(event.data)));
-  socket.addEventListener("close", () => {
+  socket.addEventListener("close", (event) => {
     if (state.socket !== socket) return; // replaced by a newer socket
+    if (event.code === 4401 || event.code === 4403) {
+      // Refused, not lost: retrying with the same key would only be refused again.
+      state.socket = null;
+      showSignIn(true, "The API refused the key this page has: paste a valid one above.");
+      return;
+    }
     badge.dataset.state = "down";
     badge.textContent = "reconnecting…";
     // Events missed while away are in the read model: reload the first page, then go live again.
@@ -757,8 +763,9 @@ async function needsKey() {
   }
 }
 
-function showSignIn(show) {
+function showSignIn(show, reason = "") {
   $("#signin").hidden = !show;
+  $("#signin-reason").textContent = reason;
   const badge = $("#feed-state");
   if (show) {
     badge.dataset.state = "signin";
@@ -775,8 +782,12 @@ function go() {
   showSignIn(false);
   if (state.started) {
     // A new key: the sockets reconnect with it, the lists reload.
-    if (state.socket) state.socket.close();
-    else loadOrders().catch(showError);
+    if (state.socket) {
+      state.socket.close(); // its close handler reconnects and reloads
+    } else {
+      connectFeed(); // none yet, or the last one was refused
+      loadOrders().catch(showError);
+    }
     selectPair(market.pair);
     loadMarkets().catch(chartError);
     return;
