@@ -34,6 +34,7 @@ const market = {
   lines: new Map(), // venue -> its mid's line series
   markers: null, // the engine's fills on the candles
   priceLines: [], // open conditional orders' prices on the candles
+  levels: [], // those prices, for the price scale
   lastCandle: null, // start (unix seconds) of the newest candle drawn
   socket: null,
   lastTick: null, // the newest tick of the charted pair
@@ -512,6 +513,7 @@ function makeChart() {
     localization: { priceFormatter: (price) => short(price, 6) },
   });
   market.candles = chart.addSeries(charts.CandlestickSeries, {
+    autoscaleInfoProvider: withOrderLevels,
     upColor: "#13795b",
     downColor: "#b42318",
     wickUpColor: "#13795b",
@@ -533,6 +535,23 @@ function makeChart() {
   market.markers = charts.createSeriesMarkers(market.candles, []);
   market.chart = chart;
   return true;
+}
+
+// Open orders' prices widen the price scale so their lines are in view, unless one is so far
+// off (over 20 % from the candles) that the candles would flatten: the table lists it anyway.
+const LEVELS_IN_VIEW = 0.2;
+
+function withOrderLevels(original) {
+  const found = original();
+  if (!found || !found.priceRange || !market.levels.length) return found;
+  let { minValue, maxValue } = found.priceRange;
+  const middle = (minValue + maxValue) / 2;
+  for (const level of market.levels) {
+    if (Math.abs(level / middle - 1) > LEVELS_IN_VIEW) continue;
+    minValue = Math.min(minValue, level);
+    maxValue = Math.max(maxValue, level);
+  }
+  return { ...found, priceRange: { minValue, maxValue } };
 }
 
 function candleOf(row) {
@@ -711,8 +730,10 @@ function drawOrderLines() {
   if (!market.candles) return;
   for (const line of market.priceLines) market.candles.removePriceLine(line);
   market.priceLines = [];
+  market.levels = [];
   for (const order of market.conditional.filter(ofPair)) {
     for (const [name, price] of levelsOf(order)) {
+      market.levels.push(onChart(order, price));
       market.priceLines.push(
         market.candles.createPriceLine({
           price: onChart(order, price),
@@ -720,7 +741,7 @@ function drawOrderLines() {
           lineWidth: 1,
           lineStyle: window.LightweightCharts.LineStyle.Dashed,
           axisLabelVisible: true,
-          title: `${order.orderType} ${order.id.slice(0, 8)} ${name}`,
+          title: `${order.id.slice(0, 8)} ${name}`,
         }),
       );
     }
