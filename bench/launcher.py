@@ -63,6 +63,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "OEE_CHAIN_SEED": str(settings.chain_seed),
         "OEE_CHAIN_WALLETS": str(settings.chain_wallets),
         "OEE_SLOT_MS": str(settings.slot_ms),
+        # The market process (`oee market`) and the topics the API and projector read it from.
+        "OEE_MARKET_TICKS_TOPIC": settings.market_ticks_topic,
+        "OEE_MARKET_TRADES_TOPIC": settings.market_trades_topic,
+        "OEE_MARKET_COMMANDS_TOPIC": settings.market_commands_topic,
+        "OEE_MARKET_TOPIC_PARTITIONS": str(settings.market_topic_partitions),
+        "OEE_MARKET_SEED": str(settings.market_seed),
+        "OEE_MARKET_VOLATILITY": str(settings.market_volatility),
+        "OEE_MARKET_MAKER_WALLET": str(settings.market_maker_wallet),
         **({"OEE_WALLET_KEYPAIR": str(settings.wallet_keypair)} if settings.wallet_keypair else {}),
     }
 
@@ -151,11 +159,13 @@ class Topology:
     router_max_in_flight: int = 2000
     kafka_heap: str = "512m"
     pg_no_fsync: bool = False
+    market: bool = False  # also run `oee market` (moves the chain's pools every slot)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Topology:
-        """From a command line whose options are named as the fields."""
-        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+        """From a command line whose options are named as the fields (absent ones: defaults)."""
+        given = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+        return cls(**given)
 
 
 class Launched:
@@ -187,6 +197,9 @@ class Launched:
             database_url = self.postgres.url
         suffix = uuid.uuid4().hex[:8]
         self.settings = Settings(
+            market_ticks_topic=f"bench.market.ticks.{suffix}",
+            market_trades_topic=f"bench.market.trades.{suffix}",
+            market_commands_topic=f"bench.market.commands.{suffix}",
             kafka_bootstrap_servers=servers,
             database_url=database_url,
             orders_topic=f"bench.orders.{suffix}",
@@ -224,6 +237,7 @@ class Launched:
         plan = [("projector", i) for i in range(self.topology.projectors)]
         plan += [("router", i) for i in range(self.topology.routers)]
         plan += [("api", i) for i in range(self.topology.apis)]
+        plan += [("market", 0)] if self.topology.market else []
         for name, i in plan:
             env = dict(base_env)
             if name == "api":

@@ -146,7 +146,8 @@ def up(
     with dependencies as effective:
         for line in dependencies.started:
             typer.echo(f"started {line}")
-        for line in development_key_notice(effective):
+        base = f"http://{effective.api_host}:{effective.api_port}"
+        for line in development_key_notice(effective, f"{base}/"):
             typer.secho(line, fg="yellow")
         env = os.environ | {
             "KAFKA_BOOTSTRAP_SERVERS": str(effective.kafka_bootstrap_servers),
@@ -169,7 +170,6 @@ def up(
         else:
             typer.echo(f"chain: Solana RPC {effective.solana_rpc_url} (not started here)")
         children = {name: spawn(name) for name in names}
-        base = f"http://{effective.api_host}:{effective.api_port}"
         typer.secho(
             f"API on {base}  docs {base}/docs  health {base}/health  (Ctrl-C stops everything)",
             fg="green",

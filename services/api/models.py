@@ -120,6 +120,8 @@ class DependencyHealth(CamelModel):
 class Health(CamelModel):
     status: Literal["ok", "degraded"]
     dependencies: dict[str, DependencyHealth]
+    # Whether requests need a key: lets a client (the dashboard) ask for one before it is refused.
+    auth: Literal["enabled", "disabled"]
     uptime: int = Field(description="Seconds since this process started")
     timestamp: datetime
 

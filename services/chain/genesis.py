@@ -29,6 +29,13 @@ from services.venues.pool import Pair
 GENESIS_UNIX_TIMESTAMP = 1_750_000_000  # the VM's clock at slot 0; slots move it on
 WALLET_LAMPORTS = 1_000 * 10**9  # SOL for fees and rent in each funded wallet
 WALLET_VALUE_USDC = Decimal(1_000_000)  # each funded wallet holds about this much of each token
+# The market process's background maker (wallet 1 unless OEE_MARKET_MAKER_WALLET says otherwise)
+# trades every pool toward the walk and carries admin moves. $1M of a token bought only ~1.5 % on
+# SOL-USDC's DLMM pair (its bins near the mid hold more than that) and the move stalled on
+# "insufficient funds"; $20M of each token is ten times the deepest pool's side, enough for a
+# ±10 % move on every pair with room for the walk's drift around it.
+MAKER_VALUE_USDC = Decimal(20_000_000)
+DEFAULT_MAKER_WALLET = 1
 
 
 def derived_keypair(seed: int, label: str) -> Keypair:
@@ -43,11 +50,13 @@ def wallet_keypair(seed: int, index: int) -> Keypair:
 
 @dataclass(frozen=True, slots=True)
 class Genesis:
-    """What the chain starts from: the seed, and how many wallets it funds."""
+    """What the chain starts from: the seed, how many wallets it funds, and which of them is
+    the market maker's (funded more)."""
 
     seed: int = 42
     wallets: int = 8
     unix_timestamp: int = GENESIS_UNIX_TIMESTAMP
+    maker_wallet: int | None = DEFAULT_MAKER_WALLET  # funded with MAKER_VALUE_USDC, if it exists
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +100,11 @@ def build_genesis(genesis: Genesis) -> GenesisState:
     vm.set_time(genesis.unix_timestamp)
     mids = _usdc_mids()
     wallets = [wallet_keypair(genesis.seed, i) for i in range(genesis.wallets)]
-    for wallet in wallets:
+    for index, wallet in enumerate(wallets):
         owner = wallet.pubkey()
         vm.svm.set_account(owner, Account(WALLET_LAMPORTS, b"", SYSTEM_PROGRAM_ID, False))
+        value = MAKER_VALUE_USDC if index == genesis.maker_wallet else WALLET_VALUE_USDC
         for symbol, token in TOKENS.items():
-            whole = (WALLET_VALUE_USDC / mids[symbol]).to_integral_value(ROUND_CEILING)
+            whole = (value / mids[symbol]).to_integral_value(ROUND_CEILING)
             vm.fund(owner, Pubkey.from_string(token.mint), int(whole) * 10**token.decimals)
     return GenesisState(vm, market, wallets)

@@ -26,7 +26,11 @@ async def run(settings: Settings) -> None:
     try:
         node = ChainNode(
             store,
-            Genesis(seed=settings.chain_seed, wallets=settings.chain_wallets),
+            Genesis(
+                seed=settings.chain_seed,
+                wallets=settings.chain_wallets,
+                maker_wallet=settings.market_maker_wallet,
+            ),
             slot_ms=settings.slot_ms,
         )
         await node.start()

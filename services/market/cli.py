@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import typer
@@ -63,19 +62,14 @@ def move(
     over: str = typer.Option("10s", "--over", help="How long the move takes: 10s, 2m, 500ms."),
 ) -> None:
     """Trade PAIR's pools to a price over a time (the running `oee market` applies it)."""
-    from services.market.commands import parse_duration
+    from services.market.commands import parse_duration, parse_price
     from services.market.main import send_move
 
     try:
-        price = Decimal(to)
-    except InvalidOperation:
-        raise _fail(f"not a price: {to!r}", 1) from None
-    try:
+        price = parse_price(to)
         seconds = parse_duration(over)
     except ValueError as exc:
         raise _fail(str(exc), 1) from None
-    if not price.is_finite() or price <= 0:
-        raise _fail(f"the price must be positive, got {to}", 1)
     try:
         asyncio.run(send_move(get_settings(), pair.upper(), price, seconds))
     except DependencyUnavailable as exc:

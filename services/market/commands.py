@@ -11,7 +11,7 @@ on the log beside the ticks they caused.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -49,6 +49,19 @@ def decode_move(value: bytes | None) -> MarketMove:
         return MarketMove.model_validate(orjson.loads(value or b""))
     except (orjson.JSONDecodeError, ValidationError) as exc:
         raise UndecodableCommand(str(exc).splitlines()[0]) from None
+
+
+def parse_price(text: str) -> Decimal:
+    """ "160" or "0.00002" as a positive finite price; ValueError saying what is wrong."""
+    try:
+        price = Decimal(text.strip())
+    except InvalidOperation:
+        msg = f"not a price: {text!r}"
+        raise ValueError(msg) from None
+    if not price.is_finite() or price <= 0:
+        msg = f"the price must be positive, got {text!r}"
+        raise ValueError(msg)
+    return price
 
 
 def parse_duration(text: str) -> float:

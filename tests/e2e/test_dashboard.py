@@ -1,5 +1,10 @@
 """The dashboard in a real browser (Debian's Chromium driven by Playwright) on the real processes.
 
+One system (authentication on, the market process running) and one test that walks a
+newcomer's visit: the first minute without a key, the `#key=` link `oee up` prints, the
+market list and the live chart, an order submitted on the page, an API error shown. One
+test rather than several because a system takes ~20 s to start on 2 cores.
+
 Playwright cannot download its own browser here, so it drives /usr/bin/chromium;
 `make install` installs that package when it is missing, and so does this module
 as a last resort (it is skipped only when Chromium is absent and cannot be
@@ -17,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from services.common.settings import Settings
+from services.api.auth.store import create_key
 from tests.e2e.system import System
+from tests.fixtures.settings import unique
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -72,14 +79,16 @@ async def browser(chromium_path: str) -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-async def system(start_system: Any, monkeypatch: pytest.MonkeyPatch) -> System:
-    """The real processes, with authentication off (the page then needs no key)."""
-    overrides: dict[str, Any] = {}
-    if "auth" in Settings.model_fields:
-        # The children read the environment; the parent's settings must agree with them.
-        monkeypatch.setenv("OEE_AUTH", "disabled")
-        overrides["auth"] = "disabled"
-    started: System = await start_system(**overrides)
+async def system(start_system: Any) -> System:
+    """The real processes with authentication on, and the market process moving prices."""
+    started: System = await start_system(
+        processes=("chain", "projector", "router", "api", "market"),
+        own_database=True,  # the market tables then hold this system's market only
+        auth="enabled",
+        market_ticks_topic=unique("market.ticks"),
+        market_trades_topic=unique("market.trades"),
+        market_commands_topic=unique("market.commands"),
+    )
     return started
 
 
@@ -89,27 +98,48 @@ def _metric(text: str, name: str, labels: str = "") -> float:
     return float(match.group(1))
 
 
-async def _open(browser: Browser, url: str, problems: list[str]) -> Page:
-    page = await browser.new_page(viewport={"width": 1400, "height": 1100})
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on(
-        "console",
-        lambda message: (
-            problems.append(f"console: {message.text}") if message.type == "error" else None
-        ),
-    )
-    await page.goto(url)
-    return page
+async def first_minute(page: Page, base_url: str, refused: list[str]) -> None:
+    """No key, an API that needs one: guidance, not a 401 or a reconnecting badge."""
+    await page.goto(f"{base_url}/")
+    await expect(page.locator("#feed-state")).to_have_attribute("data-state", "signin")
+    await expect(page.locator("#signin")).to_be_visible()
+    await expect(page.locator("#signin")).to_contain_text("oee keys create")
+    body = await page.locator("body").inner_text()
+    assert "401" not in body, body
+    assert "reconnecting" not in body, body
+    assert refused == []  # nothing was even tried without a key
 
 
-async def test_an_order_submitted_on_the_page_completes_in_the_table_and_timeline(
-    system: System, browser: Browser, tmp_path: Path
-) -> None:
-    problems: list[str] = []
-    page = await _open(browser, f"{system.base_url}/", problems)
-    # Live before submitting, so the table learns of the order from the firehose.
+async def sign_in_by_link(page: Page, base_url: str, key: str) -> None:
+    """The link `oee up` prints: the key in the fragment, stored, then gone from the address."""
+    await page.goto(f"{base_url}/#key={key}")
+    await page.reload()  # a change of fragment alone does not load the page again
     await expect(page.locator("#feed-state")).to_have_attribute("data-state", "live")
+    await expect(page.locator("#signin")).to_be_hidden()
+    assert "key=" not in page.url
+    assert await page.evaluate("localStorage.getItem('oee.apiKey')") == key
 
+
+async def markets_and_live_chart(page: Page) -> None:
+    """The market list with the best venue; the chart's candles, then ticks and candles live."""
+    sol = page.locator('#markets tr[data-pair="SOL-USDC"]')
+    await expect(sol.locator(".best-sell")).to_have_text(re.compile("Raydium|Meteora"))
+    await expect(sol.locator(".mid.raydium")).to_have_text(re.compile(r"\d"))
+    chart = page.locator("#chart")
+    await expect(chart.locator("canvas").first).to_be_visible()
+    await expect(chart).not_to_have_attribute("data-candles", "0", timeout=30_000)
+    await expect(chart).to_have_attribute("data-ticks", re.compile(r"^([3-9]|\d\d+)$"))
+    sequence = await chart.get_attribute("data-sequence")
+    candle = await chart.get_attribute("data-last-candle")
+    await expect(chart).not_to_have_attribute("data-sequence", sequence or "")
+    await expect(chart).not_to_have_attribute("data-last-candle", candle or "")
+    assert int(await chart.get_attribute("data-sequence") or 0) > int(sequence or 0)
+
+
+async def order_completes_in_the_table_and_timeline(
+    page: Page, system: System, problems: list[str], tmp_path: Path
+) -> str:
+    """An order submitted on the page, followed live to completed; its id."""
     await page.fill("input[name=amount]", "2")
     await page.fill("input[name=slippage]", "0.05")
     await page.click("#order-form button[type=submit]")
@@ -144,23 +174,39 @@ async def test_an_order_submitted_on_the_page_completes_in_the_table_and_timelin
     await expect(page.locator("#fig-p50")).to_have_text(re.compile(r"\d+(\.\d+)? m?s"))
     await expect(page.locator("#fig-venues")).to_contain_text("100%")
     await expect(page.locator("#fig-failures")).to_have_text("none")
-
-    shot = tmp_path / "dashboard.png"
-    await page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 0
-
-    async with httpx.AsyncClient() as client:
-        metrics = (await client.get(f"{system.base_url}/metrics")).text
-    assert _metric(metrics, "oee_websocket_clients", '{endpoint="firehose"}') >= 1
-    assert _metric(metrics, "oee_stage_latency_seconds_count", '{stage="accept"}') >= 1
-    await page.close()
-    assert not problems, problems
+    return order_id
 
 
-async def test_the_page_is_served_at_both_addresses_and_shows_api_errors(
-    system: System, browser: Browser
+async def fills_and_open_orders_on_the_chart(
+    page: Page, system: System, key: str, problems: list[str], tmp_path: Path
 ) -> None:
-    async with httpx.AsyncClient(base_url=system.base_url) as client:
+    """The engine's fill marked on the candles; an open limit's price as a line, its distance."""
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=system.base_url, headers=headers) as client:
+        resting = await client.post(
+            "/api/orders/execute",
+            json={
+                "tokenIn": "SOL",
+                "tokenOut": "USDC",
+                "amount": "1",
+                "orderType": "limit",
+                "limitPrice": "155",  # ~3 % above: on the chart, and not crossed in a minute
+            },
+        )
+        assert resting.status_code == 202, resting.text
+    chart = page.locator("#chart")
+    order_row = page.locator(f'#conditional tr[data-order-id="{resting.json()["orderId"]}"]')
+    await expect(order_row.locator(".distance")).to_have_text(re.compile(r"limit \+\d"))
+    await expect(chart).to_have_attribute("data-lines", "1")
+    try:
+        await expect(chart).to_have_attribute("data-markers", re.compile("^[1-9]"), timeout=60_000)
+    except AssertionError:
+        await page.screenshot(path=str(tmp_path / "chart-failed.png"), full_page=True)
+        raise AssertionError(f"no fill marked; {problems}\n{system.logs()}") from None
+
+
+async def served_at_both_addresses_and_shows_api_errors(page: Page, base_url: str) -> None:
+    async with httpx.AsyncClient(base_url=base_url) as client:
         for path in ("/", "/ui"):
             response = await client.get(path)
             assert response.status_code == 200
@@ -169,14 +215,64 @@ async def test_the_page_is_served_at_both_addresses_and_shows_api_errors(
         assert (
             (await client.get("/ui/app.js")).headers["content-type"].startswith("text/javascript")
         )
-        assert (await client.get("/ui/../main.py")).status_code == 404
-        assert (await client.get("/ui/secret.txt")).status_code == 404
+        library = await client.get("/ui/vendor/lightweight-charts.standalone.production.js")
+        assert library.headers["content-type"].startswith("text/javascript")
+        assert "Apache License" in (await client.get("/ui/vendor/LICENSE")).text
+        for path in ("/ui/../main.py", "/ui/secret.txt", "/ui/vendor/app.js", "/ui/vendor/x"):
+            assert (await client.get(path)).status_code == 404, path
 
-    problems: list[str] = []
-    page = await _open(browser, f"{system.base_url}/ui", problems)
+    await page.goto(f"{base_url}/ui")
+    await expect(page.locator("#feed-state")).to_have_attribute("data-state", "live")
     await page.fill("input[name=amount]", "-5")
     await page.click("#order-form button[type=submit]")
     await expect(page.locator("#submit-result.error")).to_contain_text("400")
-    await page.close()
+
+
+async def test_a_newcomer_signs_in_by_link_watches_the_market_and_trades(
+    system: System, browser: Browser, tmp_path: Path
+) -> None:
+    assert system.settings.database_url
+    with psycopg.connect(system.settings.database_url, autocommit=True) as conn:
+        _, key = create_key(conn, "dashboard-test")
+    context = await browser.new_context(viewport={"width": 1400, "height": 1400})
+    problems: list[str] = []
+    refused: list[str] = []
+    context.on(
+        "response",
+        lambda response: refused.append(response.url) if response.status == 401 else None,
+    )
+    page = await context.new_page()
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(f"console: {message.text}") if message.type == "error" else None
+        ),
+    )
+
+    await first_minute(page, system.base_url, refused)
+    await sign_in_by_link(page, system.base_url, key)
+    await markets_and_live_chart(page)
+    await order_completes_in_the_table_and_timeline(page, system, problems, tmp_path)
+    await fills_and_open_orders_on_the_chart(page, system, key, problems, tmp_path)
+
+    shot = tmp_path / "dashboard.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 0
+    async with httpx.AsyncClient() as client:
+        metrics = (await client.get(f"{system.base_url}/metrics")).text
+    assert _metric(metrics, "oee_websocket_clients", '{endpoint="firehose"}') >= 1
+    assert _metric(metrics, "oee_stage_latency_seconds_count", '{stage="accept"}') >= 1
+    assert not problems, problems
+
+    await served_at_both_addresses_and_shows_api_errors(page, system.base_url)
+    assert refused == []
     # The 400 itself is logged by Chromium as a failed resource; nothing else may be.
     assert all("400" in p for p in problems), problems
+
+    # A key the API refuses: told so, and the feed stops instead of reconnecting forever.
+    await page.fill("#api-key", "oee_not-a-key")
+    await page.dispatch_event("#api-key", "change")
+    await expect(page.locator("#signin-reason")).to_contain_text("refused the key")
+    await expect(page.locator("#feed-state")).to_have_attribute("data-state", "signin")
+    await context.close()

@@ -175,7 +175,7 @@ def _content(tick: MarketTick) -> tuple[object, ...]:
     return (tick.reference, tick.venues)
 
 
-async def test_volatility_zero_is_reproducible_and_move_reaches_its_target(
+async def test_volatility_zero_is_reproducible_and_moves_of_ten_percent_reach_their_target(
     database_url: str, make_settings: MakeSettings
 ) -> None:
     runs: list[Settings] = []
@@ -183,13 +183,15 @@ async def test_volatility_zero_is_reproducible_and_move_reaches_its_target(
         async with node_at(database_url) as running:
             settings = market_settings(make_settings, running, market_volatility=0.0)
             await run_market(settings, 6)
-            if len(runs) == 1:  # the second run goes on to an admin move
+            if len(runs) == 1:  # the second run goes on to admin moves: +10 %, then -10 %
                 market = MarketProcess(settings)
                 await market.start()
                 try:
-                    # 1.3 %: what the maker wallet's genesis funds (~$1M a token) can buy on both
-                    # venues; 10 slots
-                    await send_move(settings, "SOL-USDC", Decimal(152), 2.0)
+                    # 10 slots each; the maker's genesis funds (MAKER_VALUE_USDC) carry both.
+                    # With $1M a token the first stalled at ~1.5 % on "insufficient funds".
+                    await send_move(settings, "SOL-USDC", Decimal(165), 2.0)
+                    await market.run(asyncio.Event(), slots=20)
+                    await send_move(settings, "SOL-USDC", Decimal(135), 2.0)
                     await market.run(asyncio.Event(), slots=20)
                 finally:
                     await market.stop()
@@ -200,9 +202,18 @@ async def test_volatility_zero_is_reproducible_and_move_reaches_its_target(
     assert [_content(t) for _, t in first] == [_content(t) for _, t in second[:6]]
     assert all(t.reference == Decimal(150) for _, t in first)  # volatility 0: frozen
 
-    moving = [t for _, t in second[6:]]
-    assert moving[-1].reference == Decimal(152)
-    halfway = moving[len(moving) // 3]
-    assert Decimal(150) < halfway.reference < Decimal(152)  # gradual, not a jump
-    for venue in moving[-1].venues:
-        assert abs(venue.mid / Decimal(152) - 1) < Decimal("0.0011"), venue  # DLMM: a 10 bps bin
+    up, down = [t for _, t in second[6:26]], [t for _, t in second[26:]]
+    for moving, target in ((up, Decimal(165)), (down, Decimal(135))):
+        assert moving[-1].reference == target
+        early = moving[len(moving) // 6].reference
+        assert min(target, moving[0].reference) < early < max(target, moving[0].reference)
+        raydium, meteora = moving[-1].venues
+        assert abs(raydium.mid / target - 1) < Decimal("0.0011"), raydium
+        # The DLMM pair has liquidity only within 40 bins (4 %) of its genesis price: the move
+        # takes it to its last bin with liquidity on that side, every bin before it swept.
+        if target > 150:
+            assert meteora.mid > Decimal("155.5"), meteora
+            assert meteora.depth_ask == 0, meteora
+        else:
+            assert meteora.mid < Decimal("144.5"), meteora
+            assert meteora.depth_bid == 0, meteora

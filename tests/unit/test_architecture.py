@@ -22,6 +22,7 @@ PURE = (
     "services.pricing",
     "services.market.walk",
     "services.market.flow",
+    "services.market.simulate",
     "services.market.trades",
     "services.market.commands",
     "services.triggers.book",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
+from urllib.parse import quote
 
 import psycopg
 import typer
@@ -91,17 +93,43 @@ def revoke(
     typer.echo(f"revoked {row.id} ({row.name}) at {row.revoked_at.isoformat()}")
 
 
-def development_key_notice(settings: Settings) -> list[str]:
-    """For `oee up`: a new development key (printed once), or how to make one."""
+def development_key_notice(settings: Settings, dashboard: str | None = None) -> list[str]:
+    """For `oee up`: a new development key (printed once), or how to make one; with the
+    dashboard's address, a link that opens it signed in.
+
+    The key rides in the link's fragment (`#key=`): browsers never send a fragment to the
+    server, so it stays out of request lines and access logs; the page stores it and drops it
+    from the address bar. A key made earlier is not stored readable anywhere, so later starts
+    can link only with the one in `OEE_API_KEY`, if set.
+    """
     if settings.auth == "disabled":
-        return ["authentication is DISABLED (OEE_AUTH=disabled): no key needed, loopback only"]
+        lines = ["authentication is DISABLED (OEE_AUTH=disabled): no key needed, loopback only"]
+        return lines + ([f"dashboard: {dashboard}"] if dashboard else [])
     assert settings.database_url
     with connect(settings.database_url, autocommit=True) as conn:
         key = ensure_development_key(conn)
     if key is None:
-        return ["API keys exist (`oee keys list`); make another with `oee keys create --name NAME`"]
-    return [
+        lines = [
+            "API keys exist (`oee keys list`); make another with `oee keys create --name NAME`"
+        ]
+        known = os.environ.get("OEE_API_KEY", "").strip()
+        if dashboard:
+            lines.append(
+                f"dashboard, signed in with OEE_API_KEY: {signed_in_link(dashboard, known)}"
+                if known
+                else f"dashboard: {dashboard} (paste a key, or open it with #key=<key>)"
+            )
+        return lines
+    lines = [
         "created a development API key (shown only this once; store it now):",
         f"  {key}",
         "  use it as:  curl -H 'Authorization: Bearer <key>' ...",
     ]
+    if dashboard:
+        lines.append(f"dashboard, signed in: {signed_in_link(dashboard, key)}")
+    return lines
+
+
+def signed_in_link(dashboard: str, key: str) -> str:
+    """The dashboard's address with the key in its fragment, never in its query string."""
+    return f"{dashboard.split('#')[0]}#key={quote(key, safe='')}"

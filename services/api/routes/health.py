@@ -28,6 +28,7 @@ async def health(runtime: Runtime) -> JSONResponse:
     report = Health(
         status="ok" if kafka.status == postgres.status == "up" else "degraded",
         dependencies={"kafka": kafka, "postgres": postgres, "chain": chain},
+        auth="enabled" if runtime.auth.enabled else "disabled",
         uptime=runtime.uptime(),
         timestamp=utc_now(),
     )

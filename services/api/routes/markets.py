@@ -7,16 +7,21 @@ as in URLs, `SOL-USDC`; an unknown one is 404 `UNKNOWN_PAIR` with the valid ones
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Query, WebSocket
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.deps import (
+    Administrator,
     Authenticated,
     MarketFeedDep,
     MarketReadDep,
     QuoterDep,
+    Runtime,
     SocketLimits,
     SocketPrincipal,
 )
@@ -37,6 +42,7 @@ from services.api.routes.ws import admitted
 from services.api.sockets import CLOSE_NOT_FOUND, refuse
 from services.domain import display
 from services.domain.market import INTERVALS
+from services.market.commands import encode_move, parse_duration, parse_price
 
 router = APIRouter(tags=["markets"])
 MAX_CANDLES = 10_000
@@ -47,6 +53,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody},
     503: {"model": ErrorBody},
 }
+_MOVE_ERRORS: dict[int | str, dict[str, Any]] = {**_ERRORS, 403: {"model": ErrorBody}}
 
 
 def known_pair(pair: str) -> str:
@@ -222,3 +229,56 @@ async def market_socket(
             return (await read.latest_ticks([name])).get(name)
 
         await serve_market(websocket, name, feed, stored)
+
+
+class MoveRequest(BaseModel):
+    """`{"to": "160", "over": "10s"}`: the price (a decimal string or an integer, never a
+    float: money) and how long the move takes (as `oee market move --over`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    to: str | int = Field(description='The price to reach, quote per base, e.g. "160"')
+    over: str = Field("10s", description="How long the move takes: 10s, 2m, 500ms")
+
+
+@router.post("/api/markets/{pair}/move", status_code=202, responses=_MOVE_ERRORS)
+async def move(
+    pair: str, body: MoveRequest, runtime: Runtime, _admin: Administrator
+) -> dict[str, Any]:
+    """Admin: trade the pair's pools to a price over a time, as `oee market move` does.
+
+    Writes the same `MarketMove` command to `market.commands`; the running market process
+    applies it. 202 once the broker confirmed the write (the move itself takes `over`).
+    """
+    pair = known_pair(pair)
+    try:
+        price = parse_price(str(body.to))
+    except ValueError as exc:
+        raise ApiError.bad_request("INVALID_PRICE", "ERR_030", f"to: {exc}", "to") from None
+    try:
+        seconds = parse_duration(body.over)
+    except ValueError as exc:
+        raise ApiError.bad_request("INVALID_DURATION", "ERR_030", str(exc), "over") from None
+    settings = runtime.settings
+    try:
+        async with asyncio.timeout(settings.produce_timeout_seconds):
+            await runtime.producer.send_and_wait(
+                settings.market_commands_topic,
+                value=encode_move(pair, price, seconds),
+                key=pair.encode(),
+            )
+    except (TimeoutError, KafkaError, OSError) as exc:
+        reason = str(exc) or f"not confirmed within {settings.produce_timeout_seconds}s"
+        raise ApiError(
+            503,
+            {"error": "LOG_UNAVAILABLE", "message": f"The move was not sent: {reason}; retry"},
+            {"Retry-After": "5"},
+        ) from None
+    base, quote = PAIRS[pair]
+    return {
+        "pair": pair,
+        "to": str(price),
+        "overSeconds": seconds,
+        "message": f"Moving {pair} to {display.price(price, quote, base)} over {seconds:g}s;"
+        " the market process applies it",
+    }

@@ -1,4 +1,7 @@
-"""`/` and `/ui`: the live dashboard, three static files that use the public API like any client."""
+"""`/` and `/ui`: the live dashboard, static files that use the public API like any client.
+
+`/ui/vendor/...` serves the vendored chart library and its licence (see ui/vendor/PROVENANCE.md).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,11 @@ _ASSETS = {
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
+_VENDORED = {
+    "lightweight-charts.standalone.production.js": "text/javascript; charset=utf-8",
+    "LICENSE": "text/plain; charset=utf-8",
+    "PROVENANCE.md": "text/markdown; charset=utf-8",
+}
 # The page is small and changes with the code; always revalidate rather than serve a stale copy.
 _HEADERS = {"Cache-Control": "no-cache"}
 
@@ -34,3 +42,11 @@ async def asset(name: str) -> FileResponse:
     if name not in _ASSETS:
         raise ApiError.not_found("NOT_FOUND", f"No dashboard file {name}")
     return FileResponse(UI_DIR / name, media_type=_ASSETS[name], headers=_HEADERS)
+
+
+@router.get("/ui/vendor/{name}", include_in_schema=False)
+async def vendored(name: str) -> FileResponse:
+    """The vendored chart library, its licence and where it came from."""
+    if name not in _VENDORED:
+        raise ApiError.not_found("NOT_FOUND", f"No dashboard file vendor/{name}")
+    return FileResponse(UI_DIR / "vendor" / name, media_type=_VENDORED[name], headers=_HEADERS)

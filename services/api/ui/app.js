@@ -1,7 +1,12 @@
 // The dashboard: a client of the public API like any other, plain JavaScript, no build step.
 // Orders come from GET /api/orders, then live from /ws/orders; a selected order's timeline
 // from GET /api/orders/{id}/events merged with the live events by sequence. The running
-// figures are computed here, from the orders the page knows.
+// figures are computed here, from the orders the page knows. Markets: the list from
+// GET /api/markets, a chart per pair (the vendored lightweight-charts, ui/vendor/): candles from
+// GET /api/markets/{pair}/candles, each venue's mid live from WS /ws/markets/{pair}, the engine's
+// fills from GET /api/markets/{pair}/trades (source "engine"), open conditional orders' prices
+// as horizontal lines. Opened without a key on an API that needs one, the page says how to get
+// one instead of trying (and failing) to connect; `#key=...` in the URL signs it in.
 "use strict";
 
 const FINAL = new Set(["completed", "failed"]);
@@ -16,7 +21,28 @@ const state = {
   selected: null,
   nextCursor: null,
   socket: null,
+  authRequired: false, // from GET /health: does this API need a key?
+  started: false,
 };
+
+const market = {
+  pair: "SOL-USDC",
+  interval: "1s",
+  markets: new Map(), // pair -> GET /api/markets line
+  chart: null,
+  candles: null, // the candlestick series
+  lines: new Map(), // venue -> its mid's line series
+  markers: null, // the engine's fills on the candles
+  priceLines: [], // open conditional orders' prices on the candles
+  levels: [], // those prices, for the price scale
+  lastCandle: null, // start (unix seconds) of the newest candle drawn
+  socket: null,
+  lastTick: null, // the newest tick of the charted pair
+  conditional: [], // open conditional orders (GET /api/orders?status=open|partiallyFilled)
+  generation: 0, // bumped on every pair/interval change: late answers for the old one are dropped
+};
+const VENUE_COLORS = { RAYDIUM: "#7c3aed", METEORA: "#d97706" };
+const INTERVAL_SECONDS = { "1s": 1, "1m": 60, "1h": 3600 };
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -212,6 +238,7 @@ function applyLive(message) {
   } else if (message.type === "OrderRouted") {
     change.selectedDex = message.selectedDex;
   } else if (message.type === "OrderCompleted") {
+    setTimeout(() => loadFills(market.generation).catch(chartError), 1500); // once projected
     Object.assign(change, {
       selectedDex: message.selectedDex,
       amountOut: message.amountOut,
@@ -248,7 +275,14 @@ function connectFeed() {
     badge.textContent = "live";
   });
   socket.addEventListener("message", (event) => applyLive(JSON.parse(event.data)));
-  socket.addEventListener("close", () => {
+  socket.addEventListener("close", (event) => {
+    if (state.socket !== socket) return; // replaced by a newer socket
+    if (event.code === 4401 || event.code === 4403) {
+      // Refused, not lost: retrying with the same key would only be refused again.
+      state.socket = null;
+      showSignIn(true, "The API refused the key this page has: paste a valid one above.");
+      return;
+    }
     badge.dataset.state = "down";
     badge.textContent = "reconnecting…";
     // Events missed while away are in the read model: reload the first page, then go live again.
@@ -401,22 +435,416 @@ async function submitOrder(event) {
   }
 }
 
+// --- markets: the list ----------------------------------------------------------------------
+
+const VENUES = ["RAYDIUM", "METEORA"];
+
+function percent(fraction) {
+  if (fraction === null || fraction === undefined) return "";
+  const value = Number(fraction) * 100;
+  return `${value > 0 ? "+" : ""}${value.toFixed(2)}%`;
+}
+
+function renderMarkets() {
+  const body = $("#markets tbody");
+  body.replaceChildren(
+    ...[...market.markets.values()].map((m) => {
+      const mids = Object.fromEntries((m.venues || []).map((v) => [v.venue, v.mid]));
+      const best = m.bestVenue || {};
+      const change = m.change24h === null ? null : Number(m.change24h);
+      const row = el(
+        "tr",
+        { dataset: { pair: m.pair }, class: m.pair === market.pair ? "selected" : "" },
+        el("td", {}, m.pair),
+        ...VENUES.map((venue) => el("td", { class: `mid ${venue.toLowerCase()}` }, short(mids[venue]))),
+        el("td", { class: "best-sell" }, VENUE_NAMES[best.sell] || "–"),
+        el("td", { class: "best-buy" }, VENUE_NAMES[best.buy] || "–"),
+        el("td", { class: change > 0 ? "up" : change < 0 ? "down" : "" }, percent(m.change24h)),
+        el("td", {}, (m.display && m.display.volume24h) || ""),
+      );
+      row.addEventListener("click", () => selectPair(m.pair));
+      return row;
+    }),
+  );
+}
+
+async function loadMarkets() {
+  const body = await api("/api/markets");
+  for (const line of body.markets) market.markets.set(line.pair, line);
+  renderMarkets();
+}
+
+// --- markets: the chart ----------------------------------------------------------------------
+
+function chartError(error) {
+  const status = $("#chart-status");
+  status.className = "result error";
+  status.textContent = error.message;
+}
+
+function unixSeconds(iso) {
+  return Math.floor(new Date(iso).getTime() / 1000);
+}
+
+function chartCounts() {
+  const node = $("#chart");
+  return {
+    set(name, value) {
+      node.dataset[name] = String(value);
+    },
+    add(name, n = 1) {
+      node.dataset[name] = String(Number(node.dataset[name] || 0) + n);
+    },
+  };
+}
+
+function makeChart() {
+  if (market.chart) return true;
+  const charts = window.LightweightCharts;
+  if (!charts) {
+    chartError(new Error("the chart library did not load (/ui/vendor/)"));
+    return false;
+  }
+  const chart = charts.createChart($("#chart"), {
+    autoSize: true,
+    layout: { background: { color: "#ffffff" }, textColor: "#1d2330" },
+    grid: { vertLines: { color: "#eef0f3" }, horzLines: { color: "#eef0f3" } },
+    timeScale: { timeVisible: true, secondsVisible: true },
+    localization: { priceFormatter: (price) => short(price, 6) },
+  });
+  market.candles = chart.addSeries(charts.CandlestickSeries, {
+    autoscaleInfoProvider: withOrderLevels,
+    upColor: "#13795b",
+    downColor: "#b42318",
+    wickUpColor: "#13795b",
+    wickDownColor: "#b42318",
+    borderVisible: false,
+  });
+  for (const venue of VENUES) {
+    market.lines.set(
+      venue,
+      chart.addSeries(charts.LineSeries, {
+        color: VENUE_COLORS[venue],
+        lineWidth: 1,
+        title: VENUE_NAMES[venue],
+        priceLineVisible: false,
+        lastValueVisible: true,
+      }),
+    );
+  }
+  market.markers = charts.createSeriesMarkers(market.candles, []);
+  market.chart = chart;
+  return true;
+}
+
+// Open orders' prices widen the price scale so their lines are in view, unless one is so far
+// off (over 20 % from the candles) that the candles would flatten: the table lists it anyway.
+const LEVELS_IN_VIEW = 0.2;
+
+function withOrderLevels(original) {
+  const found = original();
+  if (!found || !found.priceRange || !market.levels.length) return found;
+  let { minValue, maxValue } = found.priceRange;
+  const middle = (minValue + maxValue) / 2;
+  for (const level of market.levels) {
+    if (Math.abs(level / middle - 1) > LEVELS_IN_VIEW) continue;
+    minValue = Math.min(minValue, level);
+    maxValue = Math.max(maxValue, level);
+  }
+  return { ...found, priceRange: { minValue, maxValue } };
+}
+
+function candleOf(row) {
+  return {
+    time: unixSeconds(row.start),
+    open: Number(row.open),
+    high: Number(row.high),
+    low: Number(row.low),
+    close: Number(row.close),
+  };
+}
+
+async function loadCandles(generation) {
+  const query = new URLSearchParams({ interval: market.interval });
+  if (market.lastCandle !== null) query.set("from", new Date(market.lastCandle * 1000).toISOString());
+  const body = await api(`/api/markets/${market.pair}/candles?${query}`);
+  if (generation !== market.generation) return;
+  const rows = body.candles.map(candleOf);
+  if (market.lastCandle === null) {
+    market.candles.setData(rows);
+  } else {
+    for (const row of rows) if (row.time >= market.lastCandle) market.candles.update(row);
+  }
+  if (rows.length) market.lastCandle = rows[rows.length - 1].time;
+  chartCounts().set("candles", market.candles.data().length);
+  chartCounts().set("lastCandle", market.lastCandle === null ? "" : market.lastCandle);
+}
+
+async function loadFills(generation) {
+  if (!market.markers) return;
+  const body = await api(`/api/markets/${market.pair}/trades?limit=1000`);
+  if (generation !== market.generation) return;
+  const step = INTERVAL_SECONDS[market.interval];
+  const fills = body.trades
+    .filter((t) => t.source === "engine")
+    .map((t) => ({
+      // On the candle the fill is in: markers sit on bars.
+      time: Math.floor(unixSeconds(t.at) / step) * step,
+      position: t.side === "sell" ? "aboveBar" : "belowBar",
+      shape: t.side === "sell" ? "arrowDown" : "arrowUp",
+      color: t.side === "sell" ? "#b42318" : "#13795b",
+      text: `engine ${t.side} ${short(t.amountBase)} @ ${short(t.price)}`,
+    }))
+    .sort((a, b) => a.time - b.time);
+  market.markers.setMarkers(fills);
+  chartCounts().set("markers", fills.length);
+}
+
+function applyTick(tick) {
+  if (tick.type !== "tick" || tick.pair !== market.pair) return; // "connected", errors
+  market.lastTick = tick;
+  const time = unixSeconds(tick.at);
+  for (const venue of tick.venues) {
+    const line = market.lines.get(venue.venue);
+    if (!line) continue;
+    const data = line.data();
+    if (data.length && data[data.length - 1].time > time) continue; // never step back in time
+    line.update({ time, value: Number(venue.mid) });
+  }
+  const known = market.markets.get(tick.pair);
+  if (known) {
+    known.venues = tick.venues;
+    renderMarkets();
+  }
+  chartCounts().add("ticks");
+  chartCounts().set("sequence", tick.sequence);
+  renderConditional();
+}
+
+function connectMarket(generation) {
+  if (market.socket) market.socket.close();
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const protocols = apiKey() ? ["bearer", apiKey()] : [];
+  const socket = new WebSocket(`${scheme}://${location.host}/ws/markets/${market.pair}`, protocols);
+  market.socket = socket;
+  socket.addEventListener("message", (event) => applyTick(JSON.parse(event.data)));
+  socket.addEventListener("close", () => {
+    if (market.socket !== socket || generation !== market.generation) return;
+    // Ticks missed while away: the lines resume from the next one, the candles from the API.
+    setTimeout(() => {
+      if (generation === market.generation) connectMarket(generation);
+    }, 2000);
+  });
+}
+
+async function selectPair(pair) {
+  if (!makeChart()) return;
+  market.generation += 1;
+  const generation = market.generation;
+  market.pair = pair;
+  market.lastCandle = null;
+  market.lastTick = null;
+  $("#chart-pair").textContent = pair;
+  $("#chart-status").textContent = "";
+  for (const line of market.lines.values()) line.setData([]);
+  market.candles.setData([]);
+  market.markers.setMarkers([]);
+  chartCounts().set("ticks", 0);
+  renderMarkets();
+  connectMarket(generation);
+  try {
+    await loadCandles(generation);
+    await loadFills(generation);
+    await loadConditional();
+    market.chart.timeScale().scrollToRealTime();
+  } catch (error) {
+    chartError(error);
+  }
+}
+
+// --- markets: open conditional orders ---------------------------------------------------------
+
+function levelsOf(order) {
+  const named = [
+    ["limit", order.limitPrice],
+    ["trigger", order.triggerPrice],
+    ["take profit", order.takeProfitPrice],
+    ["stop loss", order.stopLossPrice],
+  ];
+  return named.filter(([, price]) => price !== null && price !== undefined);
+}
+
+// An order's prices are tokenOut per tokenIn; the chart's are quote per base.
+function onChart(order, price) {
+  const [base] = market.pair.split("-");
+  return order.tokenIn === base ? Number(price) : 1 / Number(price);
+}
+
+// The price the order waits on now: selling the base gets the highest venue mid, buying it pays
+// the lowest (as the trigger engine reads a tick), in the chart's terms.
+function priceNow(order) {
+  const tick = market.lastTick;
+  if (!tick || !tick.venues.length) return null;
+  const mids = tick.venues.map((v) => Number(v.mid));
+  const [base] = market.pair.split("-");
+  return order.tokenIn === base ? Math.max(...mids) : Math.min(...mids);
+}
+
+function ofPair(order) {
+  const [base, quote] = market.pair.split("-");
+  return (
+    (order.tokenIn === base && order.tokenOut === quote) ||
+    (order.tokenIn === quote && order.tokenOut === base)
+  );
+}
+
+function renderConditional() {
+  const orders = market.conditional.filter(ofPair);
+  const [base] = market.pair.split("-");
+  $("#conditional tbody").replaceChildren(
+    ...orders.map((order) => {
+      const now = priceNow(order);
+      const levels = levelsOf(order);
+      const distances = levels.map(([name, price]) => {
+        if (now === null) return "";
+        const level = onChart(order, price);
+        return `${name} ${percent((level - now) / now)}`;
+      });
+      return el(
+        "tr",
+        { dataset: { orderId: order.id } },
+        el("td", { class: "id", title: order.id }, order.id.slice(0, 8)),
+        el("td", {}, order.orderType + (order.trailingBps ? ` ${order.trailingBps} bps` : "")),
+        el("td", {}, order.tokenIn === base ? `sell ${base}` : `buy ${base}`),
+        el("td", {}, `${short(order.amount)} ${order.tokenIn}`),
+        el("td", {}, levels.map(([name, price]) => `${name} ${short(onChart(order, price))}`).join(", ")),
+        el("td", {}, now === null ? "" : short(now)),
+        el("td", { class: "distance" }, distances.join(", ")),
+      );
+    }),
+  );
+  $("#conditional-count").textContent = `(${orders.length})`;
+}
+
+function drawOrderLines() {
+  if (!market.candles) return;
+  for (const line of market.priceLines) market.candles.removePriceLine(line);
+  market.priceLines = [];
+  market.levels = [];
+  for (const order of market.conditional.filter(ofPair)) {
+    for (const [name, price] of levelsOf(order)) {
+      market.levels.push(onChart(order, price));
+      market.priceLines.push(
+        market.candles.createPriceLine({
+          price: onChart(order, price),
+          color: name.includes("stop") ? "#b42318" : "#3556d6",
+          lineWidth: 1,
+          lineStyle: window.LightweightCharts.LineStyle.Dashed,
+          axisLabelVisible: true,
+          title: `${order.id.slice(0, 8)} ${name}`,
+        }),
+      );
+    }
+  }
+  chartCounts().set("lines", market.priceLines.length);
+}
+
+async function loadConditional() {
+  const found = [];
+  for (const status of ["open", "partiallyFilled"]) {
+    const page = await api(`/api/orders?${new URLSearchParams({ status, limit: "100" })}`);
+    found.push(...page.orders);
+  }
+  market.conditional = found.filter((o) => o.orderType && o.orderType !== "market");
+  renderConditional();
+  drawOrderLines();
+}
+
 // --- start ----------------------------------------------------------------------------------
 
-function start() {
+// `#key=...` (the link `oee up` prints): store it like the key input does, and take it out of
+// the address bar so it is not bookmarked or shared. A fragment never reaches the server.
+function keyFromFragment() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const key = fragment.get("key");
+  if (!key) return;
+  localStorage.setItem("oee.apiKey", key.trim());
+  fragment.delete("key");
+  const rest = fragment.toString();
+  history.replaceState(null, "", `${location.pathname}${location.search}${rest ? `#${rest}` : ""}`);
+}
+
+async function needsKey() {
+  try {
+    const response = await fetch("/health");
+    const body = await response.json();
+    return body.auth !== "disabled";
+  } catch {
+    return false; // unknown: try, and let the API say
+  }
+}
+
+function showSignIn(show, reason = "") {
+  $("#signin").hidden = !show;
+  $("#signin-reason").textContent = reason;
+  const badge = $("#feed-state");
+  if (show) {
+    badge.dataset.state = "signin";
+    badge.textContent = "needs an API key";
+  }
+}
+
+// Connect and load everything once there is a key (or none is needed).
+function go() {
+  if (state.authRequired && !apiKey()) {
+    showSignIn(true);
+    return;
+  }
+  showSignIn(false);
+  if (state.started) {
+    // A new key: the sockets reconnect with it, the lists reload.
+    if (state.socket) {
+      state.socket.close(); // its close handler reconnects and reloads
+    } else {
+      connectFeed(); // none yet, or the last one was refused
+      loadOrders().catch(showError);
+    }
+    selectPair(market.pair);
+    loadMarkets().catch(chartError);
+    return;
+  }
+  state.started = true;
+  connectFeed();
+  loadOrders().catch(showError);
+  loadMarkets().catch(chartError);
+  selectPair(market.pair);
+  setInterval(() => {
+    loadMarkets().catch(chartError);
+    loadConditional().catch(chartError);
+    loadFills(market.generation).catch(chartError); // the engine's fills land a few slots late
+  }, 5000);
+  setInterval(() => {
+    if (market.candles) loadCandles(market.generation).catch(chartError);
+  }, 2000);
+}
+
+async function start() {
+  keyFromFragment();
   const key = $("#api-key");
   key.value = localStorage.getItem("oee.apiKey") || "";
   key.addEventListener("change", () => {
     localStorage.setItem("oee.apiKey", apiKey());
-    // The socket reconnects (with the new key) when closed, and reloads the orders.
-    if (state.socket) state.socket.close();
-    else loadOrders().catch(showError);
+    go();
   });
   $("#order-form").addEventListener("submit", submitOrder);
   $("#more").addEventListener("click", () => loadOrders(state.nextCursor).catch(showError));
-  connectFeed();
-  loadOrders().catch(showError);
+  $("#chart-interval").addEventListener("change", (event) => {
+    market.interval = event.target.value;
+    selectPair(market.pair);
+  });
   setInterval(renderFigures, 1000);
+  state.authRequired = await needsKey();
+  go();
 }
 
 document.addEventListener("DOMContentLoaded", start);

@@ -141,6 +141,7 @@ async def test_health_is_ok_when_both_dependencies_answer(api: RunningApi) -> No
     assert body["dependencies"]["kafka"]["status"] == "up"
     assert body["dependencies"]["postgres"]["status"] == "up"
     assert isinstance(body["uptime"], int)
+    assert body["auth"] == "disabled"  # this API takes no key: the dashboard asks for none
 
 
 async def test_without_postgres_orders_are_still_accepted_and_reads_are_503(

@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from services.api.auth.cli import development_key_notice
 from services.api.auth.principal import ADMIN, ORDERS_READ, new_key
 from services.api.auth.store import create_key, ensure_development_key, revoke_key
 from services.common.db import migrate
@@ -98,7 +99,9 @@ async def test_no_key_a_wrong_key_and_a_revoked_key_are_401(
     # 401 comes before the body is looked at: a broken body does not reveal its 400.
     broken = await api.http.post("/api/orders/execute", content=b"{not json")
     assert broken.status_code == 401
-    assert (await api.http.get("/health")).status_code == 200  # for load balancers
+    health = await api.http.get("/health")
+    assert health.status_code == 200  # for load balancers
+    assert health.json()["auth"] == "enabled"  # so the dashboard asks for a key first
 
     for wrong in (new_key(), "oee_", "garbage", "a.b.c"):
         response = await api.http.post("/api/orders/execute", json=ORDER, headers=auth(wrong))
@@ -408,6 +411,37 @@ async def test_the_development_key_is_made_once_on_an_empty_database(database_ur
             assert (stored, names) == (hashlib.sha256(key.encode()).hexdigest(), "development")
             conn.execute("UPDATE auth.api_keys SET revoked_at = now()")
             assert ensure_development_key(conn) is not None  # all revoked: a new one
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+async def test_oee_up_links_the_dashboard_signed_in_with_the_key_in_the_fragment(
+    database_url: str, make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"oee_auth_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = psycopg.conninfo.make_conninfo(database_url, dbname=name)
+    dashboard = "http://127.0.0.1:8000/"
+    monkeypatch.delenv("OEE_API_KEY", raising=False)
+    try:
+        migrate(url)
+        settings = make_settings(auth="enabled", database_url=url)
+        first = development_key_notice(settings, dashboard)
+        key = first[1].strip()
+        assert key.startswith("oee_")
+        assert first[-1] == f"dashboard, signed in: {dashboard}#key={key}"
+        with keys_db(url) as conn:
+            [(stored,)] = conn.execute("SELECT key_sha256 FROM auth.api_keys").fetchall()
+        assert stored == hashlib.sha256(key.encode()).hexdigest()  # the key that works
+
+        later = development_key_notice(settings, dashboard)  # the key exists, unreadable now
+        assert not any(key in line or "#key=oee_" in line for line in later), later
+        assert later[-1].startswith(f"dashboard: {dashboard} ")
+        monkeypatch.setenv("OEE_API_KEY", key)
+        assert development_key_notice(settings, dashboard)[-1].endswith(f"/#key={key}")
+        assert not any("?" in line for line in first + later)  # never in a query string
     finally:
         with psycopg.connect(database_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

@@ -10,10 +10,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from solders.pubkey import Pubkey
 
 from services.chain.rpc_venues import dlmm_keys, swap_legs
-from services.chain.svm.constants import CPMM_PROGRAM_ID, DLMM_PROGRAM_ID
+from services.chain.svm.book import book_of, registry_of
 from services.chain.svm.seeded import SeededMarket, build_seeded_market
 from services.chain.svm.vm import DlmmSwap, SolanaVm
 from services.domain.tokens import get_token
@@ -24,52 +23,16 @@ from services.pricing.accounts.dlmm import (
     quote_exact_in,
 )
 from services.pricing.accounts.pools import (
-    LB_PAIR_LEN,
     DlmmBinPool,
     PoolRegistry,
-    bin_array_owner,
-    cpmm_listing,
-    dlmm_listing,
 )
 from services.pricing.accounts.spl import decode_token_amount
 from services.pricing.routing import RouteKind, plan_route
 from services.venues.cpmm import CpmmPool
 from services.venues.market import DEFAULT_PAIRS
-from services.venues.pool import InsufficientLiquidityError, PoolBook, SwapError, Venue
+from services.venues.pool import InsufficientLiquidityError, SwapError, Venue
 
 PAIRS = [spec.pair for spec in DEFAULT_PAIRS]
-
-
-def registry_of(vm: SolanaVm) -> PoolRegistry:
-    """What `RpcPoolSource.discover` finds, listed from the VM directly."""
-    cpmm = [
-        listing
-        for address, account in vm.svm.get_program_accounts(CPMM_PROGRAM_ID)
-        if (listing := cpmm_listing(address, bytes(account.data))) is not None
-    ]
-    owned = vm.svm.get_program_accounts(DLMM_PROGRAM_ID)
-    arrays: dict[Pubkey, list[tuple[int, Pubkey]]] = {}
-    for address, account in owned:
-        found = bin_array_owner(bytes(account.data)[:56])
-        if found is not None:
-            arrays.setdefault(found[1], []).append((found[0], address))
-    dlmm = [
-        pair
-        for address, account in owned
-        if len(account.data) == LB_PAIR_LEN
-        and (pair := dlmm_listing(address, bytes(account.data), arrays.get(address, [])))
-        is not None
-    ]
-    return PoolRegistry.of(cpmm, dlmm)
-
-
-def book_of(vm: SolanaVm, registry: PoolRegistry) -> PoolBook:
-    """One read of every account the registry names, as getMultipleAccounts would give it."""
-    accounts = {}
-    for key in registry.addresses():
-        account = vm.svm.get_account(key)
-        accounts[key] = None if account is None else bytes(account.data)
-    return registry.book(accounts)
 
 
 @pytest.fixture
