@@ -26,6 +26,8 @@ from services.api.validation import TOKEN_PATTERN, Rejection
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 200
+# No order gets near this many events; a larger `since` is a client's mistake, not a resume.
+MAX_SINCE = 1_000_000
 
 
 class InvalidCursor(ValueError):
@@ -142,3 +144,17 @@ def parse_list_query(
                 "INVALID_CURSOR", "ERR_107", "cursor is not one this API returned", "cursor"
             )
     return ListQuery(OrderFilter(status, token_in, token_out, start, end), size, after)
+
+
+def parse_since(text: str | None) -> int | Rejection:
+    """`since` of `/ws/{orderId}`: the last sequence the client has (absent: 0, everything)."""
+    if text is None:
+        return 0
+    if not text.isascii() or not text.isdecimal() or int(text) > MAX_SINCE:
+        return _bad(
+            "INVALID_SINCE",
+            "ERR_108",
+            f"since must be the last sequence received, an integer from 0 to {MAX_SINCE}",
+            "since",
+        )
+    return int(text)

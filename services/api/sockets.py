@@ -46,6 +46,7 @@ _POLL_SECONDS = 0.1
 _QUIET_RECHECKS = (0.2, 0.4, 0.8, 1.6, 3.2, 4.0)
 
 CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008  # a request the server will not serve as asked (a bad `since`)
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
 CLOSE_NOT_FOUND = 4404
@@ -73,9 +74,14 @@ async def order_events(
     gap_fill: float = GAP_FILL_SECONDS,
     visible_to: str | None = None,
     seen: Callable[[], bool] = lambda: False,
+    since: int = 0,
 ) -> AsyncIterator[Envelope]:
-    """Yield the order's events 1..n exactly once, ending after its final event.
+    """Yield the order's events since+1..n exactly once, ending after its final event.
 
+    `since` is the last sequence a client already has (0: none), so a client whose
+    API process died resumes on any other without a gap or a duplicate. The merge
+    still starts at 1: the submission (sequence 1) names the owner, checked whatever
+    `since` is, and only the yield skips what the client has.
     With `visible_to`, an order of any other owner ends the stream as not found.
     `seen()` says whether the live feed saw the order submitted (and visible to the
     caller): such an order is waited for past the not-found grace.
@@ -91,7 +97,8 @@ async def order_events(
                     raise StreamEnded(
                         "ORDER_NOT_FOUND", f"Order {order_id} not found", CLOSE_NOT_FOUND
                     )
-                yield ready
+                if ready.sequence > since:
+                    yield ready
                 if ready.status.is_final:
                     return
         if merge.gap:
@@ -294,9 +301,11 @@ async def serve_order(
     feed: LiveFeed,
     read_model: ReadModel,
     visible_to: str | None = None,
+    since: int = 0,
 ) -> None:
     """`/ws/{orderId}`: connected, history, live events, close 1000 after the final one.
 
+    With `since`, only the events after that sequence (a reconnecting client's resume).
     With `visible_to`, another owner's order is reported and closed exactly as a missing one.
     """
     await accept(websocket)
@@ -316,7 +325,9 @@ async def serve_order(
             return known and (visible_to is None or owner == visible_to)
 
         async def pump() -> None:
-            events = order_events(order_id, live, read_model, visible_to=visible_to, seen=seen)
+            events = order_events(
+                order_id, live, read_model, visible_to=visible_to, seen=seen, since=since
+            )
             async for envelope in events:
                 await send(websocket, event_message(envelope))
 

@@ -11,11 +11,12 @@ read models, as in tests/e2e/test_crashes.py. Figures seen are in docs/reliabili
 from __future__ import annotations
 
 import asyncio
-import os
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -23,8 +24,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from infra.kafka.launcher import KafkaBroker, KafkaCluster
-from tests.e2e.system import System, new_port, order_payload, read_log
+from infra.kafka.launcher import KafkaBroker, KafkaCluster, KafkaLauncherError
+from schemas.envelope import Envelope, utc_now
+from tests.e2e.system import System, order_payload, read_log
 from tests.e2e.test_order_flow import assert_log_matches_read_models
 from tests.reliability.support import PAIRS, orders_on_log, router_ready, terminate, wait_all_final
 from tests.reliability.test_dependency_outages import assert_resumed_in_process
@@ -45,7 +47,6 @@ class SteadyLoad:
 
     base_url: str
     rate: float = RATE_PER_SECOND
-    more_urls: list[str] = field(default_factory=list)  # further APIs, taken in turn
     answers: list[tuple[float, str, float]] = field(default_factory=list)
     accepted: set[str] = field(default_factory=set)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -66,11 +67,10 @@ class SteadyLoad:
 
     async def _one(self, client: httpx.AsyncClient, n: int) -> None:
         token_in, token_out, amount = PAIRS[n % len(PAIRS)]
-        urls = [self.base_url, *self.more_urls]
         sent = time.monotonic()
         try:
             response = await client.post(
-                f"{urls[n % len(urls)]}/api/orders/execute",
+                f"{self.base_url}/api/orders/execute",
                 json=order_payload(token_in, token_out, amount),
             )
         except httpx.HTTPError as exc:
@@ -90,17 +90,33 @@ class SteadyLoad:
         return max((took for _, status, took in self.answers if status == "202"), default=0.0)
 
 
+# A lost node is fenced after the controller's broker.session.timeout.ms (4 s on these
+# nodes), then leaderships move; an election of a new controller may come first. Past this
+# many seconds after the fault, the failover itself failed (a load of 9 on 2 cores stretched
+# it to 7 s at most).
+FAILOVER_DEADLINE_SECONDS = 45.0
+
+
 async def leaders_moved_off(cluster: KafkaCluster, topic: str, node_id: int, since: float) -> float:
     """Wait until every partition of `topic` has a live leader other than `node_id`.
 
     Until the controller fences the lost node (broker.session.timeout.ms) the
-    metadata still names it as leader: writes to its partitions wait.
+    metadata still names it as leader: writes to its partitions wait. A metadata read
+    that fails (no node answered within 3 s on a loaded machine) is asked again.
     """
-    while True:
-        leaders = await asyncio.to_thread(cluster.leaders, topic)
+    leaders: dict[int, int] = {}
+    while time.monotonic() - since < FAILOVER_DEADLINE_SECONDS:
+        try:
+            leaders = await asyncio.to_thread(cluster.leaders, topic)
+        except KafkaLauncherError:
+            leaders = {}
         if leaders and all(leader not in (-1, node_id) for leader in leaders.values()):
             return time.monotonic() - since
         await asyncio.sleep(0.1)
+    raise AssertionError(
+        f"leaders of {topic} not off node {node_id} {FAILOVER_DEADLINE_SECONDS:.0f} s after"
+        f" the fault: {leaders}"
+    )
 
 
 @dataclass
@@ -123,9 +139,14 @@ async def under_steady_load(
     fault: Callable[[System, Report], Awaitable[None]],
     report: Report,
     *,
-    apis: int = 1,
+    rate: float = RATE_PER_SECOND,
+    around: float = 3.0,
 ) -> System:
-    """Start a system on the cluster, run `fault` under a steady load, prove the outcome."""
+    """Start a system on the cluster, run `fault` under a steady load, prove the outcome.
+
+    The load runs `around` seconds before the fault (orders in flight on every partition
+    when it comes) and as long after it (the engine took up the new leaders by itself).
+    """
     began = time.monotonic()
     system: System = await start_system(
         venue_latency="realistic",
@@ -137,17 +158,12 @@ async def under_steady_load(
         produce_timeout_seconds=PRODUCE_TIMEOUT_SECONDS,
     )
     ready = await router_ready(system)
-    load = SteadyLoad(system.base_url)
-    for _ in range(apis - 1):
-        port = new_port()
-        system.start("api", api_port=port)
-        load.more_urls.append(f"http://127.0.0.1:{port}")
-        await system.wait_healthy(load.more_urls[-1])
+    load = SteadyLoad(system.base_url, rate)
     running = asyncio.create_task(load.run())
     try:
-        await asyncio.sleep(3)  # orders in flight on every partition when the fault comes
+        await asyncio.sleep(around)
         await fault(system, report)
-        await asyncio.sleep(3)  # and after it: the engine took up the new leaders by itself
+        await asyncio.sleep(around)
     finally:
         load.stop()
         await running
@@ -189,8 +205,12 @@ async def under_steady_load(
 async def stable_with(servers: str, groups: tuple[str, ...], members: int) -> None:
     """Wait until each consumer group is stable with this many members.
 
-    aiokafka sometimes fails to decode a group described mid-rebalance ("Buffer
-    underrun"): such an answer counts as not yet, and the next one is asked anew.
+    Each group is described in a request of its own: aiokafka decodes a DescribeGroups v3
+    answer with the v2 schema (`DescribeGroupsRequest_v3.RESPONSE_TYPE`), which lacks
+    each group's trailing `authorized_operations`; one group decodes (the 4 bytes are
+    left over), but two groups with the same coordinator share a request, and the second
+    is read from the wrong offset ("Buffer underrun decoding string"), on every try:
+    the scaling test then failed, "not stable", in about one run of three.
     """
     states: list[tuple[str, int]] = []
     deadline = time.monotonic() + 120
@@ -200,11 +220,12 @@ async def stable_with(servers: str, groups: tuple[str, ...], members: int) -> No
             await admin.start()
             states = [
                 (group["state"], len(group["members"]))
-                for response in await admin.describe_consumer_groups(list(groups))
+                for one in groups
+                for response in await admin.describe_consumer_groups([one])
                 for group in response.to_object()["groups"]
             ]
-        except (KafkaError, ValueError):
-            states = []
+        except KafkaError:
+            states = []  # no coordinator yet, or it moved: ask again
         finally:
             await admin.close()
         if len(states) == len(groups) and all(s == ("Stable", members) for s in states):
@@ -299,18 +320,34 @@ async def test_a_rolling_restart_under_steady_load(
     await under_steady_load(start_system, cluster, roll, report)
 
 
+def handovers(envelopes: list[Envelope]) -> list[tuple[datetime, float]]:
+    """(when, seconds) between an order's last event by one router and its next event by
+    another: how long an order in flight waited for its new owner when its partition moved."""
+    last: dict[uuid.UUID, tuple[str, datetime]] = {}
+    gaps: list[tuple[datetime, float]] = []
+    for envelope in envelopes:
+        if not envelope.producer.startswith("router:"):
+            continue
+        before = last.get(envelope.order_id)
+        if before is not None and before[0] != envelope.producer:
+            gaps.append((envelope.occurred_at, (envelope.occurred_at - before[1]).total_seconds()))
+        last[envelope.order_id] = (envelope.producer, envelope.occurred_at)
+    return gaps
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):.2f}..{max(values):.2f} s" if values else "none"
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not os.environ.get("OEE_SCALING_TEST"),
-    reason="1-2 minutes beyond the suite's budget: run with OEE_SCALING_TEST=1 (bug 6, fixed)",
-)
-async def test_routers_and_projectors_scaled_one_three_one_behind_two_apis(
+async def test_routers_and_projectors_scaled_one_three_one_under_load(
     start_system: Any, cluster: KafkaCluster
 ) -> None:
-    """Workers joining and leaving their groups under load, while two APIs take orders:
-    the partitions move between them and every order is still handled once."""
-    report = Report("routers and projectors 1 -> 3 -> 1, two APIs")
+    """Workers joining and leaving their groups under load: the partitions move between
+    them, orders in flight move with them, and every order is still handled once."""
+    report = Report("routers and projectors 1 -> 3 -> 1")
     extra = [(kind, str(n)) for n in (2, 3) for kind in ("router", "projector")]
+    scaled_down_at: list[datetime] = []
 
     async def scale(system: System, report: Report) -> None:
         groups = (system.settings.router_group, system.settings.projector_group)
@@ -319,26 +356,34 @@ async def test_routers_and_projectors_scaled_one_three_one_behind_two_apis(
             system.start(kind, instance=instance)
         await stable_with(cluster.bootstrap_servers, groups, 3)
         report.figures["three_each_after_s"] = round(time.monotonic() - began, 1)
-        await asyncio.sleep(4)  # three of each share the partitions under load
+        await asyncio.sleep(2)  # three of each share the partitions under load
         began = time.monotonic()
-        exits = [
-            await asyncio.to_thread(terminate, system, f"{kind}:{instance}")
-            for kind, instance in extra
-        ]
+        scaled_down_at.append(utc_now())
+        # All four leave at once: two routers' orders in flight move at the same time.
+        exits = await asyncio.gather(
+            *(asyncio.to_thread(terminate, system, f"{kind}:{n}") for kind, n in extra)
+        )
         await stable_with(cluster.bootstrap_servers, groups, 1)
         report.figures["one_each_after_s"] = round(time.monotonic() - began, 1)
         report.figures["sigterm_exits"] = [(round(took, 1), code) for took, code in exits]
         assert all(code == 0 for _, code in exits), exits
 
-    system = await under_steady_load(start_system, cluster, scale, report, apis=2)
-    # The work was shared: more than one router completed orders.
-    finishers = {
-        envelope.producer
-        for _, _, envelope in await read_log(system.settings)
-        if envelope.type in ("OrderCompleted", "OrderFailed")
-    }
-    print(f"[{report.fault}] routers that finished orders: {len(finishers)}")
+    # 8 orders/s and 2 s around the scaling: the rebalances, not the volume, are the point.
+    system = await under_steady_load(start_system, cluster, scale, report, rate=8.0, around=2.0)
+    envelopes = [envelope for _, _, envelope in await read_log(system.settings)]
+    # The work was shared: more than one router finished orders.
+    finishers = {e.producer for e in envelopes if e.type in ("OrderCompleted", "OrderFailed")}
+    moved = handovers(envelopes)
+    up = [gap for at, gap in moved if at < scaled_down_at[0]]
+    down = [gap for at, gap in moved if at >= scaled_down_at[0]]
+    print(
+        f"[{report.fault}] routers that finished orders: {len(finishers)};"
+        f" orders picked up by a new owner: {len(up)} when three joined, after {spread(up)};"
+        f" {len(down)} when two left, after {spread(down)}"
+    )
     assert len(finishers) >= 2, finishers
+    # Orders were in flight when their partitions moved, and their new owner went on.
+    assert moved, "no order changed router mid-way: the rebalances met no order in flight"
 
 
 @pytest.mark.slow

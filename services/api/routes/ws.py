@@ -3,6 +3,7 @@
 Both need a key (`orders:read`) sent as a header; a refused socket is accepted only
 to receive an error message, then closed with 4401 (no or bad credential), 4403
 (scope), 4429 (too many sockets for the key) or 1013 (credentials cannot be checked).
+`/ws/{orderId}?since=N` resumes after sequence N (a reconnect, on any API process).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from fastapi import APIRouter, Query, WebSocket
 from services.api.auth.authenticator import AuthFailure
 from services.api.auth.principal import Principal
 from services.api.deps import FeedDep, ReadModelDep, SocketLimits, SocketPrincipal
-from services.api.listing import parse_list_query
+from services.api.listing import parse_list_query, parse_since
 from services.api.sockets import (
     CLOSE_FORBIDDEN,
+    CLOSE_POLICY,
     CLOSE_TOO_MANY,
     CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHORIZED,
@@ -93,9 +95,21 @@ async def one_order(
     read_model: ReadModelDep,
     principal: SocketPrincipal,
     limits: SocketLimits,
+    since: Annotated[str | None, Query()] = None,
 ) -> None:
-    """Connected, the order's history, then its live events; closes 1000 after the final one."""
+    """Connected, the order's history, then its live events; closes 1000 after the final one.
+
+    `since=N` (the last sequence the client received, on any API process) sends only the
+    events after N: a client whose API process died resumes on another without a gap or
+    a duplicate. A bad `since` gets an `INVALID_SINCE` error message and close 1008.
+    """
     async with admitted(websocket, principal, limits) as admitted_as:
         if admitted_as is None:
             return
-        await serve_order(websocket, order_id, feed, read_model, admitted_as.visible_owner)
+        after = parse_since(since)
+        if isinstance(after, Rejection):
+            await refuse(websocket, after.error, after.message, CLOSE_POLICY)
+            return
+        await serve_order(
+            websocket, order_id, feed, read_model, admitted_as.visible_owner, since=after
+        )

@@ -154,6 +154,16 @@ async def test_a_finished_order_replays_its_history_and_closes(api: RunningApi) 
         got = await receive_all(socket)
     assert [m["status"] for m in got] == ["connected", *STATUSES]
     assert socket.close_code == 1000
+    # A client that had 1..2 (from this process or another) resumes after 2.
+    async with websockets.connect(f"{api.ws_url}/ws/{order_id}?since=2") as socket:
+        resumed = await receive_all(socket)
+    assert [m.get("sequence") for m in resumed] == [None, 3, 4, 5]
+    assert socket.close_code == 1000
+    for bad in ("-1", "two", "1.5"):
+        async with websockets.connect(f"{api.ws_url}/ws/{order_id}?since={bad}") as socket:
+            refused = await receive_all(socket)
+        assert [m["error"] for m in refused] == ["INVALID_SINCE"], refused
+        assert socket.close_code == 1008
 
 
 async def test_an_order_the_feed_saw_submitted_is_waited_for_past_the_grace(
