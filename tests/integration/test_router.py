@@ -11,7 +11,7 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from schemas import codec
-from schemas.events import FailureCode, OrderCompleted, OrderFailed, OrderSubmitted
+from schemas.events import OrderCompleted, OrderSubmitted
 from services.common.db import connect, migrate
 from services.common.kafka import durable_producer, ensure_topics, start_producer, topic_specs
 from services.common.settings import Settings
@@ -27,7 +27,6 @@ from tests.builders import (
 from tests.e2e.system import read_log
 from tests.fixtures.projector import eventually
 from tests.fixtures.router import router_running
-from tests.integration.test_projector import read_topic
 from tests.fixtures.settings import MakeSettings
 from tests.integration.test_chain_rpc import (  # the node fixtures, shared
     SEED,
@@ -35,6 +34,7 @@ from tests.integration.test_chain_rpc import (  # the node fixtures, shared
     chain_db,  # noqa: F401 - a fixture
     running_node,
 )
+from tests.integration.test_projector import read_topic
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
