@@ -157,7 +157,9 @@ class OrderRouter:
             return  # revoked meanwhile: its orders belong to the next owner
         part.next_offset = max(part.next_offset, part.catch_up_until)
         # A tail that did not end within the catch-up is no finished order's: unreadable.
-        tails = sorted(record for held in part.tails.values() for record in held)
+        tails = sorted(
+            (record for held in part.tails.values() for record in held), key=lambda r: r[0]
+        )
         part.tails.clear()
         for offset, key, value, reason in tails:
             await self._dead_letter(partition, offset, key, value, reason)
