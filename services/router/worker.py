@@ -7,7 +7,12 @@ every order stands, including orders a crashed predecessor left half-done.
 Then it resumes each unfinished order, and only then handles live records.
 
 The resume position of a partition is the offset of its oldest unfinished
-submission (or the next offset when none is unfinished). It is kept in
+submission (or the next offset when none is unfinished). An order counts as
+finished when its run has put its final event on the log, usually before the
+router has read its own events back, so later events of an order submitted
+before the position can lie after it: a successor's catch-up holds such a
+*tail* and drops it once the order's final event shows it ended (it does,
+within the catch-up: it was on the log before the position was saved). It is kept in
 PostgreSQL by the runtime, not in Kafka's committed offsets: faust commits
 offsets on its own schedule, and a committed offset past an unfinished order
 would lose it on restart. Nothing relies on Kafka transactions either: every
@@ -54,6 +59,11 @@ class _Partition:
     orders: dict[uuid.UUID, OrderState] = field(default_factory=dict)  # unfinished only
     submitted_at: dict[uuid.UUID, int] = field(default_factory=dict)  # unfinished -> offset
     finished: OrderedDict[uuid.UUID, int] = field(default_factory=OrderedDict)  # -> last sequence
+    # Catch-up: events of orders whose submission lies before the resume position, held
+    # (with why they cannot be folded) until their final event shows the order had ended.
+    tails: dict[uuid.UUID, list[tuple[int, bytes | None, bytes | None, str]]] = field(
+        default_factory=dict
+    )
     # Records of a running order the run may not know (a trigger of an order whose run just
     # put it back to rest): handled in order once the run has ended.
     deferred: dict[uuid.UUID, list[tuple[int, bytes | None, bytes | None]]] = field(
@@ -146,6 +156,15 @@ class OrderRouter:
         if part is None:
             return  # revoked meanwhile: its orders belong to the next owner
         part.next_offset = max(part.next_offset, part.catch_up_until)
+        # A tail that did not end within the catch-up is no finished order's: unreadable.
+        tails = sorted(
+            (record for held in part.tails.values() for record in held), key=lambda r: r[0]
+        )
+        part.tails.clear()
+        for offset, key, value, reason in tails:
+            await self._dead_letter(partition, offset, key, value, reason)
+        if self.current(partition, assignment) is not part:
+            return  # revoked while dead-lettering
         if part.orders:
             log.info("resuming %d unfinished orders of partition %d", len(part.orders), partition)
         for order_id, state in list(part.orders.items()):
@@ -221,12 +240,18 @@ class OrderRouter:
             return  # a duplicate, or our own event coming back: already folded
         if known is None and envelope.sequence > 1 and envelope.payload.STATUS.is_final:
             # The end of an order finished before this partition's resume position (its
-            # submission lies before it): nothing to do, and nothing wrong with the record.
+            # submission lies before it): nothing to do, and nothing wrong with its records.
+            part.tails.pop(order_id, None)
             part.finished[order_id] = envelope.sequence
             return
         try:
             state = evolve(known, envelope, record_hash(value or b""))
         except OutOfSequence as exc:
+            if known is None and not live:
+                # Perhaps the tail of an order finished before the resume position: its
+                # final event, still to come in the catch-up, tells (`finish_catch_up`).
+                part.tails.setdefault(order_id, []).append((offset, key, value, str(exc)))
+                return
             await self._dead_letter(partition, offset, key, value, str(exc))
             return
         if known is None:

@@ -8,13 +8,22 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from schemas import codec
 from schemas.events import OrderCompleted, OrderSubmitted
-from services.common.db import connect
+from services.common.db import connect, migrate
 from services.common.kafka import durable_producer, ensure_topics, start_producer, topic_specs
 from services.common.settings import Settings
-from tests.builders import next_envelope, submitted
+from tests.builders import (
+    completed,
+    encoded_chain,
+    next_envelope,
+    quote,
+    route_plan,
+    routed_and_sent,
+    submitted,
+)
 from tests.e2e.system import read_log
 from tests.fixtures.projector import eventually
 from tests.fixtures.router import router_running
@@ -25,6 +34,7 @@ from tests.integration.test_chain_rpc import (  # the node fixtures, shared
     chain_db,  # noqa: F401 - a fixture
     running_node,
 )
+from tests.integration.test_projector import read_topic
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
@@ -121,3 +131,65 @@ async def test_a_second_router_resumes_without_executing_anything_again(
 async def _all_final(settings: Settings, ids: list[uuid.UUID]) -> bool:
     events = await payloads_by_order(settings)
     return all(events[i] and events[i][-1] is OrderCompleted for i in ids)
+
+
+async def test_a_router_taking_a_partition_over_reads_the_tail_of_an_order_finished_before_it(
+    router_settings: Settings,
+) -> None:
+    """Bug 6, on a real broker: the stored resume position (an unfinished order's
+    submission) lies between another order's submission and its later events, as when
+    that order's run ended before its router had read its own events back. The router
+    taking the partition over must resume the unfinished order and dead-letter nothing."""
+    settings = router_settings
+    servers = str(settings.kafka_bootstrap_servers)
+    await ensure_topics(servers, topic_specs(settings))
+    done, pending = _two_orders_of_one_partition(settings.orders_topic_partitions)
+    signature = "D" * 88
+    attempt = routed_and_sent(route_plan(), [quote()], signature, reason="best single venue")
+    done_records = encoded_chain(
+        done, [submitted(amount=1), *attempt, completed(signature, 150, amount_in=1)], start=T0
+    )
+    pending_records = encoded_chain(pending, [submitted(amount=1)], start=T0)
+    log = [(done, done_records[0]), (pending, pending_records[0])]
+    log += [(done, value) for value in done_records[1:]]
+    producer = durable_producer(servers, client_id="test-router-tail")
+    await start_producer(producer, servers)
+    try:
+        written = [
+            await producer.send_and_wait(
+                settings.orders_topic, value=value, key=str(order_id).encode()
+            )
+            for order_id, value in log
+        ]
+    finally:
+        await producer.stop()
+    migrate(str(settings.database_url))
+    with connect(str(settings.database_url)) as conn:  # what the previous owner saved
+        conn.execute(
+            "INSERT INTO router.resume_positions (topic, partition, resume_offset)"
+            " VALUES (%s, %s, %s)",
+            (settings.orders_topic, written[1].partition, written[1].offset),
+        )
+
+    async with router_running(settings):
+        await eventually(
+            lambda: _all_final(settings, [pending]), "the unfinished order final", timeout=60
+        )
+
+    assert await read_topic(settings, settings.dead_letter_topic) == []
+    assert len({metadata.partition for metadata in written}) == 1
+    events = await payloads_by_order(settings)
+    assert events[done] == [type(codec.decode(value).payload) for value in done_records]
+    assert events[pending].count(OrderCompleted) == 1
+
+
+def _two_orders_of_one_partition(partitions: int) -> tuple[uuid.UUID, uuid.UUID]:
+    """Two order ids whose keys the producers' partitioner puts on the same partition."""
+    partitioner = DefaultPartitioner()
+    every = list(range(partitions))
+    first = uuid.uuid4()
+    target = partitioner(str(first).encode(), every, every)
+    while True:
+        second = uuid.uuid4()
+        if partitioner(str(second).encode(), every, every) == target:
+            return first, second

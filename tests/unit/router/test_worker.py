@@ -560,3 +560,69 @@ async def test_the_end_of_an_order_finished_before_the_resume_position_is_no_dea
     assert runner.started == []
     await live(router, 0, 6, a, record(a, 3, routed_event()))  # after its end: poison
     assert [reason for *_, reason in letters.letters] == ["event after the order's final event"]
+
+
+async def test_a_successor_reads_the_tail_of_an_order_finished_before_its_resume_position() -> None:
+    """Bug 6: an order's run ends (its final event durable) before the router has read its
+    own events back, so the resume position moves past the order's submission while its
+    later events still lie after it. A successor catching up from there sees those events
+    without the submission: valid records of a finished order, not dead letters."""
+    runner, letters = FakeRunner(block=True), DeadLetters()
+    first = make_router(runner, letters)
+    first.begin_catch_up(0, 0, 0)
+    await first.finish_catch_up(0)
+    finished, running = uuid.uuid4(), uuid.uuid4()
+    log = [
+        (finished, record(finished, 1)),
+        (running, record(running, 1)),
+        (finished, record(finished, 2, routed_event())),
+        (finished, record(finished, 3, routed_event())),
+        (finished, record(finished, 4, routed_event())),
+        (finished, record(finished, 5, FAILED)),
+    ]
+    for offset, (order_id, value) in enumerate(log[:2]):
+        await live(first, 0, offset, order_id, value)
+    await until(lambda: runner.started == [finished, running])
+    runner.release(finished)  # its events 2-5 are on the log, not yet read back
+    await until(lambda: first.in_flight == 1)
+    resume = first.resume_offsets()[0]
+    assert resume == 1  # the running order's submission: past the finished one's
+    await first.revoke(0)
+
+    successor_runner = FakeRunner(block=True)
+    successor = make_router(successor_runner, letters)
+    assignment = successor.reserve(0)
+    assert successor.begin_catch_up(0, resume, len(log), assignment)
+    for offset in range(resume, len(log)):
+        order_id, value = log[offset]
+        await successor.fold(0, offset, key(order_id), value, assignment)
+    await successor.finish_catch_up(0, assignment)
+
+    assert letters.letters == []
+    await until(lambda: successor_runner.started == [running])  # and nothing else, once
+    assert successor.resume_offsets() == {0: 1}
+    await live(successor, 0, 6, finished, record(finished, 6, routed_event()))
+    assert [reason for *_, reason in letters.letters] == ["event after the order's final event"]
+    successor_runner.release(running)
+    await settle(successor)
+    assert successor_runner.started == [running]
+
+
+async def test_an_unknown_orders_events_without_an_end_in_the_catch_up_are_dead_lettered() -> None:
+    """Only a tail that ends within the catch-up is an order finished before the resume
+    position; events of an unknown order that never ends there cannot be read."""
+    runner, letters = FakeRunner(), DeadLetters()
+    router = make_router(runner, letters)
+    lost, ended = uuid.uuid4(), uuid.uuid4()
+    router.begin_catch_up(0, 10, 14)
+    await router.fold(0, 10, key(lost), record(lost, 2, routed_event()))
+    await router.fold(0, 11, key(ended), record(ended, 3, routed_event()))
+    await router.fold(0, 12, key(lost), record(lost, 3, routed_event()))
+    await router.fold(0, 13, key(ended), record(ended, 4, FAILED))
+    await router.finish_catch_up(0)
+
+    assert letters.where == [(0, 10), (0, 12)]
+    assert "got sequence 2, expected 1" in letters.letters[0][4]
+    assert "got sequence 3, expected 1" in letters.letters[1][4]
+    assert runner.started == []
+    assert router.resume_offsets() == {0: 14}
