@@ -1,0 +1,221 @@
+"""The trigger engine on the real broker: recovery of N open orders, tick -> `triggered`, a mass
+trigger.
+
+Run: `.venv/bin/python -m bench.trigger_engine [--open N] [--few-ticks F] [--mass M]`
+(starts Kafka and PostgreSQL of its own unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL name
+them). It writes N + 3F + M resting orders' `OrderSubmitted` straight to a fresh order log
+(no API: the figure is the engine's), then starts `TriggerEngine` in this process and
+measures:
+
+- recovery: from start to the book rebuilt (the engine's own `recovery_seconds`; the read
+  model is empty here, so it folds the whole log) and the process's RSS growth;
+- tick -> `triggered` through Kafka when few cross: F ticks, each crossing 3 limits, the
+  latency being the triggered record's log time minus the tick's (both stamped by their
+  producers on this host), p50 / p99;
+- one tick crossing M stops: from the tick's log time to the last of the M `OrderTriggered`
+  on the log. Their execution is the router's (no router runs here: see
+  docs/benchmarks.md for its throughput).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import orjson
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from bench.launcher import Launched, Topology
+from bench.triggers import rss_bytes
+from schemas.codec import encode
+from schemas.envelope import Envelope, genesis_hash
+from schemas.events import OrderSubmitted, OrderType
+from schemas.market import MarketTick, VenueTick, encode_market
+from services.common.db import open_pool
+from services.common.kafka import log_reader
+from services.common.settings import Settings
+from services.triggers.main import TriggerEngine
+
+MID = Decimal(150)
+FEW_PER_TICK = 3
+
+
+def submitted(kind: OrderType, price: Decimal, now: datetime) -> tuple[bytes, bytes]:
+    order_id = uuid.uuid4()
+    prices = {"limit_price": price} if kind is OrderType.LIMIT else {"trigger_price": price}
+    event = OrderSubmitted(
+        token_in="SOL", token_out="USDC", amount=Decimal(1), slippage=Decimal("0.01"),
+        order_type=kind, expires_at=now + timedelta(days=7), owner="bench", **prices,
+    )  # fmt: skip
+    envelope = Envelope.new(
+        order_id=order_id, sequence=1, producer="api", prev_hash=genesis_hash(order_id),
+        payload=event, occurred_at=now,
+    )  # fmt: skip
+    return str(order_id).encode(), encode(envelope)
+
+
+def few_level(i: int) -> Decimal:
+    """The i-th few-cross level: limits just above the mid, one tick apart."""
+    return MID * Decimal("1.001") + Decimal(i) / 100
+
+
+async def write_orders(settings: Settings, args: argparse.Namespace) -> float:
+    """The orders on the log; the seconds it took."""
+    now = datetime.now(UTC)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=50,
+        max_batch_size=1 << 20, acks=1,
+    )  # fmt: skip
+    await producer.start()
+    began = time.perf_counter()
+    try:
+        pending = []
+        for i in range(args.open):
+            # Resting, crossed by nothing here: stops 1-40 % below the mid, limits above it
+            # beyond the few-cross levels.
+            offset = Decimal(1 + i % 3_900) / 10_000 + Decimal("0.01")
+            if i % 2:
+                key, value = submitted(OrderType.STOP, MID * (1 - offset), now)
+            else:
+                key, value = submitted(OrderType.LIMIT, MID * (1 + offset + Decimal("0.05")), now)
+            pending.append(await producer.send(settings.orders_topic, value, key=key))
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        for i in range(args.few_ticks):
+            for _ in range(FEW_PER_TICK):
+                key, value = submitted(OrderType.LIMIT, few_level(i), now)
+                pending.append(await producer.send(settings.orders_topic, value, key=key))
+        for _ in range(args.mass):
+            key, value = submitted(OrderType.STOP, MID * Decimal("0.995"), now)
+            pending.append(await producer.send(settings.orders_topic, value, key=key))
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - began
+
+
+class Triggered:
+    """Reads `OrderTriggered` records off the log as they land: (log time s, order id)."""
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.kafka_bootstrap_servers is not None
+        self.settings = settings
+        self.consumer = log_reader(settings.kafka_bootstrap_servers, client_id="bench-triggered")
+        self.times: list[float] = []
+        self.changed = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        topic = self.settings.orders_topic
+        tps = [TopicPartition(topic, p) for p in range(self.settings.orders_topic_partitions)]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_end(*tps)
+        for tp in tps:
+            await self.consumer.position(tp)  # resolve the end now, before any tick
+
+    async def run(self) -> None:
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=100, max_records=10_000)
+            for batch in batches.values():
+                for record in batch:
+                    if orjson.loads(record.value or b"{}").get("type") == "OrderTriggered":
+                        self.times.append(record.timestamp / 1000)
+            if batches:
+                self.changed.set()
+
+    async def count_reaches(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.times) < count:
+            self.changed.clear()
+            await asyncio.wait_for(self.changed.wait(), max(0.01, deadline - time.monotonic()))
+
+
+async def send_tick(
+    producer: AIOKafkaProducer, settings: Settings, sequence: int, mid: Decimal
+) -> float:
+    """A SOL-USDC tick at `mid`; its log time (s)."""
+    tick = MarketTick(
+        pair="SOL-USDC", base="SOL", quote="USDC", slot=10_000 + sequence,
+        at=datetime.now(UTC), reference=mid,
+        venues=(VenueTick(venue="RAYDIUM", mid=mid, depth_bid=Decimal(1), depth_ask=Decimal(1)),),
+    )  # fmt: skip
+    metadata = await producer.send_and_wait(
+        settings.market_ticks_topic, encode_market(sequence, tick), key=b"SOL-USDC"
+    )
+    return float(metadata.timestamp) / 1000
+
+
+async def measure(settings: Settings, args: argparse.Namespace) -> None:
+    total = args.open + FEW_PER_TICK * args.few_ticks + args.mass
+    wrote = await write_orders(settings, args)
+    print(f"log: {total:,} OrderSubmitted written in {wrote:.1f}s")
+    assert settings.database_url is not None
+    pool = await open_pool(settings.database_url, max_size=2)
+    before = rss_bytes()
+    engine = TriggerEngine(settings, pool)
+    stop = asyncio.Event()
+    await engine.start()
+    task = asyncio.create_task(engine.run(stop))
+    triggered = Triggered(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    try:
+        await asyncio.wait_for(engine.recovered.wait(), 3_600)
+        grown = rss_bytes() - before
+        print(f"recovery: {engine.core.resting:,} resting orders in"
+              f" {engine.recovery_seconds:.1f}s; RSS +{grown / 2**20:.0f} MB"
+              f" ({grown / max(1, engine.core.resting):.0f} bytes an order)")  # fmt: skip
+        await producer.start()
+        await triggered.start()
+        reader = asyncio.create_task(triggered.run())
+        await send_tick(producer, settings, 1, MID)  # crosses nothing: the engine's first price
+        await asyncio.sleep(1)
+        latencies = []
+        for i in range(args.few_ticks):
+            at = await send_tick(producer, settings, 2 + i, few_level(i))
+            await triggered.count_reaches(FEW_PER_TICK * (i + 1), 30)
+            latencies.append(triggered.times[-1] - at)
+        if len(latencies) >= 2:
+            q = statistics.quantiles(latencies, n=100)
+            print(f"tick -> triggered on the log ({FEW_PER_TICK} crossed a tick):"
+                  f" p50 {q[49] * 1e3:.1f} ms, p99 {q[98] * 1e3:.1f} ms,"
+                  f" max {max(latencies) * 1e3:.1f} ms over {len(latencies)} ticks")  # fmt: skip
+        if args.mass:
+            already = len(triggered.times)
+            at = await send_tick(producer, settings, 10_000, MID * Decimal("0.993"))
+            await triggered.count_reaches(already + args.mass, 600)
+            print(f"mass: one tick crossed {args.mass:,} stops: all {args.mass:,} OrderTriggered"
+                  f" on the log {max(triggered.times) - at:.2f}s after the tick")  # fmt: skip
+        reader.cancel()
+    finally:
+        stop.set()
+        await task
+        await engine.stop()
+        await triggered.consumer.stop()
+        await producer.stop()
+        await pool.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--open", type=int, default=100_000)
+    parser.add_argument("--few-ticks", type=int, default=200)
+    parser.add_argument("--mass", type=int, default=10_000)
+    args = parser.parse_args()
+    launched = Launched(Topology(partitions=12))
+    try:
+        settings = launched.start_dependencies().model_copy(
+            update={"market_ticks_topic": f"bench.ticks.{uuid.uuid4().hex[:8]}"}
+        )
+        asyncio.run(measure(settings, args))
+    finally:
+        launched.stop()
+
+
+if __name__ == "__main__":
+    main()
