@@ -125,6 +125,13 @@ class TriggerCore:
         which one dict keyed by value would mix up."""
         return self._values.setdefault((type(value), str(value)), value)
 
+    def load(self, state: OrderState) -> None:
+        """Take a conditional order not final as the read model recorded it (recovery): no
+        proposal yet, later records of the log are folded onto it with `apply`."""
+        self.orders[state.order_id.int] = pack(state, self._share, _KEPT_FIELDS)
+        if state.status.is_resting:
+            self._rest(state, state.updated_at, cross=False, expire=False)
+
     def _rest(
         self, state: OrderState, now: datetime, *, cross: bool = True, expire: bool = True
     ) -> list[Envelope]:
