@@ -26,14 +26,16 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import orjson
+import psycopg
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from bench.launcher import Launched, Topology
 from bench.triggers import rss_bytes
-from schemas.codec import encode
-from schemas.envelope import Envelope, genesis_hash
+from schemas.codec import decode, encode
+from schemas.envelope import Envelope, genesis_hash, record_hash
 from schemas.events import OrderSubmitted, OrderType
 from schemas.market import MarketTick, VenueTick, encode_market
 from services.common.db import open_pool
@@ -46,6 +48,7 @@ FEW_PER_TICK = 3
 
 
 def submitted(kind: OrderType, price: Decimal, now: datetime) -> tuple[bytes, bytes]:
+    """One resting order's `OrderSubmitted` record: (key, value)."""
     order_id = uuid.uuid4()
     prices = {"limit_price": price} if kind is OrderType.LIMIT else {"trigger_price": price}
     event = OrderSubmitted(
@@ -64,8 +67,10 @@ def few_level(i: int) -> Decimal:
     return MID * Decimal("1.001") + Decimal(i) / 100
 
 
-async def write_orders(settings: Settings, args: argparse.Namespace) -> float:
-    """The orders on the log; the seconds it took."""
+async def write_orders(
+    settings: Settings, args: argparse.Namespace
+) -> tuple[float, list[tuple[bytes, bytes, int, int]]]:
+    """The orders on the log; the seconds it took and each (key, value, partition, offset)."""
     now = datetime.now(UTC)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=50,
@@ -75,6 +80,8 @@ async def write_orders(settings: Settings, args: argparse.Namespace) -> float:
     began = time.perf_counter()
     try:
         pending = []
+        done: list[Any] = []
+        records: list[tuple[bytes, bytes]] = []
         for i in range(args.open):
             # Resting, crossed by nothing here: stops 1-40 % below the mid, limits above it
             # beyond the few-cross levels.
@@ -83,20 +90,72 @@ async def write_orders(settings: Settings, args: argparse.Namespace) -> float:
                 key, value = submitted(OrderType.STOP, MID * (1 - offset), now)
             else:
                 key, value = submitted(OrderType.LIMIT, MID * (1 + offset + Decimal("0.05")), now)
+            records.append((key, value))
             pending.append(await producer.send(settings.orders_topic, value, key=key))
             if len(pending) >= 20_000:
-                await asyncio.gather(*pending)
+                done += await asyncio.gather(*pending)
                 pending.clear()
         for i in range(args.few_ticks):
             for _ in range(FEW_PER_TICK):
                 key, value = submitted(OrderType.LIMIT, few_level(i), now)
+                records.append((key, value))
                 pending.append(await producer.send(settings.orders_topic, value, key=key))
         for _ in range(args.mass):
             key, value = submitted(OrderType.STOP, MID * Decimal("0.995"), now)
+            records.append((key, value))
             pending.append(await producer.send(settings.orders_topic, value, key=key))
-        await asyncio.gather(*pending)
+        done += await asyncio.gather(*pending)
     finally:
         await producer.stop()
+    written = [(k, v, m.partition, m.offset) for (k, v), m in zip(records, done, strict=True)]
+    return time.perf_counter() - began, written
+
+
+async def project_as_caught_up(
+    settings: Settings, written: list[tuple[bytes, bytes, int, int]]
+) -> float:
+    """The read model a projector caught up with this log would hold (rows, each order's
+    event with its hash and position, the positions), bulk-copied; the seconds it took.
+    Only the columns the engine's recovery reads are filled (payloads left empty)."""
+    assert settings.database_url is not None
+    began = time.perf_counter()
+    ends: dict[int, int] = {}
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        async with conn.cursor() as cursor:
+            async with cursor.copy(
+                "COPY read_model.orders (id, token_in, token_out, amount, slippage, status,"
+                " last_sequence, created_at, updated_at, order_type, limit_price,"
+                " trigger_price, expires_at) FROM STDIN"
+            ) as copy:
+                for _, value, _, _ in written:
+                    envelope = decode(value)
+                    event = envelope.payload
+                    assert isinstance(event, OrderSubmitted)
+                    await copy.write_row((
+                        envelope.order_id, event.token_in, event.token_out, event.amount,
+                        event.slippage, "open", 1, envelope.occurred_at, envelope.occurred_at,
+                        event.order_type.value, event.limit_price, event.trigger_price,
+                        event.expires_at,
+                    ))  # fmt: skip
+            async with cursor.copy(
+                "COPY read_model.order_events (order_id, sequence, event_id, type, version,"
+                " status, occurred_at, producer, prev_hash, hash, payload, log_partition,"
+                " log_offset) FROM STDIN"
+            ) as copy:
+                for key, value, partition, offset in written:
+                    ends[partition] = max(ends.get(partition, 0), offset + 1)
+                    await copy.write_row((
+                        key.decode(), 1, uuid.uuid4(), "OrderSubmitted", 2, "open",
+                        datetime.now(UTC), "api", "-", record_hash(value), "{}", partition,
+                        offset,
+                    ))  # fmt: skip
+            for partition, end in ends.items():
+                await cursor.execute(
+                    "INSERT INTO read_model.log_positions (topic, partition, next_offset)"
+                    " VALUES (%s, %s, %s)",
+                    (settings.orders_topic, partition, end),
+                )
+        await conn.commit()
     return time.perf_counter() - began
 
 
@@ -153,8 +212,12 @@ async def send_tick(
 
 async def measure(settings: Settings, args: argparse.Namespace) -> None:
     total = args.open + FEW_PER_TICK * args.few_ticks + args.mass
-    wrote = await write_orders(settings, args)
+    wrote, written = await write_orders(settings, args)
     print(f"log: {total:,} OrderSubmitted written in {wrote:.1f}s")
+    if not args.from_log:
+        copied = await project_as_caught_up(settings, written)
+        print(f"read model: {total:,} rows as a caught-up projector's, copied in {copied:.1f}s")
+    del written
     assert settings.database_url is not None
     pool = await open_pool(settings.database_url, max_size=2)
     before = rss_bytes()
@@ -206,6 +269,9 @@ def main() -> None:
     parser.add_argument("--open", type=int, default=100_000)
     parser.add_argument("--few-ticks", type=int, default=200)
     parser.add_argument("--mass", type=int, default=10_000)
+    parser.add_argument(
+        "--from-log", action="store_true", help="an empty read model: fold the whole log"
+    )
     args = parser.parse_args()
     launched = Launched(Topology(partitions=12))
     try:
