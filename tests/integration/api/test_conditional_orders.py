@@ -343,7 +343,7 @@ async def test_expiry_fires_on_time_and_after_a_restart(make_settings: MakeSetti
 RACES = 1_000
 
 
-@pytest.mark.slow  # 45 s at a load of ~5 on the 2 shared cores, 2 min at ~16: executing
+@pytest.mark.slow  # 35-45 s at a load of ~6 on the 2 shared cores, 2 min at ~16: executing
 # the triggered stops on the test chain is most of it
 async def test_a_thousand_cancels_racing_triggers_end_one_way_each(
     make_settings: MakeSettings,
