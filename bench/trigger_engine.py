@@ -13,8 +13,9 @@ measures:
   latency being the triggered record's log time minus the tick's (both stamped by their
   producers on this host), p50 / p99;
 - one tick crossing M stops: from the tick's log time to the last of the M `OrderTriggered`
-  on the log. Their execution is the router's (no router runs here: see
-  docs/benchmarks.md for its throughput).
+  on the log; with `--execute` the chain node, projector, router and API run too (as
+  processes, the read model then being the projector's) and the figure goes on to every
+  one of the M executed (completed or failed in the read model).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import psycopg
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from bench.launcher import Launched, Topology
+from bench.polling import eventually
 from bench.triggers import rss_bytes
 from schemas.codec import decode, encode
 from schemas.envelope import Envelope, genesis_hash, record_hash
@@ -47,12 +49,14 @@ MID = Decimal(150)
 FEW_PER_TICK = 3
 
 
-def submitted(kind: OrderType, price: Decimal, now: datetime) -> tuple[bytes, bytes]:
+def submitted(
+    kind: OrderType, price: Decimal, now: datetime, amount: Decimal = Decimal(1)
+) -> tuple[bytes, bytes]:
     """One resting order's `OrderSubmitted` record: (key, value)."""
     order_id = uuid.uuid4()
     prices = {"limit_price": price} if kind is OrderType.LIMIT else {"trigger_price": price}
     event = OrderSubmitted(
-        token_in="SOL", token_out="USDC", amount=Decimal(1), slippage=Decimal("0.01"),
+        token_in="SOL", token_out="USDC", amount=amount, slippage=Decimal("0.2"),
         order_type=kind, expires_at=now + timedelta(days=7), owner="bench", **prices,
     )  # fmt: skip
     envelope = Envelope.new(
@@ -101,7 +105,8 @@ async def write_orders(
                 records.append((key, value))
                 pending.append(await producer.send(settings.orders_topic, value, key=key))
         for _ in range(args.mass):
-            key, value = submitted(OrderType.STOP, MID * Decimal("0.995"), now)
+            # Small: with --execute the router swaps each on the chain, from one wallet.
+            key, value = submitted(OrderType.STOP, MID * Decimal("0.995"), now, Decimal("0.01"))
             records.append((key, value))
             pending.append(await producer.send(settings.orders_topic, value, key=key))
         done += await asyncio.gather(*pending)
@@ -214,11 +219,44 @@ async def send_tick(
     return float(metadata.timestamp) / 1000
 
 
-async def measure(settings: Settings, args: argparse.Namespace) -> None:
+async def finals(settings: Settings) -> tuple[int, int]:
+    """How many orders the read model shows completed, and failed."""
+    assert settings.database_url is not None
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        cursor = await conn.execute(
+            "SELECT count(*) FILTER (WHERE status = 'completed'),"
+            " count(*) FILTER (WHERE status = 'failed') FROM read_model.orders"
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+async def wait_projected(settings: Settings, total: int) -> None:
+    """Until the projector has every order in the read model (so a DELETE or GET sees it)."""
+    assert settings.database_url is not None
+    url = settings.database_url
+
+    async def projected() -> bool:
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            row = await (await conn.execute("SELECT count(*) FROM read_model.orders")).fetchone()
+        return row is not None and row[0] >= total
+
+    await eventually(projected, "every order projected", timeout=600, interval=0.5)
+
+
+async def measure(
+    settings: Settings, args: argparse.Namespace, launched: Launched | None = None
+) -> None:
     total = args.open + FEW_PER_TICK * args.few_ticks + args.mass
     wrote, written = await write_orders(settings, args)
     print(f"log: {total:,} OrderSubmitted written in {wrote:.1f}s")
-    if not args.from_log:
+    if args.execute:
+        assert launched is not None
+        urls = await launched.start_processes()  # the chain, projector, router and API
+        await launched.wait_healthy(urls)
+        await wait_projected(settings, total)
+    elif not args.from_log:
         copied = await project_as_caught_up(settings, written)
         print(f"read model: {total:,} rows as a caught-up projector's, copied in {copied:.1f}s")
     del written
@@ -258,6 +296,15 @@ async def measure(settings: Settings, args: argparse.Namespace) -> None:
             await triggered.count_reaches(already + args.mass, 600)
             print(f"mass: one tick crossed {args.mass:,} stops: all {args.mass:,} OrderTriggered"
                   f" on the log {max(triggered.times) - at:.2f}s after the tick")  # fmt: skip
+            if args.execute:
+
+                async def all_final() -> tuple[int, int] | None:
+                    done = await finals(settings)
+                    return done if sum(done) >= args.mass else None
+
+                done = await eventually(all_final, "all executed", timeout=1_800, interval=1)
+                print(f"  ... all {args.mass:,} executed (router, chain) {time.time() - at:.1f}s"
+                      f" after the tick: {done[0]:,} completed, {done[1]:,} failed")  # fmt: skip
         reader.cancel()
     finally:
         stop.set()
@@ -276,13 +323,19 @@ def main() -> None:
     parser.add_argument(
         "--from-log", action="store_true", help="an empty read model: fold the whole log"
     )
+    parser.add_argument(
+        "--execute",
+        action="store_true",
+        help="run the chain, projector, router and API too, and time the mass's execution",
+    )
     args = parser.parse_args()
-    launched = Launched(Topology(partitions=12))
+    launched = Launched(Topology(partitions=12, router_max_in_flight=2000))
     try:
         settings = launched.start_dependencies().model_copy(
             update={"market_ticks_topic": f"bench.ticks.{uuid.uuid4().hex[:8]}"}
         )
-        asyncio.run(measure(settings, args))
+        launched.settings = settings  # the processes' environment names the ticks topic
+        asyncio.run(measure(settings, args, launched))
     finally:
         launched.stop()
 
