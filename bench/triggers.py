@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import random
 import statistics
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from schemas.envelope import Envelope, genesis_hash
@@ -55,7 +56,8 @@ def fill_book(orders: int, seed: int) -> tuple[TriggerBook, float, int]:
         kind = OrderType.LIMIT if i % 2 else OrderType.STOP
         price = level(rng, kind is OrderType.LIMIT)
         legs = legs_of(kind, limit_price=price, trigger_price=price)
-        book.add(uuid.UUID(int=rng.getrandbits(128)), ("SOL", "USDC"), legs, None)
+        expires = NOW + timedelta(days=7, seconds=i)  # every order has one (the default 7 d)
+        book.add(uuid.UUID(int=rng.getrandbits(128)), ("SOL", "USDC"), legs, expires)
     seconds = time.perf_counter() - began
     gc.collect()
     return book, seconds, rss_bytes() - before
@@ -86,15 +88,17 @@ def fill_core(orders: int, seed: int) -> tuple[TriggerCore, int]:
         order_id = uuid.UUID(int=rng.getrandbits(128))
         kind = OrderType.LIMIT if i % 2 else OrderType.STOP
         price = level(rng, kind is OrderType.LIMIT)
+        # As on the log: each order its own hash, submission time and expiry (not shared).
         event = OrderSubmitted(
             token_in="SOL", token_out="USDC", amount=Decimal(1), slippage=Decimal("0.01"),
             order_type=kind, **({"limit_price": price} if i % 2 else {"trigger_price": price}),
+            expires_at=NOW + timedelta(days=7, seconds=i), owner="key-1",
         )  # fmt: skip
         envelope = Envelope.new(
             order_id=order_id, sequence=1, producer="api", prev_hash=genesis_hash(order_id),
-            payload=event, occurred_at=NOW,
+            payload=event, occurred_at=NOW + timedelta(microseconds=i),
         )  # fmt: skip
-        core.apply(envelope, "a" * 64, NOW)
+        core.apply(envelope, hashlib.sha256(order_id.bytes).hexdigest(), NOW)
     gc.collect()
     return core, rss_bytes() - before
 

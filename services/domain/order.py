@@ -8,8 +8,9 @@ read model; replay folds again. One fold, so the three can never disagree.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import singledispatch
 from typing import Any
@@ -138,21 +139,87 @@ def evolve(state: OrderState | None, envelope: Envelope, event_hash: str) -> Ord
 
 _FIELD_ORDER = tuple(field.name for field in fields(OrderState))
 _STATE_FIELDS = frozenset(_FIELD_ORDER)
+_REQUIRED = object()  # what no field's value ever is: a field without a default is kept
+_DEFAULTS: dict[str, Any] = {
+    field.name: field.default for field in fields(OrderState) if field.default is not MISSING
+}
+# For the fields without a default that `pack(..., only=...)` leaves out.
+_UNPACK_DEFAULTS: dict[str, Any] = _DEFAULTS | {
+    "amount": Decimal(0),
+    "slippage": Decimal(0),
+    "client_order_id": None,
+    "owner": None,
+    "created_at": datetime(1970, 1, 1, tzinfo=UTC),
+    "updated_at": datetime(1970, 1, 1, tzinfo=UTC),
+}
+_REPEATED_FIELDS = frozenset(
+    {
+        "token_in", "token_out", "owner", "amount", "slippage", "limit_price", "trigger_price",
+        "take_profit_price", "stop_loss_price", "status", "order_type",
+    }
+)  # fmt: skip
+_LAYOUTS: dict[int, tuple[str, ...]] = {}  # mask -> the fields it holds (a few dozen masks)
 
 
-def pack(state: OrderState) -> tuple[Any, ...]:
-    """The state's values in field order: ~350 bytes instead of its ~1.6 KB attribute dict,
-    for holders of many states at rest (the trigger engine's resting orders). Lossless:
-    `unpack(pack(state)) == state`."""
+def pack(
+    state: OrderState,
+    share: Callable[[Any], Any] | None = None,
+    only: frozenset[str] | None = None,
+) -> tuple[Any, ...]:
+    """The state compact, for holders of many states at rest (the trigger engine's resting
+    orders). Lossless: `unpack(pack(state)) == state`; with `only`, the fields named keep
+    their values and the others unpack as their defaults (those without one: zero amounts,
+    no owner or client id, the epoch), for a holder that reads only those fields.
+
+    Sparse: `(mask, *values)` with only the fields not at their default (a resting order
+    sets ~15 of 40: ~190 bytes of tuple instead of ~380), the id as its int (44 bytes, not
+    a 100-byte `UUID`) and the hash as its 32 bytes (65, not a 113-byte hex str). `share`,
+    if given, is applied to the mask and to the values many orders repeat (tokens, owner,
+    amounts, prices, status), so the holder can keep one object per distinct value."""
     values = state.__dict__
-    return tuple([values[name] for name in _FIELD_ORDER])
+    mask = 0
+    packed: list[Any] = []
+    for bit, name in enumerate(_FIELD_ORDER):
+        value = values[name]
+        if value is _DEFAULTS.get(name, _REQUIRED) or (only is not None and name not in only):
+            continue  # the very default object (or a field not kept): unpack puts one back
+        mask |= 1 << bit
+        if name == "order_id":
+            value = value.int
+        elif name == "last_hash":
+            value = _compact_hash(value)
+        elif share is not None and name in _REPEATED_FIELDS and value is not None:
+            value = share(value)
+        packed.append(value)
+    return (mask if share is None else share(mask), *packed)
 
 
-def unpack(values: tuple[Any, ...]) -> OrderState:
+def unpack(packed: tuple[Any, ...]) -> OrderState:
     """The state `pack` made these values of."""
+    mask = packed[0]
+    layout = _LAYOUTS.get(mask)
+    if layout is None:
+        layout = _LAYOUTS[mask] = tuple(
+            name for bit, name in enumerate(_FIELD_ORDER) if mask >> bit & 1
+        )
+    values = dict(_UNPACK_DEFAULTS)
+    values.update(zip(layout, packed[1:], strict=True))
+    values["order_id"] = uuid.UUID(int=values["order_id"])
+    last_hash = values["last_hash"]
+    if isinstance(last_hash, bytes):
+        values["last_hash"] = last_hash.hex()
     state = object.__new__(OrderState)
-    state.__dict__.update(zip(_FIELD_ORDER, values, strict=True))
+    state.__dict__.update({name: values[name] for name in _FIELD_ORDER})
     return state
+
+
+def _compact_hash(value: str) -> bytes | str:
+    """A lowercase hex digest as its bytes; anything else as it is (still lossless)."""
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        return value
+    return raw if raw.hex() == value else value
 
 
 def _copy_with(state: OrderState, changes: dict[str, Any]) -> OrderState:

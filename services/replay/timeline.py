@@ -28,12 +28,19 @@ from rich.text import Text
 from schemas.codec import UndecodableEvent, decode
 from schemas.envelope import Envelope, record_hash
 from schemas.events import (
+    OrderAmended,
+    OrderCancelled,
     OrderCompleted,
     OrderEvent,
+    OrderExpired,
     OrderFailed,
+    OrderOpened,
+    OrderPartiallyFilled,
     OrderRetrying,
     OrderRouted,
     OrderSubmitted,
+    OrderTriggered,
+    OrderType,
     TransactionBuilt,
     TransactionSubmitted,
 )
@@ -157,11 +164,14 @@ def _details(event: OrderEvent) -> list[str]:
     """What an event says, in a few human lines."""
     match event:
         case OrderSubmitted():
-            return [
+            lines = [
                 f"sell {event.amount} {event.token_in} for {event.token_out},"
                 f" slippage {event.slippage:%}"
                 + (f", client order {event.client_order_id}" if event.client_order_id else "")
             ]
+            if event.order_type is not OrderType.MARKET:
+                lines.append(f"{event.order_type.value}: {_conditions(event)}")
+            return lines
         case OrderRouted():
             lines = [f"attempt {event.attempt}: quotes seen"]
             for quote in event.quotes:
@@ -199,7 +209,40 @@ def _details(event: OrderEvent) -> list[str]:
                 f"{event.code}: {event.error} (after {event.attempts} attempt(s),"
                 f" {'retryable' if event.retryable else 'final'})"
             ]
+        case OrderTriggered():
+            return [
+                f"{event.leg} {event.level} crossed by the {event.pair} tick at slot"
+                f" {event.slot}, price {event.price}"
+            ]
+        case OrderOpened():
+            best = "" if event.best_amount_out is None else f" (best out {event.best_amount_out})"
+            return [f"rests again: {event.reason}{best}"]
+        case OrderPartiallyFilled():
+            return [
+                f"part: {event.amount_in} in, {event.amount_out} out, fee {event.fee};"
+                f" {event.remaining} rests",
+                f"signature {event.tx_hash}",
+            ]
+        case OrderCancelled():
+            return [event.reason + (f" (key {event.by})" if event.by else "")]
+        case OrderExpired():
+            return [f"expired at {event.expires_at.isoformat()}"]
+        case OrderAmended():
+            return [f"amended: {_conditions(event)}" + (f" (key {event.by})" if event.by else "")]
     return []  # pragma: no cover - the match covers every event type
+
+
+def _conditions(event: OrderSubmitted | OrderAmended) -> str:
+    """A conditional order's prices and expiry as set by its submission or an amend."""
+    named = {
+        "limit": event.limit_price,
+        "trigger": event.trigger_price,
+        "take profit": event.take_profit_price,
+        "stop loss": event.stop_loss_price,
+        "trailing bps": event.trailing_bps,
+        "expires": event.expires_at.isoformat() if event.expires_at else None,
+    }
+    return ", ".join(f"{name} {value}" for name, value in named.items() if value is not None)
 
 
 def render(timeline: Timeline, console: Console) -> None:
@@ -213,6 +256,12 @@ def render(timeline: Timeline, console: Console) -> None:
             f"{state.status.value}[/bold] after {state.sequence} events",
             f"created {state.created_at.isoformat()}   last change {state.updated_at.isoformat()}",
         ]
+        if state.order_type is not OrderType.MARKET:
+            lines.append(f"{state.order_type.value} order")
+        if state.triggered_slot is not None:
+            # The last trigger's tick (an order put back or partly filled may trigger again).
+            lines.append(f"last triggered by the tick at slot {state.triggered_slot},"
+                         f" price {state.triggered_price}")  # fmt: skip
         if state.amount_out is not None:
             lines.append(f"filled {state.amount_out} {state.token_out} on {state.selected_dex}"
                          f" at {state.executed_price} (fee {state.fee})")  # fmt: skip

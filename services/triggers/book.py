@@ -92,23 +92,22 @@ class _Entry:
 
     Index keys are `(float level, handle, entry)`: the handle (unique, increasing) orders
     equal levels first come first served and makes the entry itself never compared, and
-    the entry in the key saves a handle -> entry map (~100 bytes an order)."""
+    the entry in the key saves a handle -> entry map (~100 bytes an order). The order id is
+    held as its 128-bit int (44 bytes), not as a `uuid.UUID` (another 56)."""
 
-    __slots__ = ("direction", "expires", "group", "handle", "legs", "order_id")
+    __slots__ = ("direction", "group", "handle", "legs", "order_id")
 
     def __init__(
         self,
-        order_id: uuid.UUID,
+        order_id: int,
         handle: int,
         direction: Direction,
         legs: tuple[Leg, ...],
-        expires: float | None,
     ) -> None:
         self.order_id = order_id
         self.handle = handle
         self.direction = direction
         self.legs = legs
-        self.expires = expires
         self.group: _Group | None = None  # a trailing stop's group
 
 
@@ -147,11 +146,13 @@ class TriggerBook:
     """Resting orders by direction and level, and by expiry."""
 
     def __init__(self) -> None:
-        self._entries: dict[uuid.UUID, _Entry] = {}
+        self._entries: dict[int, _Entry] = {}  # by the order id's int
         self._indexes: dict[Direction, _Indexes] = {}
         self._expiries: list[tuple[float, int, _Entry]] = []
         self._next_handle = 0
         self._values: dict[object, object] = {}
+        # Float keys apart: 150.0 == Decimal(150) (same hash), so one dict would mix them.
+        self._floats: dict[float, float] = {}
         self._last: dict[Direction, Decimal] = {}  # the last price per direction
 
     def _shared(self, value: T) -> T:
@@ -163,7 +164,7 @@ class TriggerBook:
         return len(self._entries)
 
     def __contains__(self, order_id: object) -> bool:
-        return order_id in self._entries
+        return isinstance(order_id, uuid.UUID) and order_id.int in self._entries
 
     def add(
         self,
@@ -174,6 +175,7 @@ class TriggerBook:
     ) -> None:
         """Rest an order (replacing what the book held for it, as after an amend)."""
         self.remove(order_id)
+        key = order_id.int
         handle = self._next_handle
         self._next_handle += 1
         expires = expires_at.timestamp() if expires_at is not None else None
@@ -181,8 +183,8 @@ class TriggerBook:
         # one tuple and one Decimal per distinct level, not per order.
         direction = self._shared(direction)
         legs = self._shared(tuple(self._shared(leg) for leg in legs))
-        entry = _Entry(order_id, handle, direction, legs, expires)
-        self._entries[order_id] = entry
+        entry = _Entry(key, handle, direction, legs)  # its expiry is in the heap only
+        self._entries[key] = entry
         if legs:
             indexes = self._indexes.get(direction)
             if indexes is None:
@@ -191,13 +193,18 @@ class TriggerBook:
                 if leg.side == "trail":
                     self._trail(indexes, entry, leg)
                 else:
-                    getattr(indexes, leg.side).add((float(leg.level), handle, entry))
+                    level = float(leg.level)
+                    level = self._floats.setdefault(level, level)  # one per distinct level
+                    getattr(indexes, leg.side).add((level, handle, entry))
         if expires is not None:
             heapq.heappush(self._expiries, (expires, handle, entry))
 
     def remove(self, order_id: uuid.UUID) -> bool:
         """Take an order out of the book (it triggered, was cancelled, expired or finished)."""
-        entry = self._entries.pop(order_id, None)
+        return self._remove(order_id.int)
+
+    def _remove(self, key: int) -> bool:
+        entry = self._entries.pop(key, None)
         if entry is None:
             return False
         indexes = self._indexes.get(entry.direction)
@@ -300,8 +307,8 @@ class TriggerBook:
                     crossed.append((entry, leg))
         result: list[Crossing] = []
         for entry, leg in crossed:
-            if self.remove(entry.order_id):  # an OCO crossed on both sides fires once
-                result.append(Crossing(entry.order_id, leg.name, leg.level, price))
+            if self._remove(entry.order_id):  # an OCO crossed on both sides fires once
+                result.append(Crossing(uuid.UUID(int=entry.order_id), leg.name, leg.level, price))
         return result
 
     def due(self, now: datetime) -> list[uuid.UUID]:
@@ -311,8 +318,8 @@ class TriggerBook:
         while self._expiries and self._expiries[0][0] <= limit:
             _, _, entry = heapq.heappop(self._expiries)
             if self._holds(entry):
-                self.remove(entry.order_id)
-                expired.append(entry.order_id)
+                self._remove(entry.order_id)
+                expired.append(uuid.UUID(int=entry.order_id))
         return expired
 
     def _holds(self, entry: _Entry) -> bool:

@@ -18,7 +18,7 @@ cancelled, or ended).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -64,8 +64,9 @@ class TriggerCore:
     def __init__(self, producer: str = PRODUCER) -> None:
         self.producer = producer
         self.book = TriggerBook()
-        # Conditional orders not final, packed (`pack`): a million resting states at rest.
-        self.orders: dict[uuid.UUID, tuple[object, ...]] = {}
+        # Conditional orders not final, packed (`pack`: sparse, values shared), by the order
+        # id's int (44 bytes; a `UUID` key would be another 56): a million states at rest.
+        self.orders: dict[int, tuple[object, ...]] = {}
         self.in_flight: dict[uuid.UUID, int] = {}  # order -> the sequence proposed
         self.prices: dict[Direction, Price] = {}
         self._values: dict[object, object] = {}  # one object per distinct shared value
@@ -87,7 +88,7 @@ class TriggerCore:
         decided the order already) the order only goes into the book; `on_clock` after the
         catch-up expires what is due."""
         order_id = envelope.order_id
-        packed = self.orders.get(order_id)
+        packed = self.orders.get(order_id.int)
         known = None if packed is None else unpack(packed)
         if known is None:
             event = envelope.payload
@@ -107,24 +108,29 @@ class TriggerCore:
         if proposed is not None and envelope.sequence >= proposed:
             del self.in_flight[order_id]  # the log has decided our proposal, one way or other
         if state.is_final:
-            self.orders.pop(order_id, None)
+            self.orders.pop(order_id.int, None)
             self.book.remove(order_id)
             self.in_flight.pop(order_id, None)
             return []
-        self.orders[order_id] = self._pack(state)
+        self.orders[order_id.int] = pack(state, self._share, _KEPT_FIELDS)
         if not state.status.is_resting or order_id in self.in_flight:
             self.book.remove(order_id)
             return []
         return self._rest(state, now, cross=propose, expire=propose)
 
-    def _pack(self, state: OrderState) -> tuple[object, ...]:
-        """`pack`, with the values many orders repeat (tokens, owner, amounts, prices) shared."""
-        values = list(pack(state))
-        for index in _SHARED_FIELDS:
-            value = values[index]
-            if value is not None:
-                values[index] = self._values.setdefault(value, value)
-        return tuple(values)
+    def _share(self, value: object) -> object:
+        """One object per distinct value many orders repeat (tokens, owner, prices, masks).
+
+        Keyed by type and text: 150 == Decimal(150) and Decimal("1") == Decimal("1.0"),
+        which one dict keyed by value would mix up."""
+        return self._values.setdefault((type(value), str(value)), value)
+
+    def load(self, state: OrderState) -> None:
+        """Take a conditional order not final as the read model recorded it (recovery): no
+        proposal yet, later records of the log are folded onto it with `apply`."""
+        self.orders[state.order_id.int] = pack(state, self._share, _KEPT_FIELDS)
+        if state.status.is_resting:
+            self._rest(state, state.updated_at, cross=False, expire=False)
 
     def _rest(
         self, state: OrderState, now: datetime, *, cross: bool = True, expire: bool = True
@@ -155,7 +161,7 @@ class TriggerCore:
     def _cross(self, direction: Direction, price: Price, now: datetime) -> list[Envelope]:
         proposals = []
         for crossing in self.book.on_tick(direction, price.value):
-            state = unpack(self.orders[crossing.order_id])
+            state = unpack(self.orders[crossing.order_id.int])
             if _tried_here(state, price):
                 self._rest(state, now, cross=False, expire=False)  # back, for a later tick
                 continue
@@ -184,7 +190,7 @@ class TriggerCore:
         """Proposals for every resting order whose expiry is at or before `now`."""
         proposals = []
         for order_id in self.book.due(now):
-            state = unpack(self.orders[order_id])
+            state = unpack(self.orders[order_id.int])
             assert state.expires_at is not None
             proposals.append(self._propose(state, OrderExpired(expires_at=state.expires_at), now))
         return proposals
@@ -202,13 +208,14 @@ class TriggerCore:
         )
 
 
-_SHARED_FIELDS = tuple(
-    index
-    for index, field in enumerate(fields(OrderState))
-    if field.name
-    in {
-        "token_in", "token_out", "owner", "amount", "slippage", "limit_price", "trigger_price",
-        "take_profit_price", "stop_loss_price", "status", "order_type",
+# What the core reads of a state (to rest, cross, expire and propose) and what the fold
+# needs to go on (status, sequence, hash): the rest (amounts, owner, times, the market
+# path's details) is the router's and the read model's, and left out of the million held.
+_KEPT_FIELDS = frozenset(
+    {
+        "order_id", "token_in", "token_out", "status", "sequence", "last_hash", "order_type",
+        "limit_price", "trigger_price", "take_profit_price", "stop_loss_price", "trailing_bps",
+        "expires_at", "triggered_leg", "triggered_slot", "triggered_price",
     }
 )  # fmt: skip
 

@@ -10,14 +10,19 @@ import asyncio
 import random
 import time
 from collections import Counter, defaultdict
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
 
+from services.common.kafka import log_reader
 from tests.e2e.system import System, eventually, order_payload, read_log, wait_all_final
 from tests.e2e.test_order_flow import assert_log_matches_read_models
+from tests.fixtures.settings import unique
+from tests.integration.api.test_conditional_orders import Ticks
 
 KILLS = 1  # each kill costs the node's restart (~3-5 s on 2 shared cores); one proves the point
 PAIRS = [
@@ -191,4 +196,128 @@ async def test_chain_killed_under_steady_load_every_order_ends_once(start_system
     )
     assert across, "no order in flight at a chain kill was completed after its restart"
     assert counts["completed"] >= 0.9 * len(order_ids), counts
+    await system.assert_replay_verifies()
+
+
+MASS = 300  # stops crossed by one tick
+
+
+@pytest.mark.slow
+async def test_triggers_and_router_killed_during_a_mass_trigger(start_system: Any) -> None:
+    """SIGKILL of `oee triggers` while it appends the triggers of 300 stops one tick crossed,
+    then of `oee router` while it executes them, each restarted: every order is triggered once
+    and executed once (its history on the log, the chain's own record), and `oee replay
+    verify` finds no difference."""
+    system: System = await start_system(
+        processes=("chain", "projector", "router", "api", "triggers"),
+        own_database=True,
+        market_ticks_topic=unique("market.ticks"),
+        triggers_metrics_port=0,
+    )
+    triggers_log = system.log_dir / "triggers.log"
+
+    async def engine_recovered(times: int) -> bool:
+        return triggers_log.read_text().count("trigger engine recovered") >= times
+
+    await eventually(lambda: engine_recovered(1), what="the trigger engine up", system=system)
+    producer = AIOKafkaProducer(bootstrap_servers=system.settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        ticks = Ticks(system.settings, producer)
+        async with httpx.AsyncClient(base_url=system.base_url, timeout=30) as client:
+            quote = await client.get(
+                "/api/quote", params={"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}
+            )
+            market = Decimal(quote.json()["amountOut"])
+            stop = (market / 2).quantize(Decimal("0.01"))
+            await ticks.send(market)  # the engine checks new orders at the last price: no cross
+            limits = asyncio.Semaphore(50)
+
+            async def submit() -> str:
+                async with limits:
+                    response = await client.post(
+                        "/api/orders/execute",
+                        json=order_payload(amount="0.01", orderType="stop", triggerPrice=str(stop)),
+                    )
+                assert response.status_code == 202, response.text
+                return str(response.json()["orderId"])
+
+            order_ids = set(await asyncio.gather(*(submit() for _ in range(MASS))))
+
+        def count(*statuses: str) -> int:
+            with psycopg.connect(str(system.settings.database_url)) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM read_model.orders"
+                    " WHERE id = ANY(%s::uuid[]) AND status = ANY(%s)",
+                    (list(order_ids), list(statuses)),
+                ).fetchone()
+            return int(row[0]) if row else 0
+
+        async def all_open() -> bool:
+            return count("open") == MASS
+
+        await eventually(all_open, what="all stops open", system=system, timeout=60)
+        # The engine folds the log on its own: let it see the last orders before the tick.
+        await asyncio.sleep(1.0)
+        watcher = log_reader(str(system.settings.kafka_bootstrap_servers), client_id="watch")
+        await watcher.start()
+        try:
+            tps = [TopicPartition(system.settings.orders_topic, p)
+                   for p in range(system.settings.orders_topic_partitions)]  # fmt: skip
+            watcher.assign(tps)
+            await watcher.seek_to_end(*tps)
+            for tp in tps:
+                await watcher.position(tp)
+            crossing = stop / 2
+            await ticks.send(crossing)
+            # Killed as soon as the first of its triggers is on the log: mid-append or just
+            # after, before the router or the projector has done much with them.
+            triggered_at_kill = 0
+            while not triggered_at_kill:
+                batches = await watcher.getmany(timeout_ms=20)
+                triggered_at_kill = sum(
+                    b'"OrderTriggered"' in (record.value or b"")
+                    for batch in batches.values()
+                    for record in batch
+                )
+            system.kill("triggers")
+        finally:
+            await watcher.stop()
+        system.start("triggers")
+        await eventually(lambda: engine_recovered(2), what="the engine back", system=system)
+
+        async def a_swap_in_flight() -> bool:
+            await ticks.send(crossing)  # the restarted engine reads ticks from their end
+            return count("submitted") > 0
+
+        await eventually(a_swap_in_flight, what="a swap in flight", system=system, interval=0.05)
+        system.kill("router")
+        system.start("router")
+
+        async def all_final() -> bool:
+            await ticks.send(crossing)
+            return count("completed", "failed") == MASS
+
+        await eventually(all_final, what="every stop final", system=system, timeout=180)
+    finally:
+        await producer.stop()
+
+    finals = await assert_log_matches_read_models(system, order_ids)  # one swap landed each
+    histories: dict[str, dict[int, str]] = defaultdict(dict)
+    raw_triggers: Counter[str] = Counter()
+    for _, _, envelope in await read_log(system.settings):
+        if str(envelope.order_id) in order_ids:
+            histories[str(envelope.order_id)].setdefault(envelope.sequence, envelope.type)
+            raw_triggers[envelope.type] += envelope.type == "OrderTriggered"
+    for order_id in order_ids:
+        history = list(histories[order_id].values())
+        assert history.count("OrderTriggered") == 1, history
+        assert history[:2] == ["OrderSubmitted", "OrderTriggered"], history
+    counts = Counter(finals.values())
+    print(
+        f"\nmass trigger: {MASS} stops, the engine killed when {triggered_at_kill} triggers"
+        f" were read off the log, {dict(counts)},"
+        f" {raw_triggers['OrderTriggered']} OrderTriggered records on the log"
+    )
+    assert counts["completed"] >= 0.9 * MASS, counts
     await system.assert_replay_verifies()

@@ -14,10 +14,21 @@ from rich.console import Console
 from schemas import codec
 from schemas.envelope import Envelope, genesis_hash, record_hash
 from schemas.events import (
+    EVENT_TYPES,
+    FailureCode,
+    OrderAmended,
+    OrderCancelled,
     OrderCompleted,
     OrderEvent,
+    OrderExpired,
+    OrderFailed,
+    OrderOpened,
+    OrderPartiallyFilled,
+    OrderRetrying,
     OrderRouted,
     OrderSubmitted,
+    OrderTriggered,
+    OrderType,
     TransactionBuilt,
     TransactionSubmitted,
 )
@@ -201,3 +212,57 @@ def test_the_partition_of_an_order_is_kafkas_default() -> None:
     order = uuid.uuid4()
     key = str(order).encode()
     assert partition_of(order, 12) == DefaultPartitioner()(key, list(range(12)), list(range(12)))
+
+
+def test_a_conditional_orders_timeline_tells_the_tick_that_triggered_it() -> None:
+    order = uuid.uuid4()
+    stop = OrderSubmitted(
+        token_in="SOL", token_out="USDC", amount=Decimal(4), slippage=Decimal("0.01"),
+        order_type=OrderType.STOP, trigger_price=Decimal(140), expires_at=T0 + timedelta(days=1),
+    )  # fmt: skip
+    amended = OrderAmended(trigger_price=Decimal(135), by="key-1")
+    triggered = OrderTriggered(
+        leg="stop", pair="SOL-USDC", slot=4242, price=Decimal("134.5"), level=Decimal(135)
+    )
+    values = chained(order, [stop, amended, triggered, *lifecycle()[1:]])
+    timed = [TimedRecord(r, T0 + timedelta(seconds=r.offset)) for r in records(order, values)]
+    timeline = build_timeline(order, "t", timed)
+    assert timeline.state is not None
+    assert (timeline.state.triggered_slot, timeline.state.triggered_price) == (
+        4242, Decimal("134.5"),
+    )  # fmt: skip
+    console = Console(record=True, width=200)
+    render(timeline, console)
+    text = console.export_text()
+    assert "stop: trigger 140, expires 2025-06-02T09:30:00+00:00" in text
+    assert "amended: trigger 135 (key key-1)" in text
+    assert "stop 135 crossed by the SOL-USDC tick at slot 4242, price 134.5" in text
+    assert "last triggered by the tick at slot 4242, price 134.5" in text
+    assert "fill: 4 in, 600 out on RAYDIUM" in text
+
+
+def test_every_event_type_has_lines_in_a_timeline() -> None:
+    """A new event type must say something in `oee replay order`, not an empty row."""
+    from services.replay.timeline import _details
+
+    for event_type in EVENT_TYPES.values():
+        samples = [e for e in (*lifecycle(), *conditional_events()) if type(e) is event_type]
+        assert samples, f"no sample of {event_type.__name__}"
+        assert all(_details(sample) for sample in samples), event_type.__name__
+
+
+def conditional_events() -> list[OrderEvent]:
+    return [
+        OrderTriggered(leg="limit", pair="SOL-USDC", slot=1, price=Decimal(2), level=Decimal(1)),
+        OrderOpened(reason="no route at the limit", best_amount_out=Decimal(1)),
+        OrderPartiallyFilled(
+            tx_hash=TX, amount_in=Decimal(1), amount_out=Decimal(150), remaining=Decimal(3)
+        ),
+        OrderCancelled(by="key-1"),
+        OrderExpired(expires_at=T0),
+        OrderAmended(limit_price=Decimal(3)),
+        OrderRetrying(
+            attempt=1, code=FailureCode.VENUE_TIMEOUT, error="e", delay_seconds=Decimal(1)
+        ),
+        OrderFailed(code=FailureCode.VENUE_TIMEOUT, error="e", retryable=False, attempts=1),
+    ]

@@ -19,6 +19,7 @@ from schemas.events import (
     OrderType,
 )
 from schemas.market import MarketTick, VenueTick
+from services.domain.order import unpack
 from services.triggers.core import TriggerCore
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -156,3 +157,24 @@ def test_market_orders_are_not_held() -> None:
     log.write(OrderSubmitted(token_in="SOL", token_out="USDC", amount=Decimal(1),
                              slippage=Decimal(0)))  # fmt: skip
     assert len(core) == 0
+
+
+def test_an_order_loaded_from_the_read_model_rests_and_the_log_after_it_folds_on() -> None:
+    """Recovery loads a row's state, then folds the log from the row's position: records the
+    row already holds are dropped, later ones apply, and proposals chain to the row's hash."""
+    written = Log(TriggerCore())
+    written.write(limit("160"))
+    written.write(OrderAmended(limit_price=Decimal(170)))
+    row_state = unpack(written.core.orders[ORDER.int])
+    assert (row_state.sequence, row_state.limit_price) == (2, Decimal(170))
+
+    core = TriggerCore()
+    core.load(row_state)
+    assert core.resting == 1
+    for value in written.values:  # the log up to the row's position: already in the row
+        assert core.apply(codec.decode(value), record_hash(value), T0) == []
+    assert core.on_tick(tick("165", 1), T0) == []  # the amended price holds, not 160
+    (proposal,) = core.on_tick(tick("171", 2), T0)
+    assert isinstance(proposal.payload, OrderTriggered)
+    assert proposal.sequence == 3
+    assert proposal.prev_hash == record_hash(written.values[-1])
