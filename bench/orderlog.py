@@ -71,10 +71,11 @@ async def read_orders(
                         continue
                     seen = found[order_id]
                     kind = event["type"]
+                    payload = event["payload"]
                     if kind == "OrderRetrying":
-                        seen.retries.setdefault(event["attempt"], event["code"])
+                        seen.retries.setdefault(payload["attempt"], payload["code"])
                     if kind == "OrderFailed" and seen.failure is None:
-                        seen.failure, seen.failure_error = event["code"], event["error"]
+                        seen.failure, seen.failure_error = payload["code"], payload["error"]
                     if kind in seen.times:
                         continue  # a re-emitted duplicate: keep the first
                     seen.times[kind] = epoch(event["occurred_at"])
