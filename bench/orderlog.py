@@ -19,6 +19,9 @@ FINAL = {"OrderCompleted": "completed", "OrderFailed": "failed"}
 class OrderOnLog:
     times: dict[str, float] = field(default_factory=dict)  # event type -> occurred_at (epoch)
     final: str | None = None
+    failure: str | None = None  # OrderFailed's code
+    failure_error: str | None = None  # and its words
+    retries: dict[int, str] = field(default_factory=dict)  # attempt -> OrderRetrying's code
     positions: dict[str, tuple[int, int]] = field(
         default_factory=dict
     )  # type -> (partition, offset)
@@ -68,6 +71,11 @@ async def read_orders(
                         continue
                     seen = found[order_id]
                     kind = event["type"]
+                    payload = event["payload"]
+                    if kind == "OrderRetrying":
+                        seen.retries.setdefault(payload["attempt"], payload["code"])
+                    if kind == "OrderFailed" and seen.failure is None:
+                        seen.failure, seen.failure_error = payload["code"], payload["error"]
                     if kind in seen.times:
                         continue  # a re-emitted duplicate: keep the first
                     seen.times[kind] = epoch(event["occurred_at"])

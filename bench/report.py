@@ -46,6 +46,9 @@ def analyse(
     errors: Counter[str] = Counter()
     latency: dict[str, list[float]] = defaultdict(list)
     outcomes: Counter[str] = Counter()
+    failures: Counter[str] = Counter()
+    retries: Counter[str] = Counter()
+    failure_examples: dict[str, str] = {}  # code -> the first failure's error, as an example
     for trace in traces:
         if trace.error and trace.order_id is None:
             errors[trace.error] += 1
@@ -60,6 +63,11 @@ def analyse(
             errors["not_final_on_log"] += 1
         else:
             outcomes[order.final] += 1
+            if order.failure is not None:
+                failures[f"{order.failure} {trace.pair}"] += 1
+                failure_examples.setdefault(order.failure, order.failure_error or "")
+            for code in order.retries.values():
+                retries[f"{code} {trace.pair}"] += 1
             t = order.times
             final_type = "OrderCompleted" if order.final == "completed" else "OrderFailed"
             latency["log_completed"].append(t[final_type] - trace.due)
@@ -114,6 +122,9 @@ def analyse(
         else None,
         "watched": sum(1 for t in traces if t.watch and t.order_id),
         "errors": dict(errors),
+        "failures": dict(failures.most_common()),  # "CODE tokenIn/tokenOut" -> orders
+        "failure_examples": failure_examples,
+        "retries": dict(retries.most_common()),  # "CODE tokenIn/tokenOut" -> OrderRetrying events
         "error_count": sum(errors.values()),
         "latency_ms": {name: percentiles(values) for name, values in sorted(latency.items())},
     }
@@ -137,6 +148,11 @@ def print_report(report: dict[str, Any]) -> None:
         f" completions {report['completion_rate']}/s, watched {report['watched']}"
     )
     print(f"errors: {report['errors'] or 'none'}")
+    print(f"failures by code and pair: {report.get('failures') or 'none'}")
+    for code, error in report.get("failure_examples", {}).items():
+        print(f"  e.g. {code}: {error[:300]}")
+    print(f"retries by code and pair ({sum(report.get('retries', {}).values())}):"
+          f" {report.get('retries') or 'none'}")  # fmt: skip
     print(f"{'latency (ms)':<18}{'count':>8}{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'max':>9}")
     for name, p in report["latency_ms"].items():
         if p.get("count"):

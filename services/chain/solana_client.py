@@ -5,16 +5,12 @@
   naming the order, so no two orders ever sign the same bytes (the same signature). Pool keys are
   derived as the programs derive them (`CpmmPoolKeys.derive`); DLMM pairs are given by the
   caller until pairs are discoverable over RPC.
-- **Min-outs.** The programs check each instruction alone and a later hop's input is a fixed
-  amount, so: a leg of the last hop must pay at least its share (by quote, rounded up) of the
-  order's min-out, so the whole transaction pays at least the order's min-out; a leg of an
-  earlier hop must pay at least what it was quoted, because the next hop spends exactly that
-  quoted amount. The alternative (the next hop spends the first hop's slippage-reduced min-out)
-  would sell the slippage allowance back as the intermediate token on every order and never
-  fill at the quote; the price of this choice is that a two-hop tolerates no adverse move on
-  its first hop (it then lands failed and the order retries, re-quoted: `RetryableLandedFailure`
-  below), and a first hop that pays more than
-  quoted leaves the surplus in the wallet as the intermediate token.
+- **Min-outs.** Each leg's exact input and minimum out come from `pricing.guards.leg_guards`:
+  the last hop's legs together pay at least the order's min-out; an earlier hop gets its share
+  of the order's allowance and the next hop spends exactly that hop's minimum, so what it pays
+  above its minimum stays in the wallet as the intermediate token (dust). An earlier hop that
+  still misses its minimum lands failed and the order retries, re-quoted
+  (`RetryableLandedFailure` below).
 - **At most once.** The signed bytes are recorded (TransactionSubmitted) before they are sent.
   `send_and_confirm` re-sends those same bytes until a confirmed status appears, or until
   `isBlockhashValid` says their blockhash expired and a last status look finds nothing: only
@@ -23,9 +19,9 @@
 - **Receipts.** The fill is the wallet's token balance changes in the transaction's meta
   (pre/post token balances), the fee the quoted fee of the first hop (exact for CPMM, whose fee
   depends on the input alone); program errors map to failure codes through `svm.errors`. An
-  earlier hop's slippage error is not the order's slippage (that hop has no tolerance, above):
-  it is `RetryableLandedFailure`, and the order retries with a fresh quote; the failed
-  transaction has landed, so it can never land again beside the new one.
+  earlier hop's slippage error is not the order's slippage (the last hop's is): it is
+  `RetryableLandedFailure`, and the order retries with a fresh quote; the failed transaction
+  has landed, so it can never land again beside the new one.
 - **Dry run.** `simulateTransaction` instead of sending; the order then fails with `DRY_RUN`
   (or with the code of the error the simulation hit), so a dry run never looks like a fill.
 """
@@ -87,6 +83,7 @@ from services.chain.svm.vm import CpmmPoolKeys, CpmmSwap, DlmmSwap, SolanaVm
 from services.chain.transactions import Receipt, SwapInstruction, Transaction
 from services.domain.tokens import TOKENS
 from services.pricing.accounts.pools import PoolRegistry
+from services.pricing.guards import LegGuard, leg_guards
 from services.pricing.ports import ChainUnreachable
 from services.venues.pool import Venue
 
@@ -283,32 +280,14 @@ def load_keypair(path: Path) -> Keypair:
     return Keypair.from_bytes(bytes(raw))
 
 
-def leg_min_outs(tx: Transaction) -> list[int]:
-    """Each instruction's minimum out, in `tx.instructions` order (see the module docstring)."""
-    last = max(i.hop for i in tx.instructions)
-    final = [i for i in tx.instructions if i.hop == last]
-    quoted = sum(i.amount_out for i in final)
-    if quoted <= 0:
-        msg = "the last hop's legs carry no quoted output"
-        raise UnsignableTransaction(msg)
-    return [
-        i.amount_out if i.hop != last else -(-i.amount_out * tx.min_amount_out // quoted)
-        for i in tx.instructions
-    ]
-
-
-def leg_inputs(tx: Transaction, min_outs: Sequence[int]) -> list[int]:
-    """Each instruction's exact input: a later hop never spends more than the previous hop's
-    legs are guaranteed to pay (their min-outs); scaled down if the plan says otherwise."""
-    amounts = [i.amount_in for i in tx.instructions]
-    for hop in sorted({i.hop for i in tx.instructions})[1:]:
-        guaranteed = sum(m for i, m in zip(tx.instructions, min_outs, strict=True) if i.hop < hop)
-        legs = [n for n, i in enumerate(tx.instructions) if i.hop == hop]
-        planned = sum(amounts[n] for n in legs)
-        if planned > guaranteed:
-            for n in legs:
-                amounts[n] = amounts[n] * guaranteed // planned
-    return amounts
+def guarded_legs(tx: Transaction) -> list[tuple[SwapInstruction, LegGuard]]:
+    """The transaction's legs, hops in order, each with its exact input and minimum out."""
+    legs = sorted(tx.instructions, key=lambda i: i.hop)
+    try:
+        guards = leg_guards(legs, tx.min_amount_out)
+    except ValueError as exc:
+        raise UnsignableTransaction(str(exc)) from None
+    return list(zip(legs, guards, strict=True))
 
 
 BLOCKHASH_REUSE_SECONDS = 0.4  # one slot
@@ -467,14 +446,10 @@ class SolanaChain:
     ) -> SignedTransaction:
         """The signed transaction: compute budget, each leg's swap (hops in order), the order's
         memo (which makes the bytes, so the signature, the order's alone)."""
-        order = sorted(range(len(tx.instructions)), key=lambda n: tx.instructions[n].hop)
-        ordered = replace(tx, instructions=tuple(tx.instructions[n] for n in order))
-        min_outs = leg_min_outs(ordered)
-        inputs = leg_inputs(ordered, min_outs)
         owner = self._wallet.pubkey()
         swaps = [
-            self._swap_ix(owner, leg, amount_in, min_out, registry)
-            for leg, amount_in, min_out in zip(ordered.instructions, inputs, min_outs, strict=True)
+            self._swap_ix(owner, leg, guard.amount_in, guard.min_out, registry)
+            for leg, guard in guarded_legs(tx)
         ]
         units = min(1_400_000, SWAP_COMPUTE_UNITS * len(swaps))
         message = Message.new_with_blockhash(
@@ -528,9 +503,9 @@ class SolanaChain:
         if landed.err is not None:
             error = map_error(landed.err, self._programs(tx), landed.logs)
             if isinstance(error, SlippageExceededError) and _on_an_earlier_hop(tx, landed.err):
-                # Not the order's slippage: an earlier hop must pay exactly its quote (module
-                # docstring), so any adverse move before it fails it. A re-quote can fix that.
-                msg = f"a first hop paid less than its quote, which the next hop spends ({error})"
+                # Not the order's slippage: an earlier hop missed its share of the allowance
+                # (module docstring), a move a re-quote can price in.
+                msg = f"a first hop paid less than the minimum the next hop spends ({error})"
                 raise RetryableLandedFailure(msg, "SLIPPAGE_EXCEEDED")
             return self._failed(tx, landed.slot, error)
         if landed.pre_token_balances is None or landed.post_token_balances is None:

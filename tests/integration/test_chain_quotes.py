@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -26,8 +27,11 @@ from solders.transaction import Transaction
 from infra.kafka.launcher import free_port
 from services.chain.genesis import Genesis, build_genesis, wallet_keypair
 from services.chain.rpc_venues import RpcPoolSource, rpc_venues, swap_legs
+from services.chain.solana_client import AsyncClientRpc, SolanaChain, guarded_legs
 from services.chain.svm.constants import CPMM_PROGRAM_ID
 from services.chain.svm.vm import DEFAULT_COMPUTE_UNITS
+from services.chain.transactions import SwapInstruction
+from services.chain.transactions import Transaction as SwapTransaction
 from services.domain.tokens import get_token
 from services.pricing.accounts.cpmm import POOL_STATE_LEN
 from services.pricing.accounts.pools import CPMM_POOL_STATE_DISCRIMINATOR, DlmmBinPool
@@ -188,3 +192,71 @@ async def test_an_unreachable_node_is_chain_unreachable():
             await quote(source, "SOL", "USDC", "1")
     finally:
         await source.close()
+
+
+async def test_a_two_hop_lands_though_its_first_pool_moved_against_it(
+    node: Running, source: RpcPoolSource
+) -> None:
+    """Issue 16: the first hop has its share of the allowance and the second spends the first's
+    minimum, so a first pool moved against the order (by less than that share) no longer fails
+    the transaction; the order still gets at least its min-out, and the first hop's surplus
+    stays in the wallet as USDC dust."""
+    engine, mover = wallet_keypair(SEED, 0), wallet_keypair(SEED, 1)
+
+    async def on_raydium(token_out: str, amount: str) -> Quote:
+        # CPMM: any trade moves its price (a DLMM pair's deep active bin absorbs small ones)
+        return await quote_order(
+            rpc_venues(source),
+            "JUP",
+            token_out,
+            Decimal(amount),
+            SLIPPAGE,
+            split_threshold_bps=SPLIT_THRESHOLD_BPS,
+            allowed=(Venue.RAYDIUM,),
+        )
+
+    order = await on_raydium("SOL", "5000")
+    assert order.route.kind is RouteKind.MULTIHOP, order.reason
+    first_quoted = sum(leg.amount_out for leg in order.route.legs if leg.token_in == "JUP")
+    # Another wallet sells JUP first: the order's first pool now pays less than it quoted,
+    # by less than the first hop's allowance (1 - sqrt(0.99), about 0.5 %).
+    await execute(node, source, mover, await on_raydium("USDC", "1000"))
+    again = await on_raydium("USDC", "5000")
+    assert first_quoted * (1 - SLIPPAGE).sqrt() < again.route.amount_out < first_quoted
+
+    tx = SwapTransaction(
+        signature="",
+        order_id=uuid.uuid4(),
+        token_in="JUP",
+        token_out="SOL",
+        amount_in=order.route.amount_in,
+        min_amount_out=order.route.min_amount_out,
+        instructions=tuple(
+            SwapInstruction(
+                leg.venue,
+                leg.token_in,
+                leg.token_out,
+                leg.amount_in,
+                0 if leg.token_in == "JUP" else 1,
+                leg.amount_out,
+                leg.fee,
+            )
+            for leg in order.route.legs
+        ),
+    )
+    rpc = AsyncClientRpc(node.url)
+    chain = SolanaChain(rpc, engine, pools=source, poll_seconds=0.02)
+    usdc = BUILDER.mint_of("USDC")
+    usdc_before = await token_balance(node.client, engine.pubkey(), usdc)
+    try:
+        receipt = await chain.send_and_confirm(await chain.sign(tx), 1)
+    finally:
+        await rpc.close()
+    dust = await token_balance(node.client, engine.pubkey(), usdc) - usdc_before
+
+    assert receipt.status == "confirmed", receipt.error
+    assert receipt.amount_in == order.route.amount_in
+    assert order.route.min_amount_out <= receipt.amount_out < order.route.amount_out
+    second_spent = sum(g.amount_in for leg, g in guarded_legs(tx) if leg.hop == 1)
+    assert second_spent + dust < first_quoted  # the first hop paid less than quoted ...
+    assert 0 <= dust <= first_quoted - second_spent  # ... and its surplus is the dust

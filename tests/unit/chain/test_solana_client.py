@@ -26,7 +26,7 @@ from solders.transaction_status import (
 
 from schemas import events
 from schemas.events import OrderStatus
-from services.chain.client import RetryableLandedFailure
+from services.chain.client import RetryableLandedFailure, UnsignableTransaction
 from services.chain.genesis import wallet_keypair
 from services.chain.solana_client import (
     MEMO_PROGRAM_ID,
@@ -36,8 +36,7 @@ from services.chain.solana_client import (
     SolanaChain,
     Status,
     TokenBalance,
-    leg_inputs,
-    leg_min_outs,
+    guarded_legs,
 )
 from services.chain.svm.constants import CPMM_PROGRAM_ID
 from services.chain.transactions import SwapInstruction, Transaction
@@ -151,32 +150,32 @@ def swaps(signed: SolTransaction) -> list[tuple[int, int]]:
 
 def test_split_legs_share_the_orders_min_out_by_quote_rounded_up() -> None:
     split = tx(leg("SOL", "USDC", 6, 600), leg("SOL", "USDC", 4, 401), min_out=951)
-    mins = leg_min_outs(split)
-    assert mins == [571, 381]  # ceil(600 * 951 / 1001), ceil(401 * 951 / 1001)
-    assert sum(mins) >= split.min_amount_out
+    guards = [guard for _, guard in guarded_legs(split)]
+    assert [g.min_out for g in guards] == [571, 381]  # ceil(600 * 951 / 1001), ceil(401 * ...)
+    assert [g.amount_in for g in guards] == [6, 4]
 
 
-def test_a_first_hop_must_pay_its_quote_which_the_second_hop_spends() -> None:
+def test_a_second_hop_spends_the_first_hops_minimum() -> None:
+    # 1 % slippage: each hop keeps sqrt(0.99) of its quote; the second hop spends the first
+    # hop's minimum, and the last hop still owes the order's whole min-out.
     two_hop = tx(
+        leg("USDC", "JUP", 150_000_000, 166_000_000, hop=1),  # listed first, runs second
         leg("SOL", "USDC", 10**9, 150_000_000),
-        leg("USDC", "JUP", 150_000_000, 166_000_000, hop=1),
         min_out=164_340_000,
         token_out="JUP",
     )
-    mins = leg_min_outs(two_hop)
-    assert mins == [150_000_000, 164_340_000]
-    assert leg_inputs(two_hop, mins) == [10**9, 150_000_000]
+    guarded = guarded_legs(two_hop)
+    assert [leg.hop for leg, _ in guarded] == [0, 1]
+    assert [(g.amount_in, g.min_out) for _, g in guarded] == [
+        (10**9, 149_248_115),  # floor(150_000_000 x sqrt(0.99))
+        (149_248_115, 164_340_000),
+    ]
 
 
-def test_a_second_hop_never_spends_more_than_the_first_guarantees() -> None:
-    planned = tx(
-        leg("SOL", "USDC", 10**9, 100),
-        leg("USDC", "JUP", 60, 50, hop=1),
-        leg("USDC", "JUP", 60, 50, hop=1),
-        min_out=90,
-        token_out="JUP",
-    )
-    assert leg_inputs(planned, leg_min_outs(planned)) == [10**9, 50, 50]
+def test_a_route_whose_last_hop_quotes_nothing_is_unsignable() -> None:
+    nothing = tx(leg("SOL", "USDC", 10**9, 0), min_out=0)
+    with pytest.raises(UnsignableTransaction, match="no quoted output"):
+        guarded_legs(nothing)
 
 
 def test_the_built_transaction_has_compute_budget_then_hops_in_order() -> None:
@@ -191,7 +190,7 @@ def test_the_built_transaction_has_compute_budget_then_hops_in_order() -> None:
     assert signed.message.recent_blockhash == BLOCKHASH
     assert signed.message.account_keys[0] == WALLET.pubkey()
     assert signed.verify_with_results() == [True]
-    assert swaps(signed) == [(10**9, 150_000_000), (150_000_000, 164_340_000)]
+    assert swaps(signed) == [(10**9, 149_248_115), (149_248_115, 164_340_000)]
 
 
 # --- sending and confirming -----------------------------------------------------------------
@@ -369,8 +368,8 @@ async def test_two_orders_with_the_same_plan_never_sign_the_same_bytes() -> None
 async def test_a_first_hops_slippage_is_retryable_the_last_hops_is_the_orders(
     failing: int, retryable: bool
 ) -> None:
-    # A first hop must pay exactly its quote (the next hop spends it): any adverse move fails
-    # it, which is not the order's slippage. The transaction landed (failed), so it can never
+    # A first hop that misses its share of the allowance (the minimum the next hop spends) is
+    # not the order's slippage. The transaction landed (failed), so it can never
     # land again, and a re-quoted new attempt is safe. The last hop's is the order's slippage.
     two_hop = tx(
         leg("SOL", "USDC", 10**9, 150_000_000),
