@@ -106,15 +106,16 @@ async def _submitter(principal: Authenticated, runtime: Runtime) -> Principal:
     if not principal.allows(ORDERS_WRITE):
         raise _refuse(insufficient_scope(ORDERS_WRITE))
     if runtime.auth.enabled:
-        wait = runtime.order_limits.take(principal.limit_key)
+        limits = runtime.order_limits
+        wait = limits.take(principal.limit_key, principal.rate_limit, principal.burst)
         if wait > 0:
-            limits = runtime.order_limits
             raise ApiError(
                 429,
                 {
                     "error": "RATE_LIMITED",
-                    "message": f"At most {limits.rate:g} orders a second per key (bursts of"
-                    f" {limits.burst}); retry in {wait:.2f}s",
+                    "message": f"At most {principal.rate_limit or limits.rate:g} orders a second"
+                    f" for this key (bursts of {principal.burst or limits.burst}); retry in"
+                    f" {wait:.2f}s",
                 },
                 {"Retry-After": retry_after(wait)},
             )
