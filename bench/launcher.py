@@ -54,6 +54,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "OEE_ROUTER_METRICS_PORT": str(settings.router_metrics_port),
         "OEE_PROJECTOR_METRICS_PORT": str(settings.projector_metrics_port),
         "OEE_AUTH": settings.auth,
+        "OEE_RATE_LIMIT_ORDERS_PER_SECOND": str(settings.rate_limit_orders_per_second),
+        "OEE_RATE_LIMIT_BURST": str(settings.rate_limit_burst),
         "OEE_PRODUCE_TIMEOUT_SECONDS": str(settings.produce_timeout_seconds),
         # The chain the router executes on, and the node `oee chain` runs.
         "OEE_SOLANA_RPC_URL": settings.solana_rpc_url,
@@ -138,6 +140,30 @@ async def wait_chain_healthy(
         )
 
 
+# A key's own limits for the benchmarks: far above any rate they offer, as a trading bot's key
+# would be (`oee keys create --rate-limit 100000 --burst 100000`).
+BENCH_RATE_LIMIT = 100_000.0
+BENCH_BURST = 100_000
+BENCH_SOCKETS_PER_KEY = 100_000
+
+
+def bench_key(database_url: str) -> str:
+    """A new API key with the benchmarks' rate limit, as a user would make one."""
+    from services.api.auth.store import create_key
+    from services.common.db import connect
+
+    with connect(database_url, autocommit=True) as conn:
+        _, key = create_key(
+            conn, f"bench-{uuid.uuid4().hex[:8]}", rate_limit=BENCH_RATE_LIMIT, burst=BENCH_BURST
+        )
+    return key
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The request headers that present `api_key` (none without one)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 @dataclass(frozen=True)
 class Topology:
     """What `Launched` starts: how many of each process, and how the venues and dependencies run."""
@@ -151,6 +177,8 @@ class Topology:
     router_max_in_flight: int = 2000
     kafka_heap: str = "512m"
     pg_no_fsync: bool = False
+    # Authentication on, as users run the engine: the bench submits with a key of its own.
+    auth: bool = True
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Topology:
@@ -168,6 +196,7 @@ class Launched:
         self.postgres: Any = None
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.settings: Settings | None = None
+        self.api_key: str | None = None
 
     def start_dependencies(self) -> Settings:
         from infra.kafka.launcher import KafkaBroker
@@ -202,6 +231,8 @@ class Launched:
         from services.common.dependencies import prepare
 
         prepare(self.settings)  # migrations and topics, before any process starts
+        if self.topology.auth:
+            self.api_key = bench_key(database_url)
         return self.settings
 
     async def start_processes(self) -> list[str]:
@@ -214,7 +245,9 @@ class Launched:
         logs.mkdir(exist_ok=True)
         base_env = os.environ | settings_env(self.settings)
         base_env |= {
-            "OEE_AUTH": "disabled",
+            "OEE_AUTH": "enabled" if self.topology.auth else "disabled",
+            # One client holding thousands of sockets (bench.sockets), with one key.
+            "OEE_WS_MAX_CONNECTIONS_PER_KEY": str(BENCH_SOCKETS_PER_KEY),
             "OEE_LOG_LEVEL": "WARNING",
             "OEE_ROUTER_MAX_IN_FLIGHT": str(self.topology.router_max_in_flight),
         }
