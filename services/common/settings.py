@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     default_slippage: Decimal = Decimal("0.01")
     max_order_amount: Decimal = Decimal("1000000000")
     ws_queue_size: int = 1000
+    # Connections of the API's read pool (GETs, key lookups, sockets' history).
+    read_pool_size: int = Field(default=10, ge=1)
     produce_timeout_seconds: float = 5.0
 
     # The router.
