@@ -235,7 +235,7 @@ class Launched:
             self.api_key = bench_key(database_url)
         return self.settings
 
-    async def start_processes(self) -> list[str]:
+    async def start_processes(self, api_env: Mapping[str, str] | None = None) -> list[str]:
         """Start the chain node, the projectors, routers and APIs; the APIs' base URLs.
 
         The routers start once the chain answers (they would wait for it anyway, but a load
@@ -260,6 +260,7 @@ class Launched:
         for name, i in plan:
             env = dict(base_env)
             if name == "api":
+                env |= api_env or {}
                 port = self.settings.api_port if i == 0 else free_port()
                 env["OEE_API_PORT"] = str(port)
                 urls.append(f"http://127.0.0.1:{port}")

@@ -101,5 +101,5 @@ def test_a_key_limit_checks_rate_and_fills_the_burst() -> None:
     assert checked_limit(0.2, None) == (0.2, 1)
     assert checked_limit(500, 10) == (500, 10)
     for rate, burst in ((0, None), (-1, None), (math.inf, None), (math.nan, None), (5, 0)):
-        with pytest.raises(ValueError, match="rate limit|burst"):
+        with pytest.raises(ValueError, match=r"rate limit|burst"):
             checked_limit(rate, burst)
