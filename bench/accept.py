@@ -26,6 +26,7 @@ import orjson
 
 from bench.launcher import REPO, Launched, Topology, run_launched
 from bench.report import machine
+from bench.samplers import children_of
 
 SCRIPT = Path(__file__).with_name("wrk_execute.lua")
 
@@ -46,9 +47,12 @@ def parse_wrk(output: str) -> dict[str, Any]:
 
 
 def cpu_ticks(pid: int) -> int:
-    """utime + stime of one process, in clock ticks."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
+    """utime + stime of a process and its children (the API's workers), in clock ticks."""
+    total = 0
+    for one in [pid, *children_of(pid)]:
+        fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total
 
 
 async def run(args: argparse.Namespace, launched: Launched) -> dict[str, Any]:

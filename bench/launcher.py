@@ -49,6 +49,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "OEE_VENUE_FAILURE_RATE": str(settings.venue_failure_rate),
         "OEE_RETRY_DELAYS_SECONDS": json.dumps(list(settings.retry_delays_seconds)),
         "OEE_API_PORT": str(settings.api_port),
+        "OEE_API_WORKERS": str(settings.api_workers),
         "OEE_DATA_DIR": str(settings.data_dir),
         "OEE_LOG_FORMAT": "json",
         "OEE_ROUTER_METRICS_PORT": str(settings.router_metrics_port),
