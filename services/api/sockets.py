@@ -227,7 +227,7 @@ async def _close(websocket: WebSocket, code: int, reason: str = "") -> None:
 class Overflowing(Protocol):
     """A socket's inbox that gives up on a client too slow to keep up."""
 
-    overflowed: asyncio.Event
+    def on_overflow(self, callback: Callable[[], None]) -> None: ...
 
 
 async def run_session(
@@ -242,7 +242,14 @@ async def run_session(
     clients.inc()
     sender = asyncio.create_task(pump())
     leaver = asyncio.create_task(_until_disconnect(websocket))
-    overflow = asyncio.create_task(live.overflowed.wait())
+    # A future the inbox resolves, not a task watching an event: one task fewer per socket.
+    overflow: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def overflowed() -> None:
+        if not overflow.done():
+            overflow.set_result(None)
+
+    live.on_overflow(overflowed)
     try:
         await asyncio.wait({sender, leaver, overflow}, return_when=asyncio.FIRST_COMPLETED)
     finally:
