@@ -152,9 +152,12 @@ async def main_async(args: argparse.Namespace, launched: Launched) -> dict[str, 
     if args.warmup > 0:
         await run_load(settings, urls, config(min(args.rate, 100), args.warmup, 0), processes, key)
     if not args.find_max:
+        profilers = await start_profilers(launched, args.py_spy, args.duration + args.ramp)
         report = await run_load(
             settings, urls, config(args.rate, args.duration, args.ramp), processes, key
         )
+        for profiler in profilers:
+            await profiler.wait()
         print_report(report)
         result["run"] = report
         return result
@@ -178,6 +181,29 @@ async def main_async(args: argparse.Namespace, launched: Launched) -> dict[str, 
         f" (p99 <= {args.max_p99_ms} ms, errors <= {args.max_error_rate:.2%})"
     )
     return result
+
+
+async def start_profilers(
+    launched: Launched, directory: Path | None, seconds: float
+) -> list[asyncio.subprocess.Process]:
+    """py-spy (100 Hz, collapsed stacks) on the API, router and projector for `seconds`,
+    one `<process>.txt` each in `directory`; none without a directory."""
+    if directory is None:
+        return []
+    os.makedirs(directory, exist_ok=True)
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    started = []
+    for name in ("api", "router", "projector"):
+        pid = str(launched.children[name].pid)
+        started.append(
+            await asyncio.create_subprocess_exec(
+                *(spy, "record", "--pid", pid, "--format", "raw", "--rate", "100"),
+                *("--duration", str(round(seconds)), "--output", str(directory / f"{name}.txt")),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+        )
+    return started
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -239,6 +265,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="authentication on, submitting with a generated key of a high rate limit",
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="profile the API, router and projector during the run (py-spy), into DIR",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
     args = parser.parse_args(argv)
     total = args.rate * (args.duration + args.ramp / 2)
