@@ -57,6 +57,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "OEE_AUTH": settings.auth,
         "OEE_RATE_LIMIT_ORDERS_PER_SECOND": str(settings.rate_limit_orders_per_second),
         "OEE_RATE_LIMIT_BURST": str(settings.rate_limit_burst),
+        "OEE_WS_MAX_CONNECTIONS_PER_KEY": str(settings.ws_max_connections_per_key),
         "OEE_PRODUCE_TIMEOUT_SECONDS": str(settings.produce_timeout_seconds),
         # The chain the router executes on, and the node `oee chain` runs.
         "OEE_SOLANA_RPC_URL": settings.solana_rpc_url,
@@ -226,6 +227,8 @@ class Launched:
             venue_latency=self.topology.venue_latency,
             venue_failure_rate=self.topology.failure_rate,
             api_port=free_port(),
+            # One client holding thousands of sockets (bench.sockets, --ws-share), with one key.
+            ws_max_connections_per_key=BENCH_SOCKETS_PER_KEY,
             data_dir=self.tmp / "data",
             **chain_on(free_port()),
         )
@@ -247,8 +250,6 @@ class Launched:
         base_env = os.environ | settings_env(self.settings)
         base_env |= {
             "OEE_AUTH": "enabled" if self.topology.auth else "disabled",
-            # One client holding thousands of sockets (bench.sockets), with one key.
-            "OEE_WS_MAX_CONNECTIONS_PER_KEY": str(BENCH_SOCKETS_PER_KEY),
             "OEE_LOG_LEVEL": "WARNING",
             "OEE_ROUTER_MAX_IN_FLIGHT": str(self.topology.router_max_in_flight),
         }

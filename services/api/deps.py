@@ -141,16 +141,28 @@ SECURITY_OPENAPI: list[dict[str, list[str]]] = [
 ]
 
 
-async def _socket_principal(websocket: WebSocket, runtime: Runtime) -> Principal | AuthFailure:
-    # Sockets are refused by the route (accept, error message, close code), not by raising.
-    found = await runtime.auth.authenticate(websocket.headers)
+async def socket_principal(
+    runtime: ApiRuntime, headers: Mapping[str, str]
+) -> Principal | AuthFailure:
+    """A socket's principal, or why not: sockets are refused by their handler (accept, error
+    message, close code), not by raising."""
+    found = await runtime.auth.authenticate(headers)
     if isinstance(found, Principal) and not found.allows(ORDERS_READ):
         return insufficient_scope(ORDERS_READ)
     return found
 
 
-async def _socket_limits(runtime: Runtime) -> ConnectionLimiter | None:
+def socket_limits(runtime: ApiRuntime) -> ConnectionLimiter | None:
+    """The per-key socket counts, or None with authentication disabled."""
     return runtime.socket_limits if runtime.auth.enabled else None
+
+
+async def _socket_principal(websocket: WebSocket, runtime: Runtime) -> Principal | AuthFailure:
+    return await socket_principal(runtime, websocket.headers)
+
+
+async def _socket_limits(runtime: Runtime) -> ConnectionLimiter | None:
+    return socket_limits(runtime)
 
 
 Reader = Annotated[Principal, Depends(_reader)]

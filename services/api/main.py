@@ -18,7 +18,8 @@ from uvicorn.loops.auto import auto_loop_factory
 
 from services.api.auth.mode import startup_problem, warn_if_disabled
 from services.api.errors import install_error_handlers
-from services.api.routes import health, markets, metrics, orders, quote, ui, ws
+from services.api.routes import health, markets, metrics, orders, quote, ui
+from services.api.routes.ws import OrderSockets
 from services.api.runtime import ApiRuntime
 from services.common.logging import configure_logging
 from services.common.settings import Settings
@@ -26,8 +27,9 @@ from services.common.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, runtime: ApiRuntime | None = None) -> FastAPI:
-    """The app; its lifespan starts a runtime unless given one (which the caller then owns)."""
+def create_app(settings: Settings, runtime: ApiRuntime | None = None) -> OrderSockets:
+    """The app (order sockets in front of FastAPI, see `routes/ws.py`); its lifespan starts a
+    runtime unless given one (which the caller then owns)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,10 +60,9 @@ def create_app(settings: Settings, runtime: ApiRuntime | None = None) -> FastAPI
     app.include_router(orders.router)
     app.include_router(quote.router)
     app.include_router(markets.router)
-    app.include_router(ws.router)
     app.include_router(metrics.router)
     app.include_router(ui.router)
-    return app
+    return OrderSockets(app)
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
