@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import aiohttp  # a faust-streaming dependency: cheaper per request than httpx
 import orjson
 
+from bench.launcher import auth_headers
 from bench.workload import LoadConfig, order_payloads, schedule
 
 
@@ -33,13 +34,16 @@ class OrderTrace:
 class Clients:
     """HTTP and WebSocket clients spread over the API processes."""
 
-    def __init__(self, base_urls: list[str], config: LoadConfig) -> None:
+    def __init__(
+        self, base_urls: list[str], config: LoadConfig, api_key: str | None = None
+    ) -> None:
         for url in base_urls:
             host = url.split("://", 1)[1].split(":", 1)[0]
             if host != "127.0.0.1":
                 raise SystemExit(f"refusing to send load to {url}: loopback (127.0.0.1) only")
         self.base_urls = base_urls
         self.config = config
+        self.headers = auth_headers(api_key)
         timeout = aiohttp.ClientTimeout(total=config.http_timeout)
         self.http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=config.connections), timeout=timeout
@@ -57,7 +61,7 @@ class Clients:
             async with self.http.post(
                 f"{base}/api/orders/execute",
                 data=body,
-                headers={"content-type": "application/json"},
+                headers={"content-type": "application/json", **self.headers},
             ) as response:
                 answer = await response.read()
                 trace.accepted_at = time.time()
@@ -78,7 +82,9 @@ class Clients:
         url = base.replace("http://", "ws://") + f"/ws/{trace.order_id}"
         try:
             async with asyncio.timeout(max(1.0, deadline - time.time())):
-                async with self.ws.ws_connect(url, max_msg_size=1 << 20) as socket:
+                async with self.ws.ws_connect(
+                    url, max_msg_size=1 << 20, headers=self.headers
+                ) as socket:
                     while True:
                         message = await socket.receive()
                         if message.type is aiohttp.WSMsgType.CLOSE:

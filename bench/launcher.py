@@ -49,12 +49,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "OEE_VENUE_FAILURE_RATE": str(settings.venue_failure_rate),
         "OEE_RETRY_DELAYS_SECONDS": json.dumps(list(settings.retry_delays_seconds)),
         "OEE_API_PORT": str(settings.api_port),
+        "OEE_API_WORKERS": str(settings.api_workers),
         "OEE_DATA_DIR": str(settings.data_dir),
         "OEE_LOG_FORMAT": "json",
         "OEE_ROUTER_METRICS_PORT": str(settings.router_metrics_port),
         "OEE_PROJECTOR_METRICS_PORT": str(settings.projector_metrics_port),
         "OEE_TRIGGERS_METRICS_PORT": str(settings.triggers_metrics_port),
         "OEE_AUTH": settings.auth,
+        "OEE_RATE_LIMIT_ORDERS_PER_SECOND": str(settings.rate_limit_orders_per_second),
+        "OEE_RATE_LIMIT_BURST": str(settings.rate_limit_burst),
+        "OEE_WS_MAX_CONNECTIONS_PER_KEY": str(settings.ws_max_connections_per_key),
         "OEE_PRODUCE_TIMEOUT_SECONDS": str(settings.produce_timeout_seconds),
         # The chain the router executes on, and the node `oee chain` runs.
         "OEE_SOLANA_RPC_URL": settings.solana_rpc_url,
@@ -147,6 +151,30 @@ async def wait_chain_healthy(
         )
 
 
+# A key's own limits for the benchmarks: far above any rate they offer, as a trading bot's key
+# would be (`oee keys create --rate-limit 100000 --burst 100000`).
+BENCH_RATE_LIMIT = 100_000.0
+BENCH_BURST = 100_000
+BENCH_SOCKETS_PER_KEY = 100_000
+
+
+def bench_key(database_url: str) -> str:
+    """A new API key with the benchmarks' rate limit, as a user would make one."""
+    from services.api.auth.store import create_key
+    from services.common.db import connect
+
+    with connect(database_url, autocommit=True) as conn:
+        _, key = create_key(
+            conn, f"bench-{uuid.uuid4().hex[:8]}", rate_limit=BENCH_RATE_LIMIT, burst=BENCH_BURST
+        )
+    return key
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The request headers that present `api_key` (none without one)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 @dataclass(frozen=True)
 class Topology:
     """What `Launched` starts: how many of each process, and how the venues and dependencies run."""
@@ -161,6 +189,8 @@ class Topology:
     kafka_heap: str = "512m"
     pg_no_fsync: bool = False
     market: bool = False  # also run `oee market` (moves the chain's pools every slot)
+    # Authentication on, as users run the engine: the bench submits with a key of its own.
+    auth: bool = True
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Topology:
@@ -179,6 +209,7 @@ class Launched:
         self.postgres: Any = None
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.settings: Settings | None = None
+        self.api_key: str | None = None
 
     def start_dependencies(self) -> Settings:
         from infra.kafka.launcher import KafkaBroker
@@ -210,15 +241,19 @@ class Launched:
             venue_latency=self.topology.venue_latency,
             venue_failure_rate=self.topology.failure_rate,
             api_port=free_port(),
+            # One client holding thousands of sockets (bench.sockets, --ws-share), with one key.
+            ws_max_connections_per_key=BENCH_SOCKETS_PER_KEY,
             data_dir=self.tmp / "data",
             **chain_on(free_port()),
         )
         from services.common.dependencies import prepare
 
         prepare(self.settings)  # migrations and topics, before any process starts
+        if self.topology.auth:
+            self.api_key = bench_key(database_url)
         return self.settings
 
-    async def start_processes(self) -> list[str]:
+    async def start_processes(self, api_env: Mapping[str, str] | None = None) -> list[str]:
         """Start the chain node, the projectors, routers and APIs; the APIs' base URLs.
 
         The routers start once the chain answers (they would wait for it anyway, but a load
@@ -228,7 +263,7 @@ class Launched:
         logs.mkdir(exist_ok=True)
         base_env = os.environ | settings_env(self.settings)
         base_env |= {
-            "OEE_AUTH": "disabled",
+            "OEE_AUTH": "enabled" if self.topology.auth else "disabled",
             "OEE_LOG_LEVEL": "WARNING",
             "OEE_ROUTER_MAX_IN_FLIGHT": str(self.topology.router_max_in_flight),
         }
@@ -242,6 +277,7 @@ class Launched:
         for name, i in plan:
             env = dict(base_env)
             if name == "api":
+                env |= api_env or {}
                 port = self.settings.api_port if i == 0 else free_port()
                 env["OEE_API_PORT"] = str(port)
                 urls.append(f"http://127.0.0.1:{port}")

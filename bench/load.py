@@ -12,7 +12,9 @@ its queueing instead of slowing the generator down (coordinated omission).
 Clients POST `/api/orders/execute` and a share of them (`--ws-share`) then
 watch their order on `/ws/{orderId}` until it closes.
 
-The bench starts the system itself as real processes (`python -m
+Authentication is on, as users run it: the bench creates a key with a rate limit far above
+what it offers (`bench.launcher.bench_key`) and sends it with every request; `--no-auth`
+runs without. The bench starts the system itself as real processes (`python -m
 services.cli api|router|projector`, the environment built by
 `bench.launcher.settings_env`), and Kafka and PostgreSQL through the
 project's launchers unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL name running
@@ -65,8 +67,10 @@ async def run_load(
     base_urls: list[str],
     config: LoadConfig,
     processes: list[ProcessInfo] | None = None,
+    api_key: str | None = None,
 ) -> dict[str, Any]:
-    """One open-loop run against a running system; the report as a dict."""
+    """One open-loop run against a running system, submitting with `api_key` (needed when its
+    authentication is on); the report as a dict."""
     assert settings.kafka_bootstrap_servers
     assert settings.database_url
     partitions = settings.orders_topic_partitions
@@ -76,7 +80,7 @@ async def run_load(
     )
     lag = LagSampler(settings, positions)
     sampler = ProcessSampler(processes or [ProcessInfo("loadgen", os.getpid())])
-    clients = Clients(base_urls, config)
+    clients = Clients(base_urls, config, api_key)
     await positions.start()
     await lag.start()
     await sampler.start()
@@ -136,26 +140,31 @@ async def main_async(args: argparse.Namespace, launched: Launched) -> dict[str, 
         )
 
     processes = launched.processes()
+    key = launched.api_key
     result: dict[str, Any] = {
         "machine": machine(),
         "command": " ".join(sys.argv),
         "venue_latency": args.venue_latency,
         "failure_rate": args.failure_rate,
         "topology": {"apis": args.apis, "routers": args.routers, "projectors": args.projectors},
+        "auth": args.auth,
     }
     if args.warmup > 0:
-        await run_load(settings, urls, config(min(args.rate, 100), args.warmup, 0), processes)
+        await run_load(settings, urls, config(min(args.rate, 100), args.warmup, 0), processes, key)
     if not args.find_max:
+        profilers = await start_profilers(launched, args.py_spy, args.duration + args.ramp)
         report = await run_load(
-            settings, urls, config(args.rate, args.duration, args.ramp), processes
+            settings, urls, config(args.rate, args.duration, args.ramp), processes, key
         )
+        for profiler in profilers:
+            await profiler.wait()
         print_report(report)
         result["run"] = report
         return result
     steps: list[dict[str, Any]] = []
     rate, best = args.rate, None
     while rate <= args.max_rate:
-        report = await run_load(settings, urls, config(rate, args.step_duration, 0), processes)
+        report = await run_load(settings, urls, config(rate, args.step_duration, 0), processes, key)
         print_report(report)
         report["passed"] = passes(report, args)
         steps.append(report)
@@ -172,6 +181,29 @@ async def main_async(args: argparse.Namespace, launched: Launched) -> dict[str, 
         f" (p99 <= {args.max_p99_ms} ms, errors <= {args.max_error_rate:.2%})"
     )
     return result
+
+
+async def start_profilers(
+    launched: Launched, directory: Path | None, seconds: float
+) -> list[asyncio.subprocess.Process]:
+    """py-spy (100 Hz, collapsed stacks) on the API, router and projector for `seconds`,
+    one `<process>.txt` each in `directory`; none without a directory."""
+    if directory is None:
+        return []
+    os.makedirs(directory, exist_ok=True)
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    started = []
+    for name in ("api", "router", "projector"):
+        pid = str(launched.children[name].pid)
+        started.append(
+            await asyncio.create_subprocess_exec(
+                *(spy, "record", "--pid", pid, "--format", "raw", "--rate", "100"),
+                *("--duration", str(round(seconds)), "--output", str(directory / f"{name}.txt")),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+        )
+    return started
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -226,7 +258,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--pg-no-fsync", action="store_true", help="PostgreSQL without fsync (as the tests run it)"
     )
+    parser.add_argument(
+        "--auth",
+        action=argparse.BooleanOptionalAction,
+        default=Topology.auth,
+        help="authentication on, submitting with a generated key of a high rate limit",
+    )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="profile the API, router and projector during the run (py-spy), into DIR",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
     args = parser.parse_args(argv)
     total = args.rate * (args.duration + args.ramp / 2)

@@ -83,7 +83,8 @@ class ProcessInfo:
     with_children: bool = False
 
 
-def _children(pid: int) -> list[int]:
+def children_of(pid: int) -> list[int]:
+    """The process's direct children."""
     found: list[int] = []
     with contextlib.suppress(OSError):
         for task in os.listdir(f"/proc/{pid}/task"):
@@ -116,7 +117,7 @@ class ProcessSampler(Background):
     def sample(self) -> None:
         now = time.time()
         for info in self.processes:
-            pids = [info.pid, *(_children(info.pid) if info.with_children else [])]
+            pids = [info.pid, *(children_of(info.pid) if info.with_children else [])]
             ticks = rss = 0
             for pid in pids:
                 with contextlib.suppress(OSError, ValueError, IndexError):

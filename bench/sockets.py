@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench.launcher import Launched, Topology, run_launched
+from bench.launcher import Launched, Topology, auth_headers, run_launched
 from bench.orderlog import epoch
 from bench.polling import TimedOut, eventually
 from bench.report import machine, percentiles
@@ -53,9 +53,13 @@ class Subscriber:
         return all(self.sequences.get(o) == list(range(1, n + 1)) for o, n in orders.items())
 
 
-async def subscribe(session: aiohttp.ClientSession, url: str, subscriber: Subscriber) -> None:
+async def subscribe(
+    session: aiohttp.ClientSession, url: str, subscriber: Subscriber, headers: dict[str, str]
+) -> None:
     try:
-        async with session.ws_connect(url, max_msg_size=1 << 20, heartbeat=None) as socket:
+        async with session.ws_connect(
+            url, max_msg_size=1 << 20, heartbeat=None, headers=headers
+        ) as socket:
             async for message in socket:
                 if message.type is not aiohttp.WSMsgType.TEXT:
                     break
@@ -74,7 +78,12 @@ async def subscribe(session: aiohttp.ClientSession, url: str, subscriber: Subscr
 
 
 async def submit(
-    session: aiohttp.ClientSession, base: str, count: int, rate: float, seed: int
+    session: aiohttp.ClientSession,
+    base: str,
+    count: int,
+    rate: float,
+    seed: int,
+    headers: dict[str, str],
 ) -> list[str]:
     """`count` orders (the load generator's mix) on a fixed schedule; the ids of those accepted."""
     bodies = order_payloads(LoadConfig(rate=rate, duration=count / rate, seed=seed))
@@ -85,7 +94,7 @@ async def submit(
         async with session.post(
             f"{base}/api/orders/execute",
             data=next(bodies)[0],
-            headers={"content-type": "application/json"},
+            headers={"content-type": "application/json", **headers},
         ) as response:
             answer = await response.read()
             if response.status == 202:
@@ -95,6 +104,8 @@ async def submit(
 
 async def run(args: argparse.Namespace, launched: Launched) -> dict[str, Any]:
     (base,) = await launched.start_processes()
+    # One key for the sockets and the orders: a key's firehose shows that key's orders.
+    headers = auth_headers(launched.api_key)
     await launched.wait_healthy([base])
     api = launched.children["api"].pid
     sampler = ProcessSampler(
@@ -109,7 +120,7 @@ async def run(args: argparse.Namespace, launched: Launched) -> dict[str, Any]:
     tasks = []
     try:
         for subscriber in subscribers:
-            tasks.append(asyncio.create_task(subscribe(sockets, url, subscriber)))
+            tasks.append(asyncio.create_task(subscribe(sockets, url, subscriber, headers)))
             if len(tasks) % 200 == 0:
                 await asyncio.sleep(0)  # let the handshakes progress as we go
 
@@ -123,7 +134,7 @@ async def run(args: argparse.Namespace, launched: Launched) -> dict[str, Any]:
         print(f"{connected:,}/{args.sockets:,} subscribers connected in {connect_seconds:.1f}s")
 
         sending = time.time()
-        accepted = await submit(http, base, args.orders, args.rate, args.seed)
+        accepted = await submit(http, base, args.orders, args.rate, args.seed, headers)
         print(f"{len(accepted)}/{args.orders} orders accepted; waiting for every event ...")
         wanted = set(accepted)
 

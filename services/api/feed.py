@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from schemas.codec import UndecodableEvent, decode
 from schemas.envelope import Envelope
 from schemas.events import OrderRouted, OrderSubmitted
+from services.api.inbox import Inbox
 from services.common.kafka import unreachable
 
 log = logging.getLogger(__name__)
@@ -29,30 +30,8 @@ Pair = tuple[str, str]
 _PAIR_CACHE_SIZE = 100_000
 
 
-class Subscription:
-    """One socket's bounded inbox of envelopes."""
-
-    def __init__(self, maxsize: int) -> None:
-        self._queue: asyncio.Queue[Envelope] = asyncio.Queue(maxsize)
-        self.overflowed = asyncio.Event()
-
-    def offer(self, envelope: Envelope) -> None:
-        """Enqueue without ever waiting; on a full queue, give up on this subscriber."""
-        if self.overflowed.is_set():
-            return
-        try:
-            self._queue.put_nowait(envelope)
-        except asyncio.QueueFull:
-            self.overflowed.set()
-
-    async def get(self) -> Envelope:
-        return await self._queue.get()
-
-    def get_nowait(self) -> Envelope | None:
-        try:
-            return self._queue.get_nowait()
-        except asyncio.QueueEmpty:
-            return None
+# One socket's bounded inbox of envelopes.
+Subscription = Inbox[Envelope]
 
 
 class LiveFeed:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,14 +18,18 @@ from uvicorn.loops.auto import auto_loop_factory
 
 from services.api.auth.mode import startup_problem, warn_if_disabled
 from services.api.errors import install_error_handlers
-from services.api.routes import health, markets, metrics, orders, quote, ui, ws
+from services.api.routes import health, markets, metrics, orders, quote, ui
+from services.api.routes.ws import OrderSockets
 from services.api.runtime import ApiRuntime
 from services.common.logging import configure_logging
 from services.common.settings import Settings
 
+log = logging.getLogger(__name__)
 
-def create_app(settings: Settings, runtime: ApiRuntime | None = None) -> FastAPI:
-    """The app; its lifespan starts a runtime unless given one (which the caller then owns)."""
+
+def create_app(settings: Settings, runtime: ApiRuntime | None = None) -> OrderSockets:
+    """The app (order sockets in front of FastAPI, see `routes/ws.py`); its lifespan starts a
+    runtime unless given one (which the caller then owns)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,13 +60,24 @@ def create_app(settings: Settings, runtime: ApiRuntime | None = None) -> FastAPI
     app.include_router(orders.router)
     app.include_router(quote.router)
     app.include_router(markets.router)
-    app.include_router(ws.router)
     app.include_router(metrics.router)
     app.include_router(ui.router)
-    return app
+    return OrderSockets(app)
 
 
-async def _serve(settings: Settings) -> None:
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other processes may bind too (SO_REUSEPORT): the kernel
+    spreads new connections over every worker listening on the port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    listener.bind((host.strip("[]"), port))
+    listener.listen(2048)  # uvicorn's default backlog
+    return listener
+
+
+async def _serve(settings: Settings, listener: socket.socket | None = None) -> None:
     # Start Kafka and the rest before uvicorn, so an unreachable broker ends the
     # process with DependencyUnavailable's one line (see services.cli) rather than a trace.
     runtime = await ApiRuntime.start(settings)
@@ -73,9 +93,55 @@ async def _serve(settings: Settings) -> None:
             # saved (bench/sockets.py, 5,000 subscribers: 15,800 -> 18,300 messages/s).
             ws_per_message_deflate=False,
         )
-        await uvicorn.Server(config).serve()
+        await uvicorn.Server(config).serve(sockets=[listener] if listener else None)
     finally:
         await runtime.stop()
+
+
+def _run(settings: Settings, listener: socket.socket | None = None) -> None:
+    # The loop uvicorn.run would choose (uvloop where installed, as uvicorn[standard]
+    # installs it); a bare asyncio.run kept the API on the slower stdlib loop.
+    with asyncio.Runner(loop_factory=auto_loop_factory()) as runner:
+        runner.run(_serve(settings, listener))
+
+
+def _run_workers(settings: Settings) -> None:
+    """`api_workers` forked API processes on one port; SIGTERM/SIGINT go to each of them,
+    and this parent ends when they all have (with the first failure's exit code)."""
+    children: list[int] = []
+    for _ in range(settings.api_workers):
+        pid = os.fork()
+        if pid == 0:  # a worker: binds the shared port itself, runs a whole API
+            code = 0
+            try:
+                _run(settings, reuse_port_socket(settings.api_host, settings.api_port))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                log.exception("API worker failed")
+                code = 1
+            os._exit(code)
+        children.append(pid)
+
+    asked: set[int] = set()
+
+    def forward(signum: int, _frame: object) -> None:
+        asked.add(signum)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    failed = 0
+    for child in children:
+        _, status = os.waitpid(child, 0)
+        code = os.waitstatus_to_exitcode(status)
+        # uvicorn ends by raising the signal it handled again: dying of a signal we forwarded
+        # is a clean stop; of any other, a failure.
+        failed = failed or (0 if -code in asked else 1 if code < 0 else code)
+    if failed:
+        raise SystemExit(failed)
 
 
 def serve(settings: Settings) -> None:
@@ -85,7 +151,7 @@ def serve(settings: Settings) -> None:
     if problem is not None:
         raise SystemExit(f"error: {problem}")
     warn_if_disabled(settings)
-    # The loop uvicorn.run would choose (uvloop where installed, as uvicorn[standard]
-    # installs it); a bare asyncio.run kept the API on the slower stdlib loop.
-    with asyncio.Runner(loop_factory=auto_loop_factory()) as runner:
-        runner.run(_serve(settings))
+    if settings.api_workers > 1:
+        _run_workers(settings)
+    else:
+        _run(settings)

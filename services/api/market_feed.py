@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from schemas.market import MarketTick, UndecodableMarketRecord, decode_market
+from services.api.inbox import Inbox
 from services.common.kafka import unreachable
 
 log = logging.getLogger(__name__)
@@ -28,23 +29,8 @@ RECENT_TICKS = 500  # per pair: over three minutes of 400 ms slots
 Numbered = tuple[int, MarketTick]
 
 
-class TickSubscription:
-    """One socket's bounded inbox of (sequence, tick)."""
-
-    def __init__(self, maxsize: int) -> None:
-        self._queue: asyncio.Queue[Numbered] = asyncio.Queue(maxsize)
-        self.overflowed = asyncio.Event()
-
-    def offer(self, item: Numbered) -> None:
-        if self.overflowed.is_set():
-            return
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self.overflowed.set()
-
-    async def get(self) -> Numbered:
-        return await self._queue.get()
+# One socket's bounded inbox of (sequence, tick).
+TickSubscription = Inbox[Numbered]
 
 
 class MarketFeed:

@@ -11,6 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -27,6 +28,25 @@ class OrderAccepted(CamelModel):
     message: str = "Order received and queued"
     websocket_url: str
     estimated_processing_time: str = "2-5 seconds"
+
+
+JSON = "application/json"
+_QUEUED = OrderAccepted.model_fields["message"].default
+_PROCESSING_TIME = OrderAccepted.model_fields["estimated_processing_time"].default
+
+
+def accepted_json(order_id: uuid.UUID, status: str = "pending", message: str = _QUEUED) -> bytes:
+    """The 202's body: `OrderAccepted` as its model would serialize it, without building one
+    (the model stays the documented response; a unit test holds the two equal)."""
+    return orjson.dumps(
+        {
+            "orderId": str(order_id),
+            "status": status,
+            "message": message,
+            "websocketUrl": f"/ws/{order_id}",
+            "estimatedProcessingTime": _PROCESSING_TIME,
+        }
+    )
 
 
 class ErrorBody(BaseModel):

@@ -6,6 +6,7 @@ submissions keep working while the read side is down.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -24,6 +25,9 @@ from services.api.listing import Cursor, OrderFilter
 from services.common.db import LIVE_SCHEMA
 
 QUERY_TIMEOUT_SECONDS = 2.0
+# Connections of the read pool that sockets' history reads never take all of, so a request
+# (a GET, a key lookup, a cancel) finds one while thousands of sockets wait for their turn.
+RESERVED_FOR_REQUESTS = 3
 
 
 class ReadModelUnavailable(RuntimeError):
@@ -63,6 +67,16 @@ class ReadModel:
         self.pool = pool
         self._orders = sql.Identifier(schema, "orders")
         self._events = sql.Identifier(schema, "order_events")
+        # The bounded share of the pool for sockets' history reads; the rest wait in line
+        # here (backpressure) rather than time out in the pool and close their sockets.
+        self.history_slots = max(1, pool.max_size - RESERVED_FOR_REQUESTS)
+        self._history_turns = asyncio.Semaphore(self.history_slots)
+
+    @asynccontextmanager
+    async def history_turn(self) -> AsyncIterator[None]:
+        """One of the `history_slots` turns at the pool for a socket's read."""
+        async with self._history_turns:
+            yield
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[AsyncConnection[dict[str, Any]]]:

@@ -69,7 +69,7 @@ class ApiRuntime:
         except BaseException:
             await producer.stop()
             raise
-        pool = open_read_pool(settings.postgres_url)
+        pool = open_read_pool(settings.postgres_url, settings.read_pool_size)
         # Without waiting: the pool keeps trying in the background while PostgreSQL is down.
         await pool.open(wait=False)
         return cls(

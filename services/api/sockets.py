@@ -5,6 +5,12 @@ happens in between is lost; `SequenceMerge` drops what both sides delivered and
 holds what ran ahead; a hole (the projector lagging the live consumer) is filled
 from PostgreSQL. Each socket runs its sender, a disconnect watcher and an
 overflow watcher side by side, so a slow client only ever hurts itself.
+
+Overload degrades latency, never subscribers (issue 20): a socket's history reads take
+turns for a share of the read pool (`ReadModel.history_turn`) and, when PostgreSQL is
+saturated or down, wait and ask again instead of closing; a socket of an order the feed saw
+submitted, or one whose later events the projector has not stored yet, waits as long as
+that takes. Only the client leaving, or its own queue overflowing, ends it early.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
@@ -34,12 +41,11 @@ T = TypeVar("T")
 
 # The projector may not have stored an order yet right after its 202.
 NOT_FOUND_GRACE_SECONDS = 2.0
-# How long an order this process's feed saw submitted may take to reach the read model
-# (a projector far behind under load) before the socket gives up on it.
-SEEN_PATIENCE_SECONDS = 60.0
-# How long to wait for the projector to store events the live feed already showed.
-GAP_FILL_SECONDS = 10.0
+# Polls of the read model while a socket waits for its order's rows start this often and
+# back off to the longest pause: thousands of waiting sockets polling every 100 ms were what
+# saturated the read pool (bench/load.py --rate 500: 561 of 1,003 sockets closed with 1013).
 _POLL_SECONDS = 0.1
+_POLL_MAX_SECONDS = 2.0
 # Events written before the socket subscribed reach it only through the read model. While
 # the live feed is quiet, look there again after these pauses (about 10 s in all), then
 # rely on the feed alone: a few queries per socket, not a poll for its whole life.
@@ -71,7 +77,6 @@ async def order_events(
     read_model: ReadModel,
     *,
     grace: float = NOT_FOUND_GRACE_SECONDS,
-    gap_fill: float = GAP_FILL_SECONDS,
     visible_to: str | None = None,
     seen: Callable[[], bool] = lambda: False,
     since: int = 0,
@@ -102,7 +107,7 @@ async def order_events(
                 if ready.status.is_final:
                     return
         if merge.gap:
-            arrived = await _stored(order_id, merge.gap, read_model, gap_fill)
+            arrived = await _stored(order_id, merge.gap, read_model)
             continue
         pause = next(rechecks, None)
         if pause is None:
@@ -113,7 +118,7 @@ async def order_events(
         except TimeoutError:
             # The order may have moved on before we subscribed, with the projector
             # behind at our first read: the merge drops whatever was sent already.
-            arrived = await _read(read_model.envelopes(order_id))
+            arrived = await _read(read_model, order_id)
 
 
 def _owned(submission: Envelope, visible_to: str | None) -> bool:
@@ -134,45 +139,37 @@ async def _history_or_first_live(
 
     A socket opened right after the 202 subscribes after the submission went by on
     the feed, so its first live event is the routing one; under load both it and the
-    projector can be later than `grace`. An order the feed saw submitted is real: it
-    gets `SEEN_PATIENCE_SECONDS` instead of being reported as not found.
+    projector can be later than `grace`. An order the feed saw submitted is real: it is
+    waited for as long as it takes instead of being reported as not found.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace
-    extended = False
+    pause = _POLL_SECONDS
     while True:
-        history = await _read(read_model.envelopes(order_id))
+        history = await _read(read_model, order_id)
         if history:
             return history
         remaining = deadline - loop.time()
-        if remaining <= 0 and not extended and seen():
-            deadline, extended = loop.time() + SEEN_PATIENCE_SECONDS, True
-            continue
+        if remaining <= 0 and seen():
+            deadline = remaining = math.inf
         if remaining <= 0:
             raise StreamEnded("ORDER_NOT_FOUND", f"Order {order_id} not found", CLOSE_NOT_FOUND)
         try:
-            return [await asyncio.wait_for(live.get(), min(remaining, 0.25))]
+            return [await asyncio.wait_for(live.get(), min(remaining, pause))]
         except TimeoutError:
-            continue
+            pause = min(pause * 2, _POLL_MAX_SECONDS)
 
 
-async def _stored(
-    order_id: uuid.UUID, wanted: range, read_model: ReadModel, patience: float
-) -> list[Envelope]:
-    """Poll the read model until it holds every sequence in `wanted`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + patience
+async def _stored(order_id: uuid.UUID, wanted: range, read_model: ReadModel) -> list[Envelope]:
+    """Poll the read model until it holds every sequence in `wanted` (the live feed showed
+    later ones, so these are on the log and the projector will store them)."""
+    pause = _POLL_SECONDS
     while True:
-        found = await _read(read_model.envelopes(order_id, list(wanted)))
+        found = await _read(read_model, order_id, list(wanted))
         if len(found) == len(wanted):
             return found
-        if loop.time() >= deadline:
-            raise StreamEnded(
-                "HISTORY_UNAVAILABLE",
-                f"Events {wanted.start}..{wanted.stop - 1} are not stored yet; reconnect",
-                CLOSE_TRY_AGAIN,
-            )
-        await asyncio.sleep(_POLL_SECONDS)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, _POLL_MAX_SECONDS)
 
 
 # Reads still running for sockets that have gone (see `detached`): held so they finish.
@@ -203,15 +200,20 @@ def _forget(task: asyncio.Task[Any]) -> None:
         task.exception()  # mark it retrieved: a caller still waiting has had it already
 
 
-async def _read(query: Coroutine[Any, Any, list[Envelope]]) -> list[Envelope]:
-    try:
-        return await detached(query)
-    except ReadModelUnavailable:
-        raise StreamEnded(
-            "READ_MODEL_UNAVAILABLE",
-            "Order history is unavailable; reconnect later",
-            CLOSE_TRY_AGAIN,
-        ) from None
+async def _read(
+    read_model: ReadModel, order_id: uuid.UUID, sequences: list[int] | None = None
+) -> list[Envelope]:
+    """The order's stored events (only `sequences` if given), waiting for a turn and, while
+    PostgreSQL is saturated or down, trying again with backoff: never giving up on the socket."""
+    pause = _POLL_SECONDS
+    while True:
+        try:
+            async with read_model.history_turn():
+                return await detached(read_model.envelopes(order_id, sequences))
+        except ReadModelUnavailable as exc:
+            log.debug("history of %s unavailable (%s); trying again", order_id, exc)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, _POLL_MAX_SECONDS)
 
 
 async def send(websocket: WebSocket, message: dict[str, Any]) -> None:
@@ -232,7 +234,7 @@ async def _close(websocket: WebSocket, code: int, reason: str = "") -> None:
 class Overflowing(Protocol):
     """A socket's inbox that gives up on a client too slow to keep up."""
 
-    overflowed: asyncio.Event
+    def on_overflow(self, callback: Callable[[], None]) -> None: ...
 
 
 async def run_session(
@@ -247,7 +249,14 @@ async def run_session(
     clients.inc()
     sender = asyncio.create_task(pump())
     leaver = asyncio.create_task(_until_disconnect(websocket))
-    overflow = asyncio.create_task(live.overflowed.wait())
+    # A future the inbox resolves, not a task watching an event: one task fewer per socket.
+    overflow: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def overflowed() -> None:
+        if not overflow.done():
+            overflow.set_result(None)
+
+    live.on_overflow(overflowed)
     try:
         await asyncio.wait({sender, leaver, overflow}, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -47,10 +47,15 @@ class Settings(BaseSettings):
     # The API.
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # API worker processes sharing the port (SO_REUSEPORT, the kernel spreads connections);
+    # each is a whole API (its own producer, live feed, read pool and per-key limits).
+    api_workers: int = Field(default=1, ge=1, le=64)
     max_body_bytes: int = 16 * 1024
     default_slippage: Decimal = Decimal("0.01")
     max_order_amount: Decimal = Decimal("1000000000")
     ws_queue_size: int = 1000
+    # Connections of the API's read pool (GETs, key lookups, sockets' history).
+    read_pool_size: int = Field(default=10, ge=1)
     produce_timeout_seconds: float = 5.0
 
     # The router.

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bench.launcher import BENCH_SOCKETS_PER_KEY, bench_key
 from bench.load import run_load
 from bench.samplers import ProcessInfo
 from bench.workload import LoadConfig, schedule
@@ -26,11 +27,21 @@ def test_the_schedule_ramps_then_holds_the_rate() -> None:
 
 
 async def test_a_short_low_rate_run_completes_every_order(start_system: Any) -> None:
-    system: System = await start_system()
+    # As the bench runs by default: authentication on, with a key of a high rate limit; the
+    # deployment's default (1/s, burst 1) would refuse all but the first orders. The one key
+    # watches up to 30 sockets at once, more than the default 20 per key.
+    system: System = await start_system(
+        auth="enabled",
+        rate_limit_orders_per_second=1,
+        rate_limit_burst=1,
+        ws_max_connections_per_key=BENCH_SOCKETS_PER_KEY,
+    )
+    assert system.settings.database_url
+    key = bench_key(system.settings.database_url)
     config = LoadConfig(rate=20, duration=3, ws_share=0.5, drain_timeout=30)
     processes = [ProcessInfo(name, p.pid) for name, p in system.processes.items()]
 
-    report = await run_load(system.settings, [system.base_url], config, processes)
+    report = await run_load(system.settings, [system.base_url], config, processes, key)
 
     assert report["sent"] == 60
     assert report["accepted"] == 60

@@ -12,6 +12,7 @@ and logs name a key by its id.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -82,6 +83,22 @@ def insufficient_scope(scope: str) -> AuthFailure:
 class _Cached:
     at: float
     key: StoredKey | None
+    # Built once per lookup, not once per request: the 202 path's key check is one dict hit.
+    answer: Principal | AuthFailure
+
+
+def _answer_for(found: StoredKey | None) -> Principal | AuthFailure:
+    if found is None:
+        return INVALID
+    if not found.active:
+        return INVALID
+    return Principal(
+        owner=str(found.id),
+        scopes=frozenset(found.scopes),
+        name=found.name,
+        rate_limit=found.rate_limit,
+        burst=found.burst,
+    )
 
 
 class Authenticator:
@@ -102,6 +119,9 @@ class Authenticator:
         self.cache_seconds = cache_seconds
         self._clock = clock
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        # One lookup per key hash at a time: a burst of requests with a key whose cache entry
+        # just expired asks PostgreSQL once, not once each (which took every pooled connection).
+        self._looking_up: dict[str, asyncio.Future[StoredKey | None]] = {}
 
     async def authenticate(self, headers: Mapping[str, str]) -> Principal | AuthFailure:
         if not self.enabled:
@@ -123,24 +143,42 @@ class Authenticator:
         hashed = key_hash(key)
         now = self._clock()
         cached = self._cache.get(hashed)
-        if cached is None or now - cached.at >= self.cache_seconds:
-            try:
-                found = await self.keys.find(hashed)
-            except AuthUnavailable as exc:
-                if cached is None:
-                    log.warning("cannot check an API key: %s", exc)
-                    return UNAVAILABLE
-                found = cached.key  # stale, but the best knowledge there is
-            else:
-                self._remember(hashed, _Cached(now, found))
-        else:
-            found = cached.key
-        if found is None:
-            return INVALID
-        if not found.active:
+        if cached is not None and now - cached.at < self.cache_seconds:
+            return cached.answer
+        try:
+            found = await self._lookup(hashed)
+        except AuthUnavailable as exc:
+            if cached is None:
+                log.warning("cannot check an API key: %s", exc)
+                return UNAVAILABLE
+            return cached.answer  # stale, but the best knowledge there is
+        answer = _answer_for(found)
+        self._remember(hashed, _Cached(now, found, answer))
+        if found is not None and not found.active:
             log.info("refused revoked API key %s (%s)", found.id, found.name)
-            return INVALID
-        return Principal(owner=str(found.id), scopes=frozenset(found.scopes), name=found.name)
+        return answer
+
+    async def _lookup(self, hashed: str) -> StoredKey | None:
+        pending = self._looking_up.get(hashed)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        pending = asyncio.get_running_loop().create_future()
+        self._looking_up[hashed] = pending
+        try:
+            found = await self.keys.find(hashed)
+        except BaseException as exc:
+            if not pending.done():
+                if isinstance(exc, Exception):
+                    pending.set_exception(exc)
+                    pending.exception()  # retrieved: waiters re-raise it, none may exist
+                else:
+                    pending.cancel()
+            raise
+        else:
+            pending.set_result(found)
+            return found
+        finally:
+            del self._looking_up[hashed]
 
     def _remember(self, hashed: str, entry: _Cached) -> None:
         self._cache[hashed] = entry

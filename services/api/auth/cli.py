@@ -13,7 +13,14 @@ import psycopg
 import typer
 
 from services.api.auth.principal import DEFAULT_SCOPES, checked_scopes
-from services.api.auth.store import create_key, ensure_development_key, list_keys, revoke_key
+from services.api.auth.store import (
+    StoredKey,
+    checked_limit,
+    create_key,
+    ensure_development_key,
+    list_keys,
+    revoke_key,
+)
 from services.common.db import connect, migrate
 from services.common.errors import DependencyUnavailable
 from services.common.settings import Settings, get_settings
@@ -43,17 +50,31 @@ def create(
         list[str] | None,
         typer.Option(help="orders:write, orders:read or admin; repeat for several"),
     ] = None,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option(
+            help="Orders a second this key may submit (default: OEE_RATE_LIMIT_ORDERS_PER_SECOND)"
+        ),
+    ] = None,
+    burst: Annotated[
+        int | None,
+        typer.Option(help="Orders it may save up for a burst (default: twice --rate-limit)"),
+    ] = None,
 ) -> None:
     """Create a key and print it once (on stdout, alone, so `KEY=$(oee keys create ...)` works)."""
     try:
         scopes = checked_scopes(scope or DEFAULT_SCOPES)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--scope") from None
+    try:
+        rate_limit, burst = checked_limit(rate_limit, burst)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--rate-limit/--burst") from None
     with _keys_db() as conn:
-        row, key = create_key(conn, name, scopes)
+        row, key = create_key(conn, name, scopes, rate_limit=rate_limit, burst=burst)
     typer.echo(
-        f"created key {row.id} ({row.name}; scopes {' '.join(row.scopes)}). It is shown"
-        " only this once: store it now.",
+        f"created key {row.id} ({row.name}; scopes {' '.join(row.scopes)}; {_limit(row)})."
+        " It is shown only this once: store it now.",
         err=True,
     )
     typer.echo(key)
@@ -70,9 +91,15 @@ def list_() -> None:
     for row in rows:
         state = f"revoked {row.revoked_at.isoformat()}" if row.revoked_at else "active"
         typer.echo(
-            f"{row.id}  {row.name}  {' '.join(row.scopes)}  created"
+            f"{row.id}  {row.name}  {' '.join(row.scopes)}  {_limit(row)}  created"
             f" {row.created_at.isoformat()}  {state}"
         )
+
+
+def _limit(row: StoredKey) -> str:
+    if row.rate_limit is None:
+        return "default rate limit"
+    return f"{row.rate_limit:g} orders/s, burst {row.burst}"
 
 
 @keys_app.command("revoke")

@@ -64,6 +64,9 @@ class Principal:
     owner: str | None
     scopes: frozenset[str]
     name: str
+    # The key's own submission limit (orders a second, burst); None: the deployment's.
+    rate_limit: float | None = None
+    burst: int | None = None
 
     @property
     def is_admin(self) -> bool:

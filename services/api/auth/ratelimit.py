@@ -25,7 +25,8 @@ class _Bucket:
 
 
 class RateLimiter:
-    """A token bucket per key: `rate` tokens a second, at most `burst` saved up."""
+    """A token bucket per key: `rate` tokens a second, at most `burst` saved up, unless the
+    key has limits of its own (`oee keys create --rate-limit R --burst B`)."""
 
     def __init__(
         self,
@@ -42,11 +43,14 @@ class RateLimiter:
         self._max_keys = max_keys
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
-    def take(self, key: str) -> float:
-        """Spend one token: 0.0 when allowed, else the seconds until one is available."""
+    def take(self, key: str, rate: float | None = None, burst: int | None = None) -> float:
+        """Spend one token of `key`'s bucket (its own `rate` and `burst` where given): 0.0
+        when allowed, else the seconds until one is available."""
+        rate = rate or self.rate
+        burst = burst or self.burst
         now = self._clock()
-        bucket = self._buckets.pop(key, None) or _Bucket(float(self.burst), now)
-        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+        bucket = self._buckets.pop(key, None) or _Bucket(float(burst), now)
+        bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated) * rate)
         bucket.updated = now
         self._buckets[key] = bucket
         if len(self._buckets) > self._max_keys:
@@ -54,7 +58,7 @@ class RateLimiter:
         if bucket.tokens >= 1:
             bucket.tokens -= 1
             return 0.0
-        return (1 - bucket.tokens) / self.rate
+        return (1 - bucket.tokens) / rate
 
 
 def retry_after(wait: float) -> str:

@@ -13,6 +13,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from services.api import read_model as read_model_module
 from services.api.sockets import NOT_FOUND_GRACE_SECONDS
 from services.api.validation import order_id_for
 from tests.fixtures.settings import MakeSettings
@@ -229,3 +230,39 @@ async def test_a_socket_that_falls_behind_is_closed_with_1013(tiny_queue_api: Ru
         await submit_keyed(api, key)
         [pending] = await receive(healthy, 1)
         assert (pending["status"], pending["sequence"]) == ("pending", 1)
+
+
+async def test_sockets_on_a_saturated_read_pool_wait_and_still_get_every_event(
+    make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Overload degrades latency, never subscribers: with the API's one pooled connection
+    held past the pool's timeout, every socket's history read times out at first (which
+    used to close it with 1013 READ_MODEL_UNAVAILABLE); each waits, asks again, and gets its
+    order's whole story once the pool is free."""
+    monkeypatch.setattr(read_model_module, "QUERY_TIMEOUT_SECONDS", 0.2)
+    async with running_api(make_settings(read_pool_size=1)) as api:
+        keys = [f"busy-{uuid.uuid4()}" for _ in range(12)]
+        orders = [order_id_for(key, None) for key in keys]
+        pool = api.runtime.read_model.pool
+        async with projector_running(api.settings), log_writer(api.settings) as writer:
+            async with pool.connection():  # the pool's only connection, held: saturated
+                sockets = [await websockets.connect(f"{api.ws_url}/ws/{o}") for o in orders]
+                for socket in sockets:
+                    assert (await receive(socket, 1))[0]["status"] == "connected"
+                for key in keys:
+                    await submit_keyed(api, key)
+                for order_id in orders[::2]:  # half finish now, live; half after the pool frees
+                    for sequence, event in enumerate(lifecycle(), start=2):
+                        await writer.append(order_id, sequence, event)
+
+                async def timed_out_reads() -> bool:
+                    return pool.get_stats().get("requests_errors", 0) >= len(orders)
+
+                await eventually(timed_out_reads)  # as many reads timed out as there are sockets
+            for order_id in orders[1::2]:
+                for sequence, event in enumerate(lifecycle(), start=2):
+                    await writer.append(order_id, sequence, event)
+            stories = await asyncio.gather(*(receive_all(s, timeout=30) for s in sockets))
+        for socket, story in zip(sockets, stories, strict=True):
+            assert [m["sequence"] for m in story] == [1, 2, 3, 4, 5], story
+            assert socket.close_code == 1000

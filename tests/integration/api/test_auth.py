@@ -284,6 +284,25 @@ async def test_the_rate_limit_answers_429_with_retry_after_and_recovers(
         assert (await submit(hasty)).status_code == 202
 
 
+async def test_a_key_with_its_own_rate_limit_is_held_to_it_not_to_the_default(
+    make_settings: MakeSettings, database_url: str
+) -> None:
+    settings = make_settings(auth="enabled", rate_limit_orders_per_second=1, rate_limit_burst=1)
+    with keys_db(database_url) as conn:
+        row, bot = create_key(conn, f"bot-{uuid.uuid4().hex[:8]}", rate_limit=0.5, burst=6)
+    assert (row.rate_limit, row.burst) == (0.5, 6)
+    async with running_api(settings) as api:
+        answers = [
+            (await api.http.post("/api/orders/execute", json=ORDER, headers=auth(bot))).status_code
+            for _ in range(6)
+        ]
+        assert answers == [202] * 6  # six, where the deployment's default allows one
+        limited = await api.http.post("/api/orders/execute", json=ORDER, headers=auth(bot))
+        assert limited.status_code == 429
+        assert "At most 0.5 orders a second for this key (bursts of 6)" in limited.json()["message"]
+        assert limited.headers["retry-after"] == "2"
+
+
 async def test_sockets_per_key_are_limited(make_settings: MakeSettings, database_url: str) -> None:
     _, alice = make_key(database_url)
     _, bob = make_key(database_url)

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import orjson
 import pytest
 
 from schemas.envelope import Envelope, genesis_hash
@@ -22,6 +23,7 @@ from schemas.events import (
     VenueQuote,
 )
 from services.api.messages import camelize, connected_message, error_message, event_message
+from services.api.models import OrderAccepted, accepted_json
 from tests.builders import leg, route_plan
 
 ORDER = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -178,3 +180,20 @@ def test_connected_and_error_messages() -> None:
 
 def test_camelize_is_recursive() -> None:
     assert camelize({"a_b": [{"c_d_e": 1}], "f": None}) == {"aB": [{"cDE": 1}], "f": None}
+
+
+def test_the_202_body_is_the_documented_order_accepted_model_byte_for_byte() -> None:
+    order_id = uuid.uuid4()
+    for args, model in (
+        ((order_id,), OrderAccepted(order_id=order_id, websocket_url=f"/ws/{order_id}")),
+        (
+            (order_id, "open", "limit order open until cancelled"),
+            OrderAccepted(
+                order_id=order_id,
+                status="open",
+                message="limit order open until cancelled",
+                websocket_url=f"/ws/{order_id}",
+            ),
+        ),
+    ):
+        assert accepted_json(*args) == orjson.dumps(model.model_dump(mode="json", by_alias=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -171,3 +172,56 @@ def test_the_verifier_needs_issuer_audience_and_a_long_enough_secret() -> None:
     )
     assert verifier == JwtVerifier("HS256", SECRET, ISSUER, AUDIENCE)
     assert SECRET not in repr(Settings(jwt_key=SecretStr(SECRET)))
+
+
+async def test_a_key_carries_its_own_rate_limit_and_the_principal_is_built_once() -> None:
+    keys = MemoryKeys()
+    _, bot = keys.add("bot", rate_limit=500, burst=1000)
+    _, plain = keys.add("plain")
+    auth = Authenticator(keys, clock=Clock())
+    first = await auth.authenticate(bearer(bot))
+    assert isinstance(first, Principal)
+    assert (first.rate_limit, first.burst) == (500, 1000)
+    assert await auth.authenticate(bearer(bot)) is first
+    other = await auth.authenticate(bearer(plain))
+    assert isinstance(other, Principal)
+    assert (other.rate_limit, other.burst) == (None, None)
+
+
+class SlowKeys(MemoryKeys):
+    """Answers only when released, so lookups overlap."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def find(self, hashed: str) -> Any:
+        await self.release.wait()
+        return await super().find(hashed)
+
+
+async def test_concurrent_requests_with_an_unseen_key_share_one_lookup() -> None:
+    keys = SlowKeys()
+    row, key = keys.add("busy")
+    auth = Authenticator(keys)
+    waiting = [asyncio.create_task(auth.authenticate(bearer(key))) for _ in range(50)]
+    await asyncio.sleep(0)
+    keys.release.set()
+    found = await asyncio.gather(*waiting)
+    assert {p.owner for p in found if isinstance(p, Principal)} == {str(row.id)}
+    assert len(found) == 50
+    assert keys.lookups == 1
+
+
+async def test_a_shared_lookup_that_fails_fails_every_waiter_alike() -> None:
+    keys = SlowKeys()
+    _, key = keys.add("busy")
+    keys.down = True
+    auth = Authenticator(keys)
+    waiting = [asyncio.create_task(auth.authenticate(bearer(key))) for _ in range(5)]
+    await asyncio.sleep(0)
+    keys.release.set()
+    assert await asyncio.gather(*waiting) == [UNAVAILABLE] * 5
+    assert keys.lookups == 1
+    keys.down = False
+    assert isinstance(await auth.authenticate(bearer(key)), Principal)  # tried again after

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from services.api.auth.ratelimit import ConnectionLimiter, RateLimiter, retry_after
+from services.api.auth.store import checked_limit
 
 
 class Clock:
@@ -77,3 +80,26 @@ def test_sockets_are_counted_per_key() -> None:
     limits.release("a")
     limits.release("a")
     assert limits.open_for("a") == 0
+
+
+def test_a_key_with_its_own_limit_gets_its_own_rate_and_burst() -> None:
+    clock = Clock()
+    limiter = RateLimiter(rate=1, burst=1, clock=clock)
+    assert [limiter.take("bot", 500, 1000) for _ in range(1000)] == [0.0] * 1000
+    wait = limiter.take("bot", 500, 1000)
+    assert wait == pytest.approx(1 / 500)
+    clock.now += 0.1001  # 50 tokens at 500/s (and a little over: float time)
+    assert [limiter.take("bot", 500, 1000) for _ in range(50)] == [0.0] * 50
+    assert limiter.take("bot", 500, 1000) > 0
+    assert limiter.take("default") == 0.0
+    assert limiter.take("default") == pytest.approx(1.0)
+
+
+def test_a_key_limit_checks_rate_and_fills_the_burst() -> None:
+    assert checked_limit(None, None) == (None, None)
+    assert checked_limit(500, None) == (500, 1000)
+    assert checked_limit(0.2, None) == (0.2, 1)
+    assert checked_limit(500, 10) == (500, 10)
+    for rate, burst in ((0, None), (-1, None), (math.inf, None), (math.nan, None), (5, 0)):
+        with pytest.raises(ValueError, match=r"rate limit|burst"):
+            checked_limit(rate, burst)
