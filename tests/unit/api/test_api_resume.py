@@ -10,8 +10,9 @@ when asked for it (the projector caught up).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -74,6 +75,10 @@ class Stored:
     def __init__(self, chain: Sequence[Envelope], projected: int) -> None:
         self.chain = list(chain)
         self.projected = projected
+
+    @contextlib.asynccontextmanager
+    async def history_turn(self) -> AsyncIterator[None]:
+        yield  # the real read model takes turns at its pool; one reader here needs none
 
     async def envelopes(
         self, order_id: uuid.UUID, sequences: Sequence[int] | None = None
