@@ -105,9 +105,7 @@ class _Placement:
         self.direction = direction
         self.legs = legs
         # (side, float level, leg) of each leg in a level index (trailing legs are in groups).
-        self.keys = tuple(
-            (leg.side, float(leg.level), leg) for leg in legs if leg.side != "trail"
-        )
+        self.keys = tuple((leg.side, float(leg.level), leg) for leg in legs if leg.side != "trail")
 
 
 class _Trail:
