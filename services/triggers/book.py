@@ -4,24 +4,28 @@ Pure (no I/O): the trigger engine process (`services/triggers/engine.py`) feeds 
 from the log and prices from the market ticks, and appends what it returns to the log.
 
 Every order sells `token_in` for `token_out`; a price is tokenOut per tokenIn. Each
-direction (token_in, token_out) has two indexes of `(level, handle, entry)` keys, sorted
-(`sortedcontainers.SortedList`, a B-tree-like list of lists: O(log n) insert, remove and
-bisect, with ~tens of bytes of overhead per key):
+direction (token_in, token_out) has two level indexes, columnar: the distinct float levels
+sorted (`sortedcontainers.SortedList`) and, per level, the ids resting there in arrival
+order (a dict as an ordered set), so an order costs a slot in its level's dict, not an
+object and a key tuple of its own:
 
 - `above`: legs that fire when the price rises to their level or higher: a limit, a
-  take-profit, an OCO's take-profit leg. A price p crosses the prefix with level <= p.
+  take-profit, an OCO's take-profit leg. A price p crosses the levels <= p.
 - `below`: legs that fire when the price falls to their level or lower: a stop, an OCO's
-  stop-loss leg. A price p crosses the suffix with level >= p.
+  stop-loss leg. A price p crosses the levels >= p.
 
-So a tick costs two bisections, O(log n), plus the k legs it actually crosses; a tick that
-crosses nothing touches no order. Keys are floats (cheap to compare and store); a float
-conversion is monotonic, so the float slice is a superset of the exact answer, and the legs
-at its boundary are checked again against their exact Decimal level: a stop never fires
-at a price above its trigger, a limit never at a price below its limit.
+So a tick costs two bisections, O(log L) over the L distinct levels, plus the k legs it
+actually crosses; a tick that crosses nothing touches no order. Levels are floats (cheap to
+compare and store); a float conversion is monotonic, so the float slice is a superset of
+the exact answer, and every leg in it is checked again against its exact Decimal level: a
+stop never fires at a price above its trigger, a limit never at a price below its limit.
+Equal levels fire first come first served (an amend rests again: last).
 
 An OCO has a leg in each index; when either fires the order leaves the book, both legs,
-so the other can never fire. Expiries are a heap of (time, handle, entry) with lazy
-deletion (an entry no longer the book's is skipped).
+so the other can never fire. What an order rests with (direction and legs) is interned, one
+`_Placement` for every order with the same ones; per order the book holds one int (that
+placement's index and the expiry). Expiries are a heap of ints (`expiry µs << 128 | id`)
+with lazy deletion (one no longer the order's held expiry is skipped).
 """
 
 from __future__ import annotations
