@@ -4,24 +4,28 @@ Pure (no I/O): the trigger engine process (`services/triggers/engine.py`) feeds 
 from the log and prices from the market ticks, and appends what it returns to the log.
 
 Every order sells `token_in` for `token_out`; a price is tokenOut per tokenIn. Each
-direction (token_in, token_out) has two indexes of `(level, handle, entry)` keys, sorted
-(`sortedcontainers.SortedList`, a B-tree-like list of lists: O(log n) insert, remove and
-bisect, with ~tens of bytes of overhead per key):
+direction (token_in, token_out) has two level indexes, columnar: the distinct float levels
+sorted (`sortedcontainers.SortedList`) and, per level, the ids resting there in arrival
+order (a dict as an ordered set), so an order costs a slot in its level's dict, not an
+object and a key tuple of its own:
 
 - `above`: legs that fire when the price rises to their level or higher: a limit, a
-  take-profit, an OCO's take-profit leg. A price p crosses the prefix with level <= p.
+  take-profit, an OCO's take-profit leg. A price p crosses the levels <= p.
 - `below`: legs that fire when the price falls to their level or lower: a stop, an OCO's
-  stop-loss leg. A price p crosses the suffix with level >= p.
+  stop-loss leg. A price p crosses the levels >= p.
 
-So a tick costs two bisections, O(log n), plus the k legs it actually crosses; a tick that
-crosses nothing touches no order. Keys are floats (cheap to compare and store); a float
-conversion is monotonic, so the float slice is a superset of the exact answer, and the legs
-at its boundary are checked again against their exact Decimal level: a stop never fires
-at a price above its trigger, a limit never at a price below its limit.
+So a tick costs two bisections, O(log L) over the L distinct levels, plus the k legs it
+actually crosses; a tick that crosses nothing touches no order. Levels are floats (cheap to
+compare and store); a float conversion is monotonic, so the float slice is a superset of
+the exact answer, and every leg in it is checked again against its exact Decimal level: a
+stop never fires at a price above its trigger, a limit never at a price below its limit.
+Equal levels fire first come first served (an amend rests again: last).
 
 An OCO has a leg in each index; when either fires the order leaves the book, both legs,
-so the other can never fire. Expiries are a heap of (time, handle, entry) with lazy
-deletion (an entry no longer the book's is skipped).
+so the other can never fire. What an order rests with (direction and legs) is interned, one
+`_Placement` for every order with the same ones; per order the book holds one int (that
+placement's index and the expiry). Expiries are a heap of ints (`expiry µs << 128 | id`)
+with lazy deletion (one no longer the order's held expiry is skipped).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from __future__ import annotations
 import heapq
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Literal, TypeVar
 
@@ -87,28 +91,35 @@ def legs_of(
     return ()
 
 
-class _Entry:
-    """A resting order as the book holds it (slots: a million of them are held).
+_US = timedelta(microseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ID_BITS = 128  # an order id's int
+_ID_MASK = (1 << _ID_BITS) - 1
+_PLACEMENT_BITS = 32  # a held order's placement index, below its expiry
 
-    Index keys are `(float level, handle, entry)`: the handle (unique, increasing) orders
-    equal levels first come first served and makes the entry itself never compared, and
-    the entry in the key saves a handle -> entry map (~100 bytes an order). The order id is
-    held as its 128-bit int (44 bytes), not as a `uuid.UUID` (another 56)."""
 
-    __slots__ = ("direction", "group", "handle", "legs", "order_id")
+class _Placement:
+    """Where an order rests: its direction, legs and their index keys. Interned: one for
+    every order with the same ones (prices cluster), so it costs nothing per order."""
 
-    def __init__(
-        self,
-        order_id: int,
-        handle: int,
-        direction: Direction,
-        legs: tuple[Leg, ...],
-    ) -> None:
-        self.order_id = order_id
-        self.handle = handle
+    __slots__ = ("direction", "index", "keys", "legs")
+
+    def __init__(self, index: int, direction: Direction, legs: tuple[Leg, ...]) -> None:
+        self.index = index
         self.direction = direction
         self.legs = legs
-        self.group: _Group | None = None  # a trailing stop's group
+        # (side, float level, leg) of each leg in a level index (trailing legs are in groups).
+        self.keys = tuple((leg.side, float(leg.level), leg) for leg in legs if leg.side != "trail")
+
+
+class _Trail:
+    """A trailing stop's place in its group (trailing stops only)."""
+
+    __slots__ = ("group", "key")
+
+    def __init__(self, group: _Group | None, key: tuple[Decimal, int, int]) -> None:
+        self.group = group
+        self.key = key
 
 
 class _Group:
@@ -123,7 +134,7 @@ class _Group:
     def __init__(self, anchor: Decimal, serial: int) -> None:
         self.anchor = anchor
         self.serial = serial
-        self.orders: SortedList = SortedList()  # (bps, handle, entry)
+        self.orders: SortedList = SortedList()  # (bps, serial, order id)
 
     def level(self, bps: Decimal) -> Decimal:
         return self.anchor * (10_000 - bps) / 10_000
@@ -132,27 +143,65 @@ class _Group:
         return self.level(self.orders[0][0])
 
 
+class _LevelIndex:
+    """One side of one direction, columnar: the distinct float levels sorted, and per level
+    the ids resting there in arrival order (a dict used as an ordered set: O(1) removal).
+    No object per order: an order costs one slot in its level's dict."""
+
+    __slots__ = ("at", "levels")
+
+    def __init__(self) -> None:
+        self.levels: SortedList = SortedList()  # distinct float levels
+        self.at: dict[float, dict[int, None]] = {}  # level -> ids, first come first
+
+    def add(self, level: float, key: int) -> None:
+        ids = self.at.get(level)
+        if ids is None:
+            ids = self.at[level] = {}
+            self.levels.add(level)
+        ids[key] = None
+
+    def discard(self, level: float, key: int) -> None:
+        ids = self.at.get(level)
+        if ids is None or ids.pop(key, 0) is not None:
+            return
+        if not ids:
+            del self.at[level]
+            self.levels.remove(level)
+
+
 class _Indexes:
     __slots__ = ("above", "anchors", "below", "fragile")
 
     def __init__(self) -> None:
-        self.above: SortedList = SortedList()  # (float level, handle, entry)
-        self.below: SortedList = SortedList()
+        self.above = _LevelIndex()
+        self.below = _LevelIndex()
         self.anchors: SortedDict = SortedDict()  # trailing: anchor -> _Group
         self.fragile: SortedList = SortedList()  # trailing: (group's top level, serial, group)
 
+    def side(self, side: Side) -> _LevelIndex:
+        return self.above if side == "above" else self.below
+
 
 class TriggerBook:
-    """Resting orders by direction and level, and by expiry."""
+    """Resting orders by direction and level, and by expiry.
+
+    Per order only: its id's int (the key everywhere), one int in `_held` (its placement's
+    index and its expiry), one slot in each of its levels' dicts and one int in the expiry
+    heap. Directions, legs and levels are interned, one object per distinct value."""
 
     def __init__(self) -> None:
-        self._entries: dict[int, _Entry] = {}  # by the order id's int
+        # id int -> placement index | (expiry in µs since the epoch + 1) << 32 (0: none).
+        self._held: dict[int, int] = {}
+        self._placements: list[_Placement] = []
+        self._placement_of: dict[tuple[Direction, tuple[Leg, ...]], _Placement] = {}
         self._indexes: dict[Direction, _Indexes] = {}
-        self._expiries: list[tuple[float, int, _Entry]] = []
-        self._next_handle = 0
+        # Expiries: a heap of `expiry µs << 128 | id`, lazily deleted (an int no longer
+        # matching its order's held expiry is skipped).
+        self._expiries: list[int] = []
+        self._trails: dict[int, _Trail] = {}  # trailing stops: id -> place in its group
+        self._next_serial = 0  # trailing stops: arrival order among equal bps
         self._values: dict[object, object] = {}
-        # Float keys apart: 150.0 == Decimal(150) (same hash), so one dict would mix them.
-        self._floats: dict[float, float] = {}
         self._last: dict[Direction, Decimal] = {}  # the last price per direction
 
     def _shared(self, value: T) -> T:
@@ -160,83 +209,91 @@ class TriggerBook:
         with the distinct levels ever rested (a few per price tick), not with orders."""
         return self._values.setdefault(value, value)  # type: ignore[return-value]
 
+    def _placement(self, direction: Direction, legs: tuple[Leg, ...]) -> _Placement:
+        direction = self._shared(direction)
+        legs = tuple(self._shared(leg) for leg in legs)
+        placement = self._placement_of.get((direction, legs))
+        if placement is None:
+            placement = _Placement(len(self._placements), direction, legs)
+            self._placements.append(placement)
+            self._placement_of[(direction, legs)] = placement
+        return placement
+
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._held)
 
     def __contains__(self, order_id: object) -> bool:
-        return isinstance(order_id, uuid.UUID) and order_id.int in self._entries
+        return isinstance(order_id, uuid.UUID) and order_id.int in self._held
 
     def add(
         self,
-        order_id: uuid.UUID,
+        order_id: uuid.UUID | int,
         direction: Direction,
         legs: tuple[Leg, ...],
         expires_at: datetime | None = None,
     ) -> None:
-        """Rest an order (replacing what the book held for it, as after an amend)."""
-        self.remove(order_id)
-        key = order_id.int
-        handle = self._next_handle
-        self._next_handle += 1
-        expires = expires_at.timestamp() if expires_at is not None else None
-        # Directions and legs are shared by every order with the same ones (prices cluster):
-        # one tuple and one Decimal per distinct level, not per order.
-        direction = self._shared(direction)
-        legs = self._shared(tuple(self._shared(leg) for leg in legs))
-        entry = _Entry(key, handle, direction, legs)  # its expiry is in the heap only
-        self._entries[key] = entry
-        if legs:
-            indexes = self._indexes.get(direction)
+        """Rest an order (replacing what the book held for it, as after an amend). The id
+        may be given as its int (the holder's own, so one int object serves both)."""
+        key = order_id if isinstance(order_id, int) else order_id.int
+        self._remove(key)
+        placement = self._placement(direction, legs)
+        held = placement.index
+        if expires_at is not None:
+            expiry = max((expires_at - _EPOCH) // _US, 0)  # before 1970: due at once
+            held |= (expiry + 1) << _PLACEMENT_BITS
+            heapq.heappush(self._expiries, expiry << _ID_BITS | key)
+        self._held[key] = held
+        if placement.legs:
+            indexes = self._indexes.get(placement.direction)
             if indexes is None:
-                indexes = self._indexes[direction] = _Indexes()
-            for leg in legs:
+                indexes = self._indexes[placement.direction] = _Indexes()
+            for side, level, _ in placement.keys:
+                indexes.side(side).add(level, key)
+            for leg in placement.legs:
                 if leg.side == "trail":
-                    self._trail(indexes, entry, leg)
-                else:
-                    level = float(leg.level)
-                    level = self._floats.setdefault(level, level)  # one per distinct level
-                    getattr(indexes, leg.side).add((level, handle, entry))
-        if expires is not None:
-            heapq.heappush(self._expiries, (expires, handle, entry))
+                    self._trail(indexes, placement.direction, key, leg)
 
     def remove(self, order_id: uuid.UUID) -> bool:
         """Take an order out of the book (it triggered, was cancelled, expired or finished)."""
         return self._remove(order_id.int)
 
     def _remove(self, key: int) -> bool:
-        entry = self._entries.pop(key, None)
-        if entry is None:
+        held = self._held.pop(key, None)
+        if held is None:
             return False
-        indexes = self._indexes.get(entry.direction)
+        placement = self._placements[held & ((1 << _PLACEMENT_BITS) - 1)]
+        indexes = self._indexes.get(placement.direction)
         if indexes is not None:
-            for leg in entry.legs:
-                if leg.side == "trail":
-                    self._untrail(indexes, entry, leg)
-                else:
-                    getattr(indexes, leg.side).discard((float(leg.level), entry.handle, entry))
-        return True  # its expiry stays in the heap; `due` skips entries no longer held
+            for side, level, _ in placement.keys:
+                indexes.side(side).discard(level, key)
+            if key in self._trails:
+                self._untrail(indexes, key)
+        return True  # its expiry stays in the heap; `due` skips those no longer held
 
     # --- trailing stops ---------------------------------------------------------------------
 
-    def _trail(self, indexes: _Indexes, entry: _Entry, leg: Leg) -> None:
+    def _trail(self, indexes: _Indexes, direction: Direction, key: int, leg: Leg) -> None:
         """Rest a trailing stop anchored at the last price (0 before any: the next tick)."""
-        anchor = self._last.get(entry.direction, Decimal(0))
+        anchor = self._last.get(direction, Decimal(0))
+        serial = self._next_serial
+        self._next_serial += 1
         group = indexes.anchors.get(anchor)
         if group is None:
-            group = indexes.anchors[anchor] = _Group(anchor, entry.handle)
+            group = indexes.anchors[anchor] = _Group(anchor, serial)
         else:
             indexes.fragile.discard((group.top(), group.serial, group))
-        group.orders.add((leg.level, entry.handle, entry))
+        place = (leg.level, serial, key)
+        group.orders.add(place)
         indexes.fragile.add((group.top(), group.serial, group))
-        entry.group = group
+        self._trails[key] = _Trail(group, place)
 
-    def _untrail(self, indexes: _Indexes, entry: _Entry, leg: Leg) -> None:
-        group = entry.group
+    def _untrail(self, indexes: _Indexes, key: int) -> None:
+        trail = self._trails.pop(key)
+        group = trail.group
         if group is None:
             return  # fired: already out of its group
         indexes.fragile.discard((group.top(), group.serial, group))
-        group.orders.discard((leg.level, entry.handle, entry))
-        entry.group = None
+        group.orders.discard(trail.key)
         if group.orders:
             indexes.fragile.add((group.top(), group.serial, group))
         else:
@@ -256,22 +313,22 @@ class TriggerBook:
         target = max(groups, key=lambda group: len(group.orders))
         for group in groups:
             if group is not target:
-                for key in group.orders:
-                    key[2].group = target
+                for place in group.orders:
+                    self._trails[place[2]].group = target
                 target.orders.update(group.orders)
         target.anchor = price
         indexes.anchors[price] = target
         indexes.fragile.add((target.top(), target.serial, target))
 
-    def _fire_trailing(self, indexes: _Indexes, price: Decimal) -> list[tuple[_Entry, Leg]]:
-        crossed: list[tuple[_Entry, Leg]] = []
+    def _fire_trailing(self, indexes: _Indexes, price: Decimal) -> list[tuple[int, Leg]]:
+        crossed: list[tuple[int, Leg]] = []
         fragile = indexes.fragile
         while fragile and fragile[-1][0] >= price:
             _, _, group = fragile.pop()
             while group.orders and group.level(group.orders[0][0]) >= price:
-                bps, _, entry = group.orders.pop(0)
-                crossed.append((entry, Leg("trailingStop", "trail", group.level(bps))))
-                entry.group = None
+                bps, _, key = group.orders.pop(0)
+                crossed.append((key, Leg("trailingStop", "trail", group.level(bps))))
+                self._trails[key].group = None
             if group.orders:
                 fragile.add((group.top(), group.serial, group))
             else:
@@ -281,63 +338,73 @@ class TriggerBook:
     def on_tick(self, direction: Direction, price: Decimal) -> list[Crossing]:
         """Every order of `direction` whose leg `price` crosses, taken out of the book.
 
-        O(log n) to find them plus O(k log n) to remove the k crossed."""
+        O(log L) to find them (L distinct levels) plus O(k) to remove the k crossed (and
+        O(log L) per level emptied)."""
         self._last[direction] = price
         indexes = self._indexes.get(direction)
         if indexes is None:
             return []
         p = float(price)
-        crossed: list[tuple[_Entry, Leg]] = []
+        crossed: list[tuple[int, Leg]] = []
         if indexes.anchors:
             self._lift(indexes, price)
             crossed += self._fire_trailing(indexes, price)
         above = indexes.above
-        end = above.bisect_right((p, float("inf")))
+        end = above.levels.bisect_right(p)
         if end:
-            for _, _, entry in above[:end]:
-                leg = _leg(entry, "above")
-                if price >= leg.level:  # exact: float ties are checked again
-                    crossed.append((entry, leg))
+            for level in above.levels[:end]:
+                for key in above.at[level]:
+                    leg = self._leg(key, "above", level)
+                    if price >= leg.level:  # exact: float ties are checked again
+                        crossed.append((key, leg))
         below = indexes.below
-        start = below.bisect_left((p, -1))
-        if start < len(below):
-            for _, _, entry in below[start:]:
-                leg = _leg(entry, "below")
-                if price <= leg.level:
-                    crossed.append((entry, leg))
+        start = below.levels.bisect_left(p)
+        if start < len(below.levels):
+            for level in below.levels[start:]:
+                for key in below.at[level]:
+                    leg = self._leg(key, "below", level)
+                    if price <= leg.level:
+                        crossed.append((key, leg))
         result: list[Crossing] = []
-        for entry, leg in crossed:
-            if self._remove(entry.order_id):  # an OCO crossed on both sides fires once
-                result.append(Crossing(uuid.UUID(int=entry.order_id), leg.name, leg.level, price))
+        for key, leg in crossed:
+            if self._remove(key):  # an OCO crossed on both sides fires once
+                result.append(Crossing(uuid.UUID(int=key), leg.name, leg.level, price))
         return result
+
+    def _leg(self, key: int, side: Side, level: float) -> Leg:
+        placement = self._placements[self._held[key] & ((1 << _PLACEMENT_BITS) - 1)]
+        for leg_side, leg_level, leg in placement.keys:
+            if leg_side == side and leg_level == level:
+                return leg
+        raise KeyError(side)  # pragma: no cover - an index holds only its orders' legs
 
     def due(self, now: datetime) -> list[uuid.UUID]:
         """Orders whose expiry is at or before `now`, in expiry order, taken out of the book."""
-        limit = now.timestamp()
+        limit = (now - _EPOCH) // _US
         expired: list[uuid.UUID] = []
-        while self._expiries and self._expiries[0][0] <= limit:
-            _, _, entry = heapq.heappop(self._expiries)
-            if self._holds(entry):
-                self._remove(entry.order_id)
-                expired.append(uuid.UUID(int=entry.order_id))
+        expiries = self._expiries
+        while expiries and expiries[0] >> _ID_BITS <= limit:
+            item = heapq.heappop(expiries)
+            key = item & _ID_MASK
+            if self._expiry_held(key) == item >> _ID_BITS:
+                self._remove(key)
+                expired.append(uuid.UUID(int=key))
         return expired
 
-    def _holds(self, entry: _Entry) -> bool:
-        """Whether `entry` is still how the book holds its order (not removed nor replaced)."""
-        return self._entries.get(entry.order_id) is entry
+    def _expiry_held(self, key: int) -> int | None:
+        """The expiry (µs) the book holds for this order, if it holds one."""
+        held = self._held.get(key)
+        if held is None or held >> _PLACEMENT_BITS == 0:
+            return None
+        return (held >> _PLACEMENT_BITS) - 1
 
     def next_expiry(self) -> float | None:
         """The earliest expiry still held (a POSIX time), for the engine's timer."""
-        while self._expiries:
-            at, _, entry = self._expiries[0]
-            if self._holds(entry):
-                return at
-            heapq.heappop(self._expiries)  # stale: removed or re-added since
+        expiries = self._expiries
+        while expiries:
+            item = expiries[0]
+            at = item >> _ID_BITS
+            if self._expiry_held(item & _ID_MASK) == at:
+                return at / 10**6  # as `datetime.timestamp()` computes it: the same float
+            heapq.heappop(expiries)  # stale: removed or re-added since
         return None
-
-
-def _leg(entry: _Entry, side: Side) -> Leg:
-    for leg in entry.legs:
-        if leg.side == side:
-            return leg
-    raise KeyError(side)  # pragma: no cover - an index key always has its leg

@@ -223,3 +223,92 @@ def test_a_trailing_stop_follows_the_best_price_up_and_fires_on_the_way_down() -
     assert book.on_tick(SOL_USDC, Decimal(115)) == []
     (crossing,) = book.on_tick(SOL_USDC, Decimal(114))
     assert crossing.level == Decimal(114)
+
+
+@dataclass(frozen=True)
+class Resting:
+    order: Order
+    expires: int | None  # seconds after T0
+    arrival: int
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("add"), st.tuples(orders(), st.none() | st.integers(0, 30))),
+            st.tuples(st.just("tick"), st.tuples(st.sampled_from([SOL_USDC, USDC_SOL]), prices)),
+            st.tuples(st.just("cancel"), st.integers(0, 3)),
+            st.tuples(st.just("clock"), st.integers(0, 30)),
+            st.tuples(st.just("peek"), st.none()),
+        ),
+        min_size=20,
+        max_size=80,
+    )
+)
+def test_the_columnar_book_matches_a_naive_model_through_amends_expiries_and_ticks(
+    steps: list[Step],
+) -> None:
+    """Ids come from a pool of 4, so most adds amend (replace) a resting order: its legs,
+    direction and expiry move. Crossings come in the indexes' order (above then below, by
+    level, equal levels first come first served); expiries in time order."""
+    book = TriggerBook()
+    model: dict[uuid.UUID, Resting] = {}
+    arrivals = itertools.count()
+    now = 0
+    for kind, value in steps:
+        if kind == "add":
+            assert isinstance(value, tuple)
+            order, expires = value
+            order_id = uuid.UUID(int=order.order_id.int % 4)
+            order = Order(order_id, order.direction, order.legs)
+            book.add(order_id, order.direction, order.legs,
+                     None if expires is None else T0 + timedelta(seconds=expires))  # fmt: skip
+            model[order_id] = Resting(order, expires, next(arrivals))
+        elif kind == "cancel":
+            assert isinstance(value, int)
+            order_id = uuid.UUID(int=value)
+            assert book.remove(order_id) == (model.pop(order_id, None) is not None)
+        elif kind == "clock":
+            assert isinstance(value, int)
+            now = max(now, value)
+            due = book.due(T0 + timedelta(seconds=now))
+            expected = {
+                order_id
+                for order_id, r in model.items()
+                if r.expires is not None and r.expires <= now
+            }
+            assert set(due) == expected
+            assert len(due) == len(expected)
+            times = [model.pop(order_id).expires for order_id in due]
+            assert times == sorted(times)  # type: ignore[type-var]
+        elif kind == "peek":  # not after every step: it drops stale expiries at the heap's top
+            held = [T0.timestamp() + r.expires for r in model.values() if r.expires is not None]
+            assert book.next_expiry() == (min(held) if held else None)
+        else:
+            assert isinstance(value, tuple)
+            direction, price = value
+            expected_order: list[tuple[uuid.UUID, str, Decimal]] = []
+            for side in ("above", "below"):
+                legs = sorted(
+                    (float(leg.level), r.arrival, order_id, leg)
+                    for order_id, r in model.items()
+                    if r.order.direction == direction
+                    for leg in r.order.legs
+                    if leg.side == side and crosses(leg, price)
+                )
+                for *_, order_id, leg in legs:
+                    if order_id not in {o for o, _, _ in expected_order}:  # an OCO fires once
+                        expected_order.append((order_id, leg.name, leg.level))
+            crossings = book.on_tick(direction, price)
+            assert [(c.order_id, c.leg, c.level) for c in crossings] == expected_order
+            assert all(c.price == price for c in crossings)
+            for crossing in crossings:
+                del model[crossing.order_id]
+        assert len(book) == len(model)
+        assert all((order_id in book) == (order_id in model)
+                   for order_id in (uuid.UUID(int=n) for n in range(4)))  # fmt: skip
+        for indexes in book._indexes.values():  # no empty level kept, levels sorted
+            for index in (indexes.above, indexes.below):
+                assert list(index.levels) == sorted(index.at)
+                assert all(index.at.values())
