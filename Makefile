@@ -24,7 +24,7 @@ up: install
 	$(VENV)/bin/oee up
 
 test: install
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 unit: install
 	$(PY) -m pytest -q tests/unit

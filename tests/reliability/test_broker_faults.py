@@ -1,4 +1,5 @@
-"""Brokers of a three-node Kafka cluster failing under a steady stream of orders.
+"""A three-node Kafka cluster: how topics are made on it, and brokers failing under a steady
+stream of orders. (One file, so one pytest-xdist worker runs one cluster at a time.)
 
 One node of three lost, frozen or restarted never takes the in-sync quorum
 (min.insync.replicas 2) away, so the promise is: every order answered 202 reaches
@@ -11,6 +12,7 @@ read models, as in tests/e2e/test_crashes.py. Figures seen are in docs/reliabili
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import Counter
@@ -21,14 +23,17 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from infra.kafka.launcher import KafkaBroker, KafkaCluster, KafkaLauncherError
+from infra.kafka.launcher import KafkaBroker, KafkaCluster, KafkaLauncherError, read_metadata
 from schemas.envelope import Envelope, utc_now
-from services.common.kafka import dead_letter_summary
+from services.common.kafka import dead_letter_summary, ensure_topics, topic_specs
+from services.common.settings import Settings
 from tests.e2e.system import System, order_payload, read_log
 from tests.e2e.test_order_flow import assert_log_matches_read_models
+from tests.fixtures.settings import unique
 from tests.reliability.support import PAIRS, orders_on_log, router_ready, terminate, wait_all_final
 from tests.reliability.test_dependency_outages import assert_resumed_in_process
 from tests.reliability.test_poison import dead_letters
@@ -415,3 +420,100 @@ async def test_two_nodes_of_three_lost_is_503_until_one_is_back(
         await asyncio.to_thread(cluster.wait_fully_replicated, [system.settings.orders_topic])
 
     await under_steady_load(start_system, cluster, kill_two, report)
+
+
+# -- topics on the cluster ------------------------------------------------------------
+
+
+def cluster_settings(cluster: KafkaCluster) -> Settings:
+    return Settings(
+        kafka_bootstrap_servers=cluster.bootstrap_servers,
+        orders_topic=unique("orders.events"),
+        dead_letter_topic=unique("orders.deadletter"),
+        orders_topic_partitions=6,
+    )
+
+
+async def topic_state(servers: str, topic: str) -> tuple[int, dict[str, str]]:
+    """The smallest replica count of the topic's partitions, and its effective configs.
+
+    Asked until the broker that answers knows the topic (a new one reaches each in turn).
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    await admin.start()
+    try:
+        for _ in range(50):
+            (described,) = await admin.describe_topics([topic])
+            responses = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic)]
+            )
+            configs = {e[0]: e[1] for r in responses for res in r.resources for e in res[4]}
+            if described["partitions"] and configs:
+                return min(len(p["replicas"]) for p in described["partitions"]), configs
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+    raise AssertionError(f"{topic} not described within 5 s")
+
+
+async def known_to_every_node(cluster: KafkaCluster, topic: str) -> None:
+    """Wait until each node's metadata has the topic, as for one made long ago."""
+    for _ in range(50):
+        states = [
+            read_metadata(node.host, node.port, 3.0, [topic]).partitions for node in cluster.nodes
+        ]
+        if all(parts and all(p.leader >= 0 for p in parts) for parts in states):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{topic} not known to every node within 5 s")
+
+
+@pytest.mark.slow
+async def test_topics_on_three_nodes_keep_three_copies_and_need_two(
+    kafka_cluster: KafkaCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = cluster_settings(kafka_cluster)
+    servers = kafka_cluster.bootstrap_servers
+    with caplog.at_level(logging.WARNING, logger="services.common.kafka"):
+        check = await ensure_topics(servers, topic_specs(settings))
+    assert (check.brokers, check.replication_factor, check.weaker) == (3, 3, ())
+    assert not caplog.records
+    for topic in (settings.orders_topic, settings.dead_letter_topic):
+        factor, configs = await topic_state(servers, topic)
+        assert factor == 3, topic
+        assert configs["min.insync.replicas"] == "2"
+        assert configs["unclean.leader.election.enable"] == "false"
+        assert configs["retention.ms"] == "-1"
+    # Leaders spread over the nodes, so losing one costs a third of the partitions, not all.
+    assert len(set(kafka_cluster.leaders(settings.orders_topic).values())) >= 2
+
+
+@pytest.mark.slow
+async def test_an_existing_weaker_topic_is_reported_in_one_line_and_used(
+    kafka_cluster: KafkaCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = cluster_settings(kafka_cluster)
+    servers = kafka_cluster.bootstrap_servers
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    await admin.start()
+    try:  # as an older version, or an operator by hand, would have made it
+        await admin.create_topics(
+            [NewTopic(settings.orders_topic, num_partitions=6, replication_factor=1)]
+        )
+    finally:
+        await admin.close()
+    await known_to_every_node(kafka_cluster, settings.orders_topic)
+    with caplog.at_level(logging.WARNING, logger="services.common.kafka"):
+        check = await ensure_topics(servers, topic_specs(settings))
+    assert len(check.weaker) == 1
+    assert check.weaker[0].startswith(f"{settings.orders_topic}: ")
+    assert "replication factor 1 < 3" in check.weaker[0]
+    assert "min.insync.replicas 1 < 2" not in check.weaker[0]  # the broker default is 2 here
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert "\n" not in message
+    assert settings.orders_topic in message
+    assert settings.dead_letter_topic not in message  # created now, as it should be
+    # Used as it is: not recreated or altered behind the operator's back.
+    factor, _ = await topic_state(servers, settings.orders_topic)
+    assert factor == 1
