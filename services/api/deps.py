@@ -14,7 +14,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.requests import HTTPConnection
 
 from services.api.auth.authenticator import AuthFailure, insufficient_scope
-from services.api.auth.principal import ORDERS_READ, ORDERS_WRITE, Principal
+from services.api.auth.principal import ADMIN, ORDERS_READ, ORDERS_WRITE, Principal
 from services.api.auth.ratelimit import ConnectionLimiter, retry_after
 from services.api.errors import ApiError
 from services.api.feed import LiveFeed
@@ -121,6 +121,12 @@ async def _submitter(principal: Authenticated, runtime: Runtime) -> Principal:
     return principal
 
 
+async def _admin(principal: Authenticated) -> Principal:
+    if not principal.is_admin:
+        raise _refuse(insufficient_scope(ADMIN))
+    return principal
+
+
 async def _socket_principal(websocket: WebSocket, runtime: Runtime) -> Principal | AuthFailure:
     # Sockets are refused by the route (accept, error message, close code), not by raising.
     found = await runtime.auth.authenticate(websocket.headers)
@@ -135,5 +141,6 @@ async def _socket_limits(runtime: Runtime) -> ConnectionLimiter | None:
 
 Reader = Annotated[Principal, Depends(_reader)]
 Submitter = Annotated[Principal, Depends(_submitter)]
+Admin = Annotated[Principal, Depends(_admin)]
 SocketPrincipal = Annotated[Principal | AuthFailure, Depends(_socket_principal)]
 SocketLimits = Annotated[ConnectionLimiter | None, Depends(_socket_limits)]

@@ -13,7 +13,7 @@ from uvicorn.loops.auto import auto_loop_factory
 
 from services.api.auth.mode import startup_problem, warn_if_disabled
 from services.api.errors import install_error_handlers
-from services.api.routes import health, markets, metrics, orders, quote, ui, ws
+from services.api.routes import health, launches, markets, metrics, orders, quote, ui, ws
 from services.api.runtime import ApiRuntime
 from services.common.logging import configure_logging
 from services.common.settings import Settings
@@ -51,6 +51,7 @@ def create_app(settings: Settings, runtime: ApiRuntime | None = None) -> FastAPI
     app.include_router(orders.router)
     app.include_router(quote.router)
     app.include_router(markets.router)
+    app.include_router(launches.router)
     app.include_router(ws.router)
     app.include_router(metrics.router)
     app.include_router(ui.router)

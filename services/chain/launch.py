@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from math import isqrt
 
@@ -36,6 +37,9 @@ from solders.system_program import CreateAccountParams, create_account
 from solders.sysvar import CLOCK
 from solders.transaction import Transaction
 
+from schemas.chain import ChainEvent, PoolCreated, TokenAuthorities, encode_chain
+from services.chain.genesis import wallet_keypair
+from services.chain.solana_client import RPC_DOWN, unreachable
 from services.chain.svm.constants import (
     ATA_PROGRAM_ID,
     MINT_RENT,
@@ -49,6 +53,8 @@ from services.chain.svm.vm import (
     associated_token_address,
     cpmm_initialize_ix,
 )
+from services.common.kafka import durable_producer, ensure_topics, start_producer, topic_specs
+from services.common.settings import Settings
 from services.domain.launch import LaunchFacts, LaunchSpec, LaunchVenue
 from services.domain.tokens import TOKENS
 from services.pricing.accounts.cpmm import decode_pool_state
@@ -379,3 +385,64 @@ async def launch_over_rpc(
         facts=facts,
         signatures=tuple(signatures),
     )
+
+
+def launch_events(launched: Launched, slot: int, at: datetime) -> tuple[ChainEvent, ...]:
+    """The chain events a landed launch publishes: the token's authorities, then its pool."""
+    facts = launched.facts
+    quote = TOKENS[launched.quote]
+    return (
+        TokenAuthorities(
+            symbol=launched.symbol,
+            mint=launched.mint,
+            decimals=launched.decimals,
+            supply=launched.token_amount,
+            mint_authority=facts.mint_authority,
+            freeze_authority=facts.freeze_authority,
+            slot=slot,
+            at=at,
+        ),
+        PoolCreated(
+            symbol=launched.symbol,
+            quote=launched.quote,
+            venue="RAYDIUM" if launched.venue is LaunchVenue.RAYDIUM else "METEORA",
+            pool=launched.pool,
+            mint=launched.mint,
+            quote_mint=quote.mint,
+            decimals=launched.decimals,
+            open_time=launched.open_time,
+            token_amount=Decimal(launched.token_amount).scaleb(-launched.decimals),
+            quote_liquidity=facts.quote_liquidity,
+            lp_mint=launched.lp_mint,
+            lp_supply=facts.lp_supply,
+            slot=slot,
+            at=at,
+            signatures=launched.signatures,
+        ),
+    )
+
+
+async def launch_and_publish(settings: Settings, spec: LaunchSpec) -> Launched:
+    """Launch on the configured chain with the launcher wallet, then publish its events
+    (acks=all) on `chain.events`: the launch is on the chain before anyone hears of it."""
+    launcher = wallet_keypair(settings.chain_seed, settings.launcher_wallet)
+    client = AsyncClient(settings.solana_rpc_url, commitment=Confirmed, timeout=10.0)
+    try:
+        launched = await launch_over_rpc(client, launcher, spec)
+        slot = (await client.get_slot(Confirmed)).value
+    except RPC_DOWN as exc:
+        raise unreachable(exc) from None
+    finally:
+        await client.close()
+    servers = settings.kafka_servers
+    await ensure_topics(servers, topic_specs(settings))
+    producer = durable_producer(servers, client_id="oee-launcher")
+    await start_producer(producer, servers)
+    try:
+        for event in launch_events(launched, slot, datetime.now(UTC)):
+            await producer.send_and_wait(
+                settings.chain_events_topic, value=encode_chain(event), key=spec.symbol.encode()
+            )
+    finally:
+        await producer.stop()
+    return launched
