@@ -16,6 +16,7 @@ from typing import Any
 
 from schemas.envelope import Envelope
 from schemas.events import (
+    AutoSell,
     OrderAmended,
     OrderCancelled,
     OrderCompleted,
@@ -30,7 +31,9 @@ from schemas.events import (
     OrderSubmitted,
     OrderTriggered,
     OrderType,
+    Priority,
     RoutePlan,
+    SniperChecks,
     TransactionBuilt,
     TransactionSubmitted,
     VenueQuote,
@@ -87,6 +90,12 @@ class OrderState:
     triggered_price: Decimal | None = None
     filled_amount: Decimal = Decimal(0)  # of token_in, by partial fills
     fills: int = 0  # partial fills so far: the next fill's transaction is keyed by this count
+    # Sniper orders and the priority lane (issue 18); every other order keeps the defaults.
+    max_price: Decimal | None = None  # tokenIn per tokenOut at most
+    checks: SniperChecks | None = None
+    only_at_launch: bool = False
+    auto_sell: AutoSell | None = None
+    priority: Priority = "normal"
 
     @property
     def is_final(self) -> bool:
@@ -193,6 +202,11 @@ def _submitted(envelope: Envelope, event: OrderSubmitted, event_hash: str) -> Or
         trailing_bps=event.trailing_bps,
         expires_at=event.expires_at,
         allow_partial=event.allow_partial,
+        max_price=event.max_price,
+        checks=event.checks,
+        only_at_launch=event.only_at_launch,
+        auto_sell=event.auto_sell,
+        priority=event.priority,
     )
 
 
