@@ -32,7 +32,7 @@ from services.chain.client import (
 from services.chain.transactions import Receipt, SwapInstruction, Transaction
 from services.common.process import retry_while_down
 from services.domain.order import OrderState
-from services.domain.tokens import from_base_units, get_token, to_base_units
+from services.domain.tokens import UnknownTokenError, from_base_units, get_token, to_base_units
 from services.pricing.ports import ChainUnreachable, VenueAdapter
 from services.pricing.quote import Quote, VenuesUnavailable, quote_order
 from services.pricing.routing import NoRouteError
@@ -195,6 +195,12 @@ class OrderExecution:
             )
         except NoRouteError as exc:
             return await self._fail(state, FailureCode.NO_ROUTE, str(exc), attempt)
+        except UnknownTokenError as exc:
+            # A sniper's launched token: the router's pools and tokens are the seeded market's
+            # (discovery drops other mints), so it has no route to it; failing beats a crash
+            # loop on the same order.
+            error = f"no route to {exc.args[0]}: the router trades only the seeded tokens"
+            return await self._fail(state, FailureCode.NO_ROUTE, error, attempt)
         except InsufficientLiquidityError as exc:
             return await self._fail(state, FailureCode.INSUFFICIENT_LIQUIDITY, str(exc), attempt)
         assert quote is not None

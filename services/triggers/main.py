@@ -6,7 +6,10 @@ One asyncio loop owns a `TriggerCore` (pure) and three tasks feed it:
   order), from the recovery offsets onwards: opened, amended, triggered, cancelled, final;
 - `market.ticks` from its end (a tick is a state, not a command: a stale one triggers
   nothing), each tick crossing the book;
-- a clock every 200 ms for expiries (they fire within a second of their time).
+- a clock every 200 ms for expiries (they fire within a second of their time);
+- `chain.events` (issue 18), all of it from the start at recovery (a small topic: launches),
+  then live: a launch's `PoolCreated` decides its armed snipers (rug checks, trigger), in
+  submission order; unreadable records are dead-lettered.
 
 What the core proposes is appended to the order log with the order's expected next
 sequence; the log decides (see `core.py`). Nothing is kept on local disk: faust tables
@@ -26,20 +29,23 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Gauge, Histogram
 from psycopg_pool import AsyncConnectionPool
 
+from schemas.chain import UndecodableChainRecord, decode_chain
 from schemas.codec import UndecodableEvent, decode, encode
 from schemas.envelope import Envelope, record_hash
 from schemas.market import MarketTick, UndecodableMarketRecord, decode_market
 from services.common.db import migrate, open_pool
 from services.common.kafka import (
+    DeadLetter,
     RenewingProducer,
     TopicSpec,
     ensure_topics,
     log_reader,
+    send_to_dead_letter,
     topic_specs,
 )
 from services.common.logging import configure_logging
@@ -120,6 +126,13 @@ class TriggerEngine:
             auto_offset_reset="latest",
             metadata_max_age_ms=5000,
         )
+        self.chain = AIOKafkaConsumer(
+            bootstrap_servers=servers,
+            client_id="oee-triggers-chain",
+            group_id=None,
+            enable_auto_commit=False,
+            metadata_max_age_ms=5000,
+        )
         self.recovered = asyncio.Event()
         self.recovery_seconds: float | None = None
         self.proposed = 0
@@ -134,9 +147,10 @@ class TriggerEngine:
         await self.producer.start()
         await self.orders.start()
         await self.ticks.start()
+        await self.chain.start()
 
     async def stop(self) -> None:
-        for client in (self.ticks, self.orders):
+        for client in (self.chain, self.ticks, self.orders):
             await client.stop()
         await self.producer.stop()
 
@@ -146,6 +160,7 @@ class TriggerEngine:
             asyncio.create_task(self._order_loop(), name="triggers-orders"),
             asyncio.create_task(self._tick_loop(), name="triggers-ticks"),
             asyncio.create_task(self._clock_loop(), name="triggers-clock"),
+            asyncio.create_task(self._chain_loop(), name="triggers-chain"),
         ]
         stopping = asyncio.create_task(stop.wait())
         try:
@@ -158,8 +173,46 @@ class TriggerEngine:
                 task.cancel()
             await asyncio.gather(stopping, *tasks, return_exceptions=True)
 
+    async def _recover_launches(self) -> int:
+        """Fold `chain.events` from its start to its end now, proposing nothing yet."""
+        chain = TopicPartition(self.settings.chain_events_topic, 0)
+        self.chain.assign([chain])
+        await self.chain.seek_to_beginning(chain)
+        end = (await self.chain.end_offsets([chain]))[chain]
+        records = 0
+        while await self.chain.position(chain) < end:
+            batches = await self.chain.getmany(chain, timeout_ms=500, max_records=5000)
+            for record in batches.get(chain, []):
+                records += 1
+                await self._chain_record(record, propose=False)
+        return records
+
+    async def _chain_record(self, record: ConsumerRecord[bytes, bytes], *, propose: bool) -> None:
+        try:
+            event = decode_chain(record.value)
+        except UndecodableChainRecord as exc:
+            letter = DeadLetter(record.topic, record.partition, record.offset, str(exc), "triggers")
+            await send_to_dead_letter(
+                self.producer, self.settings.dead_letter_topic, letter, record.key, record.value
+            )
+            return
+        await self._append(self.core.on_chain_event(event, now(), propose=propose))
+
+    async def _chain_loop(self) -> None:
+        while True:
+            try:
+                batches = await self.chain.getmany(timeout_ms=500, max_records=500)
+            except KafkaError as exc:
+                log.warning("chain event read failed (%s); retrying", exc)
+                await asyncio.sleep(1)
+                continue
+            for batch in batches.values():
+                for record in batch:
+                    await self._chain_record(record, propose=True)
+
     async def _recover(self) -> None:
         began = time.perf_counter()
+        launches = await self._recover_launches()
         topic = self.settings.orders_topic
         starts = await retry_while_down(
             lambda: recovery_offsets(self.pool, topic),
@@ -190,8 +243,11 @@ class TriggerEngine:
             records,
             self.recovery_seconds,
         )
-        # Expiries that passed while the engine was down end now, before any tick is read.
+        # Expiries that passed while the engine was down end now, before any tick is read; then
+        # snipers whose launch came while it was down (or before they were armed) are decided.
         await self._append(self.core.on_clock(now()))
+        await self._append(self.core.sweep_snipers(now()))
+        log.info("trigger engine folded %d chain events", launches)
         self.recovered.set()
 
     def _fold(self, value: bytes | None, *, propose: bool) -> list[Envelope]:
