@@ -39,7 +39,9 @@ def create(
     name: Annotated[str, typer.Option(help="What the key is for, e.g. a client's name")],
     scope: Annotated[
         list[str] | None,
-        typer.Option(help="orders:write, orders:read or admin; repeat for several"),
+        typer.Option(
+            help="orders:write, orders:read, admin or orders:priority; repeat for several"
+        ),
     ] = None,
 ) -> None:
     """Create a key and print it once (on stdout, alone, so `KEY=$(oee keys create ...)` works)."""
