@@ -384,14 +384,29 @@ class OrderOpened(_Event):
     best_amount_out: Amount | None = None  # what the best route offered, for the record
 
 
+class LaunchTarget(_Frozen):
+    """The launched pool a sniper fired on, as the chain's events described it: what the router
+    needs to know a token that is not one of the seeded market's."""
+
+    symbol: TokenSymbol
+    mint: str = Field(pattern=r"^[1-9A-HJ-NP-Za-km-z]{32,44}$")
+    decimals: int = Field(ge=0, le=9)
+    quote: TokenSymbol
+    venue: VenueName
+    pool: str = Field(pattern=r"^[1-9A-HJ-NP-Za-km-z]{32,44}$")
+    open_time: int = Field(ge=0)  # unix seconds on the chain's clock
+
+
 class OrderTriggered(_Event):
     """The trigger engine saw the order's price crossed on this tick: the router takes it now.
 
     Proposed with the order's expected next sequence: if a cancel (or anything else) took
-    that sequence first, this record is a duplicate every reader drops.
+    that sequence first, this record is a duplicate every reader drops. v2 (issue 18): a
+    sniper's trigger names the launch it fired on (`launch`); a v1 record has none.
     """
 
     TYPE: ClassVar[str] = "OrderTriggered"
+    VERSION: ClassVar[int] = 2
     STATUS: ClassVar[OrderStatus] = OrderStatus.TRIGGERED
 
     leg: TriggerLeg
@@ -399,6 +414,7 @@ class OrderTriggered(_Event):
     slot: int = Field(ge=0)
     price: PositiveAmount  # the tick's price, tokenOut per tokenIn of the order
     level: PositiveAmount  # the order's price the tick crossed
+    launch: LaunchTarget | None = None
 
 
 class OrderCancelled(_Event):

@@ -56,3 +56,9 @@ def _order_submitted_v1_to_v2(payload: Payload) -> Payload:
 def _order_submitted_v2_to_v3(payload: Payload) -> Payload:
     """v2 had no sniper fields and one lane: the defaults say exactly that."""
     return dict(payload)
+
+
+@upcaster("OrderTriggered", 1)
+def _order_triggered_v1_to_v2(payload: Payload) -> Payload:
+    """v1 triggers were price crossings: no launch."""
+    return dict(payload)

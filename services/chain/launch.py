@@ -18,6 +18,7 @@ positions, not LP tokens, so it cannot be LP-burned.
 from __future__ import annotations
 
 import asyncio
+import base64
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,7 +39,9 @@ from solders.sysvar import CLOCK
 from solders.transaction import Transaction
 
 from schemas.chain import ChainEvent, PoolCreated, TokenAuthorities, encode_chain
+from schemas.events import LaunchTarget
 from services.chain.genesis import wallet_keypair
+from services.chain.rpc_venues import RpcPoolSource
 from services.chain.solana_client import RPC_DOWN, unreachable
 from services.chain.svm.constants import (
     ATA_PROGRAM_ID,
@@ -56,7 +59,7 @@ from services.chain.svm.vm import (
 from services.common.kafka import durable_producer, ensure_topics, start_producer, topic_specs
 from services.common.settings import Settings
 from services.domain.launch import LaunchFacts, LaunchSpec, LaunchVenue
-from services.domain.tokens import TOKENS
+from services.domain.tokens import TOKENS, Token, register_launched
 from services.pricing.accounts.cpmm import decode_pool_state
 from services.pricing.accounts.dlmm import decode_lb_pair
 from services.pricing.accounts.pools import decode_clock
@@ -446,3 +449,76 @@ async def launch_and_publish(settings: Settings, spec: LaunchSpec) -> Launched:
     finally:
         await producer.stop()
     return launched
+
+
+class LaunchGate:
+    """The router's side of a snipe: make the launched token and its pool known, and wait for
+    the pool to open on the chain's clock.
+
+    `prepare` registers the token in this process (so pricing, the pool listing and signing
+    know its mint and decimals), creates the engine wallet's token account for it (a swap
+    cannot create the account it pays into) and lists the pools again; `wait_open` polls the
+    chain's Clock sysvar until the open time, so the buy is sent for the first block the
+    program accepts it in. Both are idempotent: a router taking an order over repeats them.
+    """
+
+    def __init__(
+        self, pools: RpcPoolSource, wallet: Keypair, *, poll_seconds: float = 0.05
+    ) -> None:
+        self._pools = pools
+        self._wallet = wallet
+        self._poll = poll_seconds
+        self._prepared: set[str] = set()
+
+    async def prepare(self, target: LaunchTarget) -> None:
+        register_launched(Token(target.symbol, target.decimals, target.mint))
+        if target.pool in self._prepared:
+            return
+        await self._ensure_token_account(Pubkey.from_string(target.mint))
+        await self._pools.discover()
+        self._prepared.add(target.pool)
+
+    async def chain_time(self) -> int:
+        (found,) = await self._pools.call(
+            [("getAccountInfo", [str(CLOCK), {"encoding": "base64"}])]
+        )
+        return decode_clock(base64.b64decode(found["value"]["data"][0])).unix_timestamp
+
+    async def wait_open(self, target: LaunchTarget) -> None:
+        # Polling another process's clock: there is no event to wait on.
+        while await self.chain_time() < target.open_time:  # noqa: ASYNC110
+            await asyncio.sleep(self._poll)
+        self._pools.expire_snapshot()
+
+    async def _ensure_token_account(self, mint: Pubkey) -> None:
+        owner = self._wallet.pubkey()
+        (found,) = await self._pools.call(
+            [
+                (
+                    "getAccountInfo",
+                    [str(associated_token_address(owner, mint)), {"encoding": "base64"}],
+                )
+            ]
+        )
+        if found["value"] is not None:
+            return
+        (latest,) = await self._pools.call([("getLatestBlockhash", [])])
+        blockhash = Hash.from_string(latest["value"]["blockhash"])
+        ix = create_ata_idempotent_ix(owner, owner, mint)
+        tx = Transaction(
+            [self._wallet], Message.new_with_blockhash([ix], owner, blockhash), blockhash
+        )
+        encoded = base64.b64encode(bytes(tx)).decode()
+        await self._pools.call([("sendTransaction", [encoded, {"encoding": "base64"}])])
+        signature = str(tx.signatures[0])
+        for _ in range(int(30 / CONFIRM_POLL_SECONDS)):
+            (statuses,) = await self._pools.call([("getSignatureStatuses", [[signature]])])
+            status = statuses["value"][0]
+            if status is not None:
+                if status.get("err") is not None:
+                    msg = f"creating the token account for {mint} failed: {status['err']}"
+                    raise LaunchFailedError(msg)
+                return
+            await asyncio.sleep(CONFIRM_POLL_SECONDS)
+        msg = f"the token account for {mint} was not created within 30 s"
+        raise LaunchFailedError(msg)

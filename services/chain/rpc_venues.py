@@ -215,6 +215,11 @@ class RpcPoolSource:
                     self.reloads += 1
         return self._snapshot
 
+    def expire_snapshot(self) -> None:
+        """Make the next quote read the pools afresh (a pool just opened: an older snapshot,
+        taken before its open time, leaves it out)."""
+        self._snapshot = None
+
     async def _read(self, registry: PoolRegistry) -> PoolSnapshot:
         addresses = registry.addresses()
         chunks = [

@@ -17,6 +17,7 @@ from typing import Any
 from schemas.envelope import Envelope
 from schemas.events import (
     AutoSell,
+    LaunchTarget,
     OrderAmended,
     OrderCancelled,
     OrderCompleted,
@@ -96,6 +97,7 @@ class OrderState:
     only_at_launch: bool = False
     auto_sell: AutoSell | None = None
     priority: Priority = "normal"
+    launch: LaunchTarget | None = None  # the launched pool a sniper's trigger named
 
     @property
     def is_final(self) -> bool:
@@ -285,6 +287,7 @@ def _(event: OrderTriggered, state: OrderState, envelope: Envelope) -> dict[str,
         "triggered_leg": event.leg,
         "triggered_slot": event.slot,
         "triggered_price": event.price,
+        "launch": event.launch or state.launch,
         "attempts": 0,  # the market path's attempts count from the trigger
         "plan": None,
         "error_code": None,

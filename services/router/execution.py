@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from enum import Enum
 from functools import partial
+from typing import Protocol
 
 from schemas import events
 from schemas.events import FailureCode, OrderStatus
@@ -78,6 +79,16 @@ class ExecutionPolicy:
     split_threshold_bps: Decimal
 
 
+class LaunchPort(Protocol):
+    """A sniper's launch, as the router needs it (`services.chain.launch.LaunchGate`)."""
+
+    async def prepare(self, target: events.LaunchTarget) -> None:
+        """Make the launched token and its pool known to this process; idempotent."""
+
+    async def wait_open(self, target: events.LaunchTarget) -> None:
+        """Return once the chain's clock has reached the pool's open time."""
+
+
 class OrderExecution:
     """Drives orders through their lifecycle with the venues and the chain as ports."""
 
@@ -88,12 +99,14 @@ class OrderExecution:
         chain: ChainClient,
         emit: Emit,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        launches: LaunchPort | None = None,
     ) -> None:
         self.policy = policy
         self.venues = venues
         self.chain = chain
         self.emit = emit
         self.clock = clock
+        self.launches = launches
 
     async def run(self, state: OrderState) -> OrderState:
         """Take the order to a final state from wherever it stands.
@@ -165,6 +178,11 @@ class OrderExecution:
         )
 
     async def _route(self, state: OrderState, attempt: int) -> OrderState:
+        if state.launch is not None and self.launches is not None:
+            # A sniper: its token is known from the launch its trigger names; the buy is quoted
+            # and sent once the pool is open, for the first block the program accepts it in.
+            await self.launches.prepare(state.launch)
+            await self.launches.wait_open(state.launch)
         amount = state.remaining
         try:
             try:
@@ -205,6 +223,18 @@ class OrderExecution:
             return await self._fail(state, FailureCode.INSUFFICIENT_LIQUIDITY, str(exc), attempt)
         assert quote is not None
         plan, reason = quote.plan, quote.reason
+        if state.max_price is not None:
+            # A sniper's guard: at most maxPrice tokenIn per tokenOut, whatever its slippage.
+            floor = sniper_floor(state, amount)
+            if plan.amount_out < floor:
+                error = (
+                    f"the pool gives {plan.amount_out} {state.token_out} for {amount}"
+                    f" {state.token_in}, below {floor} (= amount / maxPrice {state.max_price})"
+                )
+                return await self._fail(state, FailureCode.SLIPPAGE_EXCEEDED, error, attempt)
+            if plan.min_amount_out < floor:
+                plan = plan.model_copy(update={"min_amount_out": floor})
+            reason = f"{reason}; min out >= {floor} = {amount} / maxPrice {state.max_price}"
         if state.min_price is not None:
             # The limit is the transaction's guard: it fills at the limit or better, or not.
             floor = limit_out(state, amount)
@@ -318,6 +348,13 @@ def limit_out(state: OrderState, amount: Decimal) -> Decimal:
     exact = amount * state.min_price
     unit = Decimal(1).scaleb(-get_token(state.token_out).decimals)
     return exact.quantize(unit, rounding=ROUND_CEILING)
+
+
+def sniper_floor(state: OrderState, amount: Decimal) -> Decimal:
+    """The least tokenOut a sniper accepts for `amount`: amount / maxPrice, up to a base unit."""
+    assert state.max_price is not None
+    unit = Decimal(1).scaleb(-get_token(state.token_out).decimals)
+    return (amount / state.max_price).quantize(unit, rounding=ROUND_CEILING)
 
 
 def fill_amount(state: OrderState) -> Decimal:

@@ -182,6 +182,7 @@ class TriggerCore:
                 slot=decision.slot,
                 price=decision.level,
                 level=decision.level,
+                launch=decision.launch,
             )
         return self._propose(state, event, now)
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from schemas.events import FailureCode, OrderStatus, OrderType, SniperChecks
+from schemas.events import FailureCode, LaunchTarget, OrderStatus, OrderType, SniperChecks
 from services.domain.launches import LaunchedToken
 from services.domain.order import OrderState
 from services.domain.rugcheck import RugChecks, run_rug_checks
@@ -27,6 +27,7 @@ class Fire:
     pair: str
     slot: int
     level: Decimal
+    launch: LaunchTarget
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,17 @@ def decide_snipe(
             f"{token.pair} opened at slot {token.opened_slot}, before this onlyAtLaunch order",
         )
     assert state.max_price is not None  # a sniper carries one (the contract)
-    return Fire(pair=token.pair, slot=token.opened_slot or 0, level=state.max_price)
+    assert token.open_time is not None  # the pool exists
+    target = LaunchTarget(
+        symbol=token.symbol,
+        mint=token.mint,
+        decimals=token.decimals,
+        quote=token.quote,
+        venue="RAYDIUM" if token.venue == "RAYDIUM" else "METEORA",
+        pool=token.pool,
+        open_time=token.open_time,
+    )
+    return Fire(pair=token.pair, slot=token.opened_slot or 0, level=state.max_price, launch=target)
 
 
 def submission_order(states: Iterable[OrderState]) -> list[OrderState]:

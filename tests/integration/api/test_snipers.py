@@ -44,7 +44,7 @@ async def test_snipers_are_decided_by_the_launch_on_the_chain(make_settings: Mak
 
         spec = LaunchSpec(
             symbol="MEME", quote="SOL", liquidity=Decimal(200), venue=LaunchVenue.RAYDIUM,
-            open_in_seconds=30, renounce_mint_authority=False,
+            open_in_seconds=5, renounce_mint_authority=False,
         )  # fmt: skip
         launched = await launch_and_publish(system.api.settings, spec)
 
@@ -52,11 +52,17 @@ async def test_snipers_are_decided_by_the_launch_on_the_chain(make_settings: Mak
         assert failed["errorCode"] == "RUG_CHECK_MINT_AUTHORITY"
         assert launched.facts.mint_authority is not None
         assert launched.facts.mint_authority in failed["error"]
-        await system.status_becomes(lenient, "triggered", "routing", "failed", "completed")
+        bought = await system.status_becomes(lenient, "completed", "failed", timeout=60)
+        assert bought["status"] == "completed", (bought.get("errorCode"), bought.get("error"))
         events = await system.events(lenient)
         trigger = events[1]
         assert (trigger["type"], trigger["payload"]["leg"]) == ("OrderTriggered", "launch")
         assert trigger["payload"]["pair"] == "MEME-SOL"
+        assert trigger["payload"]["launch"]["pool"] == launched.pool
+        # Bought at or under its max price, on the launched pool (whose program refuses any
+        # swap before the open time, so a landed buy is one after it).
+        assert Decimal(bought["amountOut"]) >= Decimal("0.5") / Decimal("0.01")
+        assert bought["selectedDex"] == "RAYDIUM"
         # Armed after the launch: decided on arrival.
         late = await system.api.http.post(
             "/api/orders/execute",
