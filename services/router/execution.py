@@ -16,13 +16,14 @@ import uuid
 from base64 import b64decode, b64encode
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from enum import Enum
 from functools import partial
 from typing import Protocol
 
 from schemas import events
+from schemas.envelope import Envelope, genesis_hash
 from schemas.events import FailureCode, OrderStatus
 from services.chain.client import (
     ChainClient,
@@ -42,6 +43,9 @@ from services.venues.pool import InsufficientLiquidityError, Venue
 log = logging.getLogger(__name__)
 
 Emit = Callable[[OrderState, events.OrderEvent], Awaitable[OrderState]]
+Submit = Callable[[Envelope], Awaitable[None]]  # appends another order's first event
+AUTO_SELL_EXPIRY = timedelta(days=7)  # as a conditional order's default expiry
+_AUTO_SELL_IDS = uuid.UUID("9d7c3a1e-52b4-4f0c-9a61-0b8e4c2d7f35")
 
 
 class Step(Enum):
@@ -100,6 +104,7 @@ class OrderExecution:
         emit: Emit,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         launches: LaunchPort | None = None,
+        submit: Submit | None = None,
     ) -> None:
         self.policy = policy
         self.venues = venues
@@ -107,6 +112,7 @@ class OrderExecution:
         self.emit = emit
         self.clock = clock
         self.launches = launches
+        self.submit = submit
 
     async def run(self, state: OrderState) -> OrderState:
         """Take the order to a final state from wherever it stands.
@@ -304,7 +310,12 @@ class OrderExecution:
                     fee=from_base_units(state.token_in, receipt.fee),
                 ),
             )
-        return await self.emit(state, completed(state, receipt))
+        done = completed(state, receipt)
+        if state.auto_sell is not None and self.submit is not None:
+            # Before the completion: a router taking over after a crash between the two writes
+            # the same submission again (same id and sequence), which every reader drops.
+            await self.submit(auto_sell_submission(state, done, self.clock()))
+        return await self.emit(state, done)
 
     async def _retry_or_fail(
         self, state: OrderState, attempt: int, code: FailureCode, error: str
@@ -425,6 +436,44 @@ def transaction_for(state: OrderState) -> Transaction:
         wire=b64decode(state.signed_transaction) if recorded and state.signed_transaction else None,
         blockhash=state.blockhash if recorded else None,
         last_valid_block_height=state.last_valid_block_height if recorded else None,
+    )
+
+
+def auto_sell_id(sniper_id: uuid.UUID) -> uuid.UUID:
+    """The id of a sniper's autoSell OCO: derived, so it is one order however often written."""
+    return uuid.uuid5(_AUTO_SELL_IDS, f"autosell:{sniper_id}")
+
+
+def auto_sell_submission(state: OrderState, done: events.OrderCompleted, now: datetime) -> Envelope:
+    """A sniper's autoSell: an OCO selling what it bought, linked by its clientOrderId
+    (`autosell:<sniper id>`) and an id derived from the sniper's, so writing it twice is one
+    order. Prices are tokenIn per tokenOut of the buy (what the OCO sells for), the take-profit
+    `takeProfitPct` above the fill and the stop-loss `stopLossPct` below it."""
+    assert state.auto_sell is not None
+    fill = done.amount_in / done.amount_out  # tokenIn paid per tokenOut
+    step = Decimal("1e-18")
+    take = (fill * (1 + state.auto_sell.take_profit_pct / 100)).quantize(step, ROUND_CEILING)
+    stop = (fill * (1 - state.auto_sell.stop_loss_pct / 100)).quantize(step, ROUND_DOWN)
+    link = f"autosell:{state.order_id}"
+    order_id = auto_sell_id(state.order_id)
+    return Envelope.new(
+        order_id=order_id,
+        sequence=1,
+        producer="router",
+        prev_hash=genesis_hash(order_id),
+        payload=events.OrderSubmitted(
+            token_in=state.token_out,
+            token_out=state.token_in,
+            amount=done.amount_out,
+            slippage=state.slippage,
+            client_order_id=link,
+            owner=state.owner,
+            order_type=events.OrderType.OCO,
+            take_profit_price=take,
+            stop_loss_price=max(stop, step),
+            expires_at=now + AUTO_SELL_EXPIRY,
+        ),
+        occurred_at=now,
     )
 
 

@@ -68,7 +68,9 @@ class RouterRuntime:
                 quote_ttl_seconds=self.settings.quote_ttl_seconds,
                 split_threshold_bps=self.settings.split_threshold_bps,
             )
-            execution = OrderExecution(policy, venues, chain, emitter.emit, launches=launches)
+            execution = OrderExecution(
+                policy, venues, chain, emitter.emit, launches=launches, submit=emitter.submit
+            )
             self.router = OrderRouter(
                 execution.run, emitter.dead_letter, self.settings.router_max_in_flight
             )

@@ -5,12 +5,14 @@ once), cancelled or expired while armed."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from services.chain.launch import launch_and_publish
 from services.domain.launch import LaunchSpec, LaunchVenue
+from services.router.execution import auto_sell_id
 from tests.fixtures.settings import MakeSettings, unique
 from tests.integration.api.test_conditional_orders import System, running
 
@@ -34,7 +36,11 @@ async def test_snipers_are_decided_by_the_launch_on_the_chain(make_settings: Mak
     )
     async with running(settings) as system:
         strict = await snipe(system)  # default checks: mint and freeze renounced
-        lenient = await snipe(system, checks={"mintRenounced": False, "lpBurned": True})
+        lenient = await snipe(
+            system,
+            checks={"mintRenounced": False, "lpBurned": True},
+            autoSell={"takeProfitPct": "100", "stopLossPct": "30"},
+        )
         cancelled = await snipe(system)
         soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
         expiring = await snipe(system, expiresAt=soon)
@@ -63,6 +69,14 @@ async def test_snipers_are_decided_by_the_launch_on_the_chain(make_settings: Mak
         # swap before the open time, so a landed buy is one after it).
         assert Decimal(bought["amountOut"]) >= Decimal("0.5") / Decimal("0.01")
         assert bought["selectedDex"] == "RAYDIUM"
+        # autoSell: a linked OCO selling what was bought rests open.
+        link = f"autosell:{lenient}"
+        oco = await system.status_becomes(str(auto_sell_id(uuid.UUID(lenient))), "open")
+        assert (oco["orderType"], oco["clientOrderId"]) == ("oco", link)
+        assert (oco["tokenIn"], oco["tokenOut"]) == ("MEME", "SOL")
+        assert Decimal(oco["amount"]) == Decimal(bought["amountOut"])
+        fill = Decimal(bought["amount"]) / Decimal(bought["amountOut"])
+        assert Decimal(oco["takeProfitPrice"]) >= fill * 2 > fill > Decimal(oco["stopLossPrice"])
         # Armed after the launch: decided on arrival.
         late = await system.api.http.post(
             "/api/orders/execute",
