@@ -468,15 +468,21 @@ class LaunchGate:
         self._pools = pools
         self._wallet = wallet
         self._poll = poll_seconds
-        self._prepared: set[str] = set()
+        self._preparing: dict[str, asyncio.Task[None]] = {}  # pool -> its one preparation
+        self._opening: dict[str, asyncio.Task[None]] = {}  # pool -> the one clock poller
 
     async def prepare(self, target: LaunchTarget) -> None:
         register_launched(Token(target.symbol, target.decimals, target.mint))
-        if target.pool in self._prepared:
-            return
+        # Once per pool for all its snipers (the first one's task; a failed one is retried).
+        task = self._preparing.get(target.pool)
+        if task is None or (task.done() and task.exception() is not None):
+            task = asyncio.ensure_future(self._prepare(target))
+            self._preparing[target.pool] = task
+        await asyncio.shield(task)
+
+    async def _prepare(self, target: LaunchTarget) -> None:
         await self._ensure_token_account(Pubkey.from_string(target.mint))
         await self._pools.discover()
-        self._prepared.add(target.pool)
 
     async def chain_time(self) -> int:
         (found,) = await self._pools.call(
@@ -485,8 +491,17 @@ class LaunchGate:
         return decode_clock(base64.b64decode(found["value"]["data"][0])).unix_timestamp
 
     async def wait_open(self, target: LaunchTarget) -> None:
+        # One poller per pool, however many snipers wait on it: 1,000 snipers polling the
+        # clock each would be 20,000 calls a second on the node.
+        poller = self._opening.get(target.pool)
+        if poller is None or (poller.done() and poller.exception() is not None):
+            poller = asyncio.ensure_future(self._poll_open(target.open_time))
+            self._opening[target.pool] = poller
+        await asyncio.shield(poller)
+
+    async def _poll_open(self, open_time: int) -> None:
         # Polling another process's clock: there is no event to wait on.
-        while await self.chain_time() < target.open_time:  # noqa: ASYNC110
+        while await self.chain_time() < open_time:  # noqa: ASYNC110
             await asyncio.sleep(self._poll)
         self._pools.expire_snapshot()
 
