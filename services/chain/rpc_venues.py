@@ -75,6 +75,7 @@ class RpcPoolSource:
         self._registry: PoolRegistry | None = None
         self._snapshot: PoolSnapshot | None = None
         self._loaded_at = 0.0
+        self._epoch = 0  # bumped by expire_snapshot: reads begun before it are not used
         self._lock = asyncio.Lock()
         self.reloads = 0  # snapshots read from the node, for tests and metrics
 
@@ -206,19 +207,27 @@ class RpcPoolSource:
 
     async def snapshot(self) -> PoolSnapshot:
         """Both venues' pools at one slot; reloaded at most every `max_age`, once for all."""
-        registry = await self.registry()
-        if self._snapshot is None or time.monotonic() - self._loaded_at > self._max_age:
+        while self._stale():
+            registry = await self.registry()  # outside the lock: discovery takes it
             async with self._lock:  # one reload for all waiting quotes
-                if self._snapshot is None or time.monotonic() - self._loaded_at > self._max_age:
-                    self._snapshot = await self._read(registry)
+                if self._stale():
+                    epoch = self._epoch
+                    snapshot = await self._read(self._registry or registry)
+                    self._snapshot = snapshot if epoch == self._epoch else None
                     self._loaded_at = time.monotonic()
                     self.reloads += 1
+        assert self._snapshot is not None
         return self._snapshot
+
+    def _stale(self) -> bool:
+        return self._snapshot is None or time.monotonic() - self._loaded_at > self._max_age
 
     def expire_snapshot(self) -> None:
         """Make the next quote read the pools afresh (a pool just opened: an older snapshot,
-        taken before its open time, leaves it out)."""
+        taken before its open time, leaves it out). A read already under way when this is
+        called is not used either: it may have been taken before the open."""
         self._snapshot = None
+        self._epoch += 1
 
     async def _read(self, registry: PoolRegistry) -> PoolSnapshot:
         addresses = registry.addresses()
