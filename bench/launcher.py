@@ -53,6 +53,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "OEE_LOG_FORMAT": "json",
         "OEE_ROUTER_METRICS_PORT": str(settings.router_metrics_port),
         "OEE_PROJECTOR_METRICS_PORT": str(settings.projector_metrics_port),
+        "OEE_TRIGGERS_METRICS_PORT": str(settings.triggers_metrics_port),
         "OEE_AUTH": settings.auth,
         "OEE_PRODUCE_TIMEOUT_SECONDS": str(settings.produce_timeout_seconds),
         # The chain the router executes on, and the node `oee chain` runs.
