@@ -25,16 +25,24 @@ time is logged and exported (`oee_triggers_recovery_seconds`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from datetime import UTC, datetime
 
+import aiohttp
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Gauge, Histogram
 from psycopg_pool import AsyncConnectionPool
 
-from schemas.chain import UndecodableChainRecord, decode_chain
+from schemas.chain import (
+    PoolCreated,
+    PoolOpened,
+    UndecodableChainRecord,
+    decode_chain,
+    encode_chain,
+)
 from schemas.codec import UndecodableEvent, decode, encode
 from schemas.envelope import Envelope, record_hash
 from schemas.market import MarketTick, UndecodableMarketRecord, decode_market
@@ -52,6 +60,7 @@ from services.common.logging import configure_logging
 from services.common.metrics import start_metrics_server
 from services.common.process import retry_while_down, stop_event_on_signals
 from services.common.settings import Settings
+from services.pricing.accounts.pools import CLOCK_SYSVAR, decode_clock
 from services.triggers.core import TriggerCore
 
 log = logging.getLogger(__name__)
@@ -133,6 +142,7 @@ class TriggerEngine:
             enable_auto_commit=False,
             metadata_max_age_ms=5000,
         )
+        self._created: dict[str, PoolCreated] = {}  # by symbol: what PoolOpened repeats
         self.recovered = asyncio.Event()
         self.recovery_seconds: float | None = None
         self.proposed = 0
@@ -161,6 +171,7 @@ class TriggerEngine:
             asyncio.create_task(self._tick_loop(), name="triggers-ticks"),
             asyncio.create_task(self._clock_loop(), name="triggers-clock"),
             asyncio.create_task(self._chain_loop(), name="triggers-chain"),
+            asyncio.create_task(self._open_watch_loop(), name="triggers-pool-open"),
         ]
         stopping = asyncio.create_task(stop.wait())
         try:
@@ -196,6 +207,8 @@ class TriggerEngine:
                 self.producer, self.settings.dead_letter_topic, letter, record.key, record.value
             )
             return
+        if isinstance(event, PoolCreated):
+            self._created[event.symbol] = event
         await self._append(self.core.on_chain_event(event, now(), propose=propose))
 
     async def _chain_loop(self) -> None:
@@ -209,6 +222,60 @@ class TriggerEngine:
             for batch in batches.values():
                 for record in batch:
                     await self._chain_record(record, propose=True)
+
+    async def _open_watch_loop(self) -> None:
+        """Publish `PoolOpened` for each launched pool once the chain's clock reaches its open
+        time (the slot is the one the engine saw open, the first or the one after). Another
+        engine publishing the same is harmless: the fold keeps the first."""
+        waiting: dict[str, PoolCreated] = {}
+        while True:
+            await asyncio.sleep(CLOCK_SECONDS)
+            for token in self.core.launches.values():
+                if token.pool and token.opened_slot is None and token.pool not in waiting:
+                    waiting[token.pool] = self._created[token.symbol]
+            if not waiting:
+                continue
+            try:
+                slot, unix_time = await self._chain_clock()
+            except (OSError, aiohttp.ClientError, TimeoutError, KeyError, ValueError) as exc:
+                log.warning("chain clock unreadable (%s); pool openings wait", exc)
+                continue
+            for pool, created in list(waiting.items()):
+                if unix_time < created.open_time:
+                    continue
+                opened = PoolOpened(
+                    symbol=created.symbol, quote=created.quote, venue=created.venue, pool=pool,
+                    open_time=created.open_time, slot=slot, at=now(),
+                )  # fmt: skip
+                await self._publish_chain(opened)
+                del waiting[pool]
+
+    async def _publish_chain(self, event: PoolOpened) -> None:
+        value, key = encode_chain(event), event.symbol.encode()
+        await retry_while_down(
+            lambda: self.producer.send_and_wait(
+                self.settings.chain_events_topic, value=value, key=key
+            ),
+            is_outage=lambda exc: isinstance(exc, KafkaError),
+            what="Kafka, for a pool opening,",
+        )
+
+    async def _chain_clock(self) -> tuple[int, int]:
+        """The chain's (slot, unix time) from its Clock sysvar."""
+        body = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "getAccountInfo",
+            "params": [str(CLOCK_SYSVAR), {"encoding": "base64"}],
+        }
+        timeout = aiohttp.ClientTimeout(total=2)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(self.settings.solana_rpc_url, json=body) as response,
+        ):
+            answer = await response.json()
+        clock = decode_clock(base64.b64decode(answer["result"]["value"]["data"][0]))
+        return clock.slot, clock.unix_timestamp
 
     async def _recover(self) -> None:
         began = time.perf_counter()

@@ -13,11 +13,12 @@ from typing import Any
 from services.chain.launch import launch_and_publish
 from services.domain.launch import LaunchSpec, LaunchVenue
 from services.router.execution import auto_sell_id
+from tests.fixtures.projector import eventually
 from tests.fixtures.settings import MakeSettings, unique
 from tests.integration.api.test_conditional_orders import System, running
 
 
-async def snipe(system: System, **body: Any) -> str:
+async def snipe(system: System, *, armed: bool = True, **body: Any) -> str:
     response = await system.api.http.post(
         "/api/orders/execute",
         json={"orderType": "sniper", "tokenIn": "SOL", "tokenOut": "MEME", "amount": "0.5",
@@ -26,7 +27,8 @@ async def snipe(system: System, **body: Any) -> str:
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "open"
     order_id: str = response.json()["orderId"]
-    await system.status_becomes(order_id, "open")
+    if armed:  # else its launch is known: it may be decided before it is seen open
+        await system.status_becomes(order_id, "open")
     return order_id
 
 
@@ -86,6 +88,21 @@ async def test_snipers_are_decided_by_the_launch_on_the_chain(make_settings: Mak
         assert late.status_code == 202
         late_failed = await system.status_becomes(late.json()["orderId"], "failed")
         assert late_failed["errorCode"] == "RUG_CHECK_MINT_AUTHORITY"
+        # Once the pool is open (PoolOpened, published by the engine from the chain's clock), an
+        # onlyAtLaunch sniper arriving is refused; another one buys at once.
+        lenient_checks = {"mintRenounced": False}
+
+        async def only_at_launch_refused() -> dict[str, Any] | None:
+            order_id = await snipe(system, armed=False, checks=lenient_checks, onlyAtLaunch=True)
+            order = await system.status_becomes(order_id, "failed", "completed")
+            return order if order["errorCode"] == "POOL_ALREADY_OPEN" else None
+
+        refused = await eventually(only_at_launch_refused, "PoolOpened folded", timeout=30)
+        assert refused["status"] == "failed"
+        at_once = await snipe(system, armed=False, checks=lenient_checks)
+        assert (await system.status_becomes(at_once, "completed", "failed"))["status"] == (
+            "completed"
+        )
         for order_id, types in (
             (cancelled, ["OrderSubmitted", "OrderCancelled"]),
             (expiring, ["OrderSubmitted", "OrderExpired"]),
