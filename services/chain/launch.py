@@ -41,7 +41,7 @@ from solders.transaction import Transaction
 from schemas.chain import ChainEvent, PoolCreated, TokenAuthorities, encode_chain
 from schemas.events import LaunchTarget
 from services.chain.genesis import wallet_keypair
-from services.chain.rpc_venues import RpcPoolSource
+from services.chain.rpc_venues import RpcPoolSource, SnapshotVenue
 from services.chain.solana_client import RPC_DOWN, unreachable
 from services.chain.svm.constants import (
     ATA_PROGRAM_ID,
@@ -64,6 +64,8 @@ from services.pricing.accounts.cpmm import decode_pool_state
 from services.pricing.accounts.dlmm import decode_lb_pair
 from services.pricing.accounts.pools import decode_clock
 from services.pricing.accounts.spl import MINT_LEN, decode_mint, decode_token_amount
+from services.pricing.ports import VenueAdapter
+from services.venues.pool import Venue
 
 CPMM_LOCKED_LP = 100  # LP base units the CPMM program keeps back from the first deposit
 _INITIALIZE_MINT2, _MINT_TO, _SET_AUTHORITY, _BURN = 20, 7, 6, 8  # SPL Token instruction tags
@@ -483,6 +485,11 @@ class LaunchGate:
     async def _prepare(self, target: LaunchTarget) -> None:
         await self._ensure_token_account(Pubkey.from_string(target.mint))
         await self._pools.discover()
+
+    async def venues_at_open(self, target: LaunchTarget) -> list[VenueAdapter]:
+        """Adapters over the pools as they will be at the open (the launched one included)."""
+        snapshot = await self._pools.snapshot_as_of(target.open_time)
+        return [SnapshotVenue(venue, snapshot) for venue in Venue]
 
     async def chain_time(self) -> int:
         (found,) = await self._pools.call(

@@ -92,6 +92,9 @@ class LaunchPort(Protocol):
     async def wait_open(self, target: events.LaunchTarget) -> None:
         """Return once the chain's clock has reached the pool's open time."""
 
+    async def venues_at_open(self, target: events.LaunchTarget) -> list[VenueAdapter]:
+        """The venues as they will be at the open: the launched pool quotable before it."""
+
 
 class OrderExecution:
     """Drives orders through their lifecycle with the venues and the chain as ports."""
@@ -173,9 +176,11 @@ class OrderExecution:
         age = self.clock().timestamp() - state.plan.quoted_at
         return age > self.policy.quote_ttl_seconds
 
-    async def _quote(self, state: OrderState, amount: Decimal) -> Quote:
+    async def _quote(
+        self, state: OrderState, amount: Decimal, venues: Sequence[VenueAdapter] | None = None
+    ) -> Quote:
         return await quote_order(
-            self.venues,
+            self.venues if venues is None else venues,
             state.token_in,
             state.token_out,
             amount,
@@ -184,15 +189,17 @@ class OrderExecution:
         )
 
     async def _route(self, state: OrderState, attempt: int) -> OrderState:
+        venues = self.venues
         if state.launch is not None and self.launches is not None:
-            # A sniper: its token is known from the launch its trigger names; the buy is quoted
-            # and sent once the pool is open, for the first block the program accepts it in.
+            # A sniper: its token is known from the launch its trigger names. It is quoted at
+            # the reserves the pool opens with, built, signed and recorded before the open;
+            # only the send waits for it (`_confirm`), so the open costs no log round trip.
             await self.launches.prepare(state.launch)
-            await self.launches.wait_open(state.launch)
+            venues = await self.launches.venues_at_open(state.launch)
         amount = state.remaining
         try:
             try:
-                quote: Quote | None = await self._quote(state, amount)
+                quote: Quote | None = await self._quote(state, amount, venues)
             except InsufficientLiquidityError:
                 if state.min_price is None:
                     raise
@@ -278,6 +285,8 @@ class OrderExecution:
 
     async def _confirm(self, state: OrderState) -> OrderState:
         tx = transaction_for(state)
+        if state.launch is not None and self.launches is not None:
+            await self.launches.wait_open(state.launch)  # the program refuses it before
         try:
             try:
                 receipt = await self.chain.send_and_confirm(tx, state.attempts)
