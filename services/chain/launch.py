@@ -64,7 +64,7 @@ from services.pricing.accounts.cpmm import decode_pool_state
 from services.pricing.accounts.dlmm import decode_lb_pair
 from services.pricing.accounts.pools import decode_clock
 from services.pricing.accounts.spl import MINT_LEN, decode_mint, decode_token_amount
-from services.pricing.ports import VenueAdapter
+from services.pricing.ports import PoolSnapshot, VenueAdapter
 from services.venues.pool import Venue
 
 CPMM_LOCKED_LP = 100  # LP base units the CPMM program keeps back from the first deposit
@@ -472,6 +472,7 @@ class LaunchGate:
         self._poll = poll_seconds
         self._preparing: dict[str, asyncio.Task[None]] = {}  # pool -> its one preparation
         self._opening: dict[str, asyncio.Task[None]] = {}  # pool -> the one clock poller
+        self._at_open: dict[str, asyncio.Future[PoolSnapshot]] = {}  # pool -> its one read
 
     async def prepare(self, target: LaunchTarget) -> None:
         register_launched(Token(target.symbol, target.decimals, target.mint))
@@ -486,9 +487,22 @@ class LaunchGate:
         await self._ensure_token_account(Pubkey.from_string(target.mint))
         await self._pools.discover()
 
-    async def venues_at_open(self, target: LaunchTarget) -> list[VenueAdapter]:
-        """Adapters over the pools as they will be at the open (the launched one included)."""
-        snapshot = await self._pools.snapshot_as_of(target.open_time)
+    async def venues_at_open(self, target: LaunchTarget) -> list[VenueAdapter] | None:
+        """Adapters over the pools as they will be at the open (the launched one included);
+        None once the pool is open (then it trades, and the live pools are the ones to quote).
+
+        One read per launch for all its snipers: until the open nobody can trade the new pool,
+        so its reserves are those of its creation (the first short bench run had 100 snipers
+        each reading every pool account at once, which slowed the node for everyone)."""
+        poller = self._opening.get(target.pool)
+        opened = poller is not None and poller.done() and poller.exception() is None
+        if opened or await self.chain_time() >= target.open_time:
+            return None
+        task = self._at_open.get(target.pool)
+        if task is None or (task.done() and task.exception() is not None):
+            task = asyncio.ensure_future(self._pools.snapshot_as_of(target.open_time))
+            self._at_open[target.pool] = task
+        snapshot = await asyncio.shield(task)
         return [SnapshotVenue(venue, snapshot) for venue in Venue]
 
     async def chain_time(self) -> int:

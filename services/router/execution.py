@@ -92,8 +92,9 @@ class LaunchPort(Protocol):
     async def wait_open(self, target: events.LaunchTarget) -> None:
         """Return once the chain's clock has reached the pool's open time."""
 
-    async def venues_at_open(self, target: events.LaunchTarget) -> list[VenueAdapter]:
-        """The venues as they will be at the open: the launched pool quotable before it."""
+    async def venues_at_open(self, target: events.LaunchTarget) -> list[VenueAdapter] | None:
+        """The venues as they will be at the open (the launched pool quotable before it);
+        None once it is open."""
 
 
 class OrderExecution:
@@ -195,7 +196,7 @@ class OrderExecution:
             # the reserves the pool opens with, built, signed and recorded before the open;
             # only the send waits for it (`_confirm`), so the open costs no log round trip.
             await self.launches.prepare(state.launch)
-            venues = await self.launches.venues_at_open(state.launch)
+            venues = await self.launches.venues_at_open(state.launch) or self.venues
         amount = state.remaining
         try:
             try:
