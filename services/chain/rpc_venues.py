@@ -211,15 +211,20 @@ class RpcPoolSource:
 
     async def snapshot(self) -> PoolSnapshot:
         """Both venues' pools at one slot; reloaded at most every `max_age`, once for all."""
-        while self._stale():
-            registry = await self.registry()  # outside the lock: discovery takes it
+        # At most one read per call, unless an expiry during it made it unusable (a source with
+        # max_age 0, the market process's, reads every time and must not read in a loop).
+        registry = await self.registry()  # outside the lock: discovery takes it
+        if self._stale():
             async with self._lock:  # one reload for all waiting quotes
-                if self._stale():
+                while self._stale():
                     epoch = self._epoch
                     snapshot = await self._read(self._registry or registry)
-                    self._snapshot = snapshot if epoch == self._epoch else None
                     self._loaded_at = time.monotonic()
                     self.reloads += 1
+                    if epoch == self._epoch:
+                        self._snapshot = snapshot
+                        break
+                    self._snapshot = None  # begun before an expiry: read again
         assert self._snapshot is not None
         return self._snapshot
 
