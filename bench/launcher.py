@@ -76,6 +76,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "OEE_MARKET_SEED": str(settings.market_seed),
         "OEE_MARKET_VOLATILITY": str(settings.market_volatility),
         "OEE_MARKET_MAKER_WALLET": str(settings.market_maker_wallet),
+        "OEE_CHAIN_EVENTS_TOPIC": settings.chain_events_topic,
         **({"OEE_WALLET_KEYPAIR": str(settings.wallet_keypair)} if settings.wallet_keypair else {}),
     }
 
@@ -238,6 +239,7 @@ class Launched:
             dead_letter_topic=f"bench.deadletter.{suffix}",
             orders_topic_partitions=self.topology.partitions,
             consumer_group_prefix=f"bench-{suffix}",
+            chain_events_topic=f"bench.chain.events.{suffix}",
             venue_latency=self.topology.venue_latency,
             venue_failure_rate=self.topology.failure_rate,
             api_port=free_port(),
@@ -261,12 +263,7 @@ class Launched:
         assert self.settings is not None
         logs = self.tmp / "logs"
         logs.mkdir(exist_ok=True)
-        base_env = os.environ | settings_env(self.settings)
-        base_env |= {
-            "OEE_AUTH": "enabled" if self.topology.auth else "disabled",
-            "OEE_LOG_LEVEL": "WARNING",
-            "OEE_ROUTER_MAX_IN_FLIGHT": str(self.topology.router_max_in_flight),
-        }
+        base_env = self.child_env()
         urls: list[str] = []
         self.children["chain"] = start_process("chain", base_env, logs / "chain.log")
         await wait_chain_healthy(self.settings.solana_rpc_url, timeout=60)
@@ -284,6 +281,19 @@ class Launched:
             key = f"{name}{i + 1}" if i else name
             self.children[key] = start_process(name, env, logs / f"{key}.log")
         return urls
+
+    def child_env(self) -> dict[str, str]:
+        """The environment every engine process of this system starts with."""
+        assert self.settings is not None
+        return (
+            os.environ
+            | settings_env(self.settings)
+            | {
+                "OEE_AUTH": "enabled" if self.topology.auth else "disabled",
+                "OEE_LOG_LEVEL": "WARNING",
+                "OEE_ROUTER_MAX_IN_FLIGHT": str(self.topology.router_max_in_flight),
+            }
+        )
 
     async def wait_healthy(self, urls: list[str], timeout: float = 90) -> None:
         for url in urls:

@@ -111,13 +111,14 @@ class OrderType(StrEnum):
     TAKE_PROFIT = "takeProfit"  # a limit above the market: fill at >= limit_price
     OCO = "oco"  # take_profit_price (a limit) or stop_loss_price (a stop), the first cancels both
     TRAILING_STOP = "trailingStop"  # a stop trailing_bps below the best price seen since opening
+    SNIPER = "sniper"  # buys a launched token in the first slot its pool is open, rug-checked
 
     @property
     def is_conditional(self) -> bool:
         return self is not OrderType.MARKET
 
 
-TriggerLeg = Literal["limit", "stop", "takeProfit", "stopLoss", "trailingStop"]
+TriggerLeg = Literal["limit", "stop", "takeProfit", "stopLoss", "trailingStop", "launch"]
 """Which price of an order its trigger crossed (an OCO has two)."""
 
 
@@ -133,6 +134,12 @@ class FailureCode(StrEnum):
     INVALID_TRANSACTION = "INVALID_TRANSACTION"
     POOL_NOT_OPEN = "POOL_NOT_OPEN"  # the program refuses swaps (CPMM 6000, DLMM 6042)
     INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"  # the engine's wallet lacks tokens or fee lamports
+    # A sniper's rug checks (services/domain/rugcheck.py), one code per check.
+    RUG_CHECK_MINT_AUTHORITY = "RUG_CHECK_MINT_AUTHORITY"
+    RUG_CHECK_FREEZE_AUTHORITY = "RUG_CHECK_FREEZE_AUTHORITY"
+    RUG_CHECK_LP_NOT_BURNED = "RUG_CHECK_LP_NOT_BURNED"
+    RUG_CHECK_LIQUIDITY = "RUG_CHECK_LIQUIDITY"
+    POOL_ALREADY_OPEN = "POOL_ALREADY_OPEN"  # onlyAtLaunch, and the pool was open on arrival
     DRY_RUN = "DRY_RUN"  # OEE_CHAIN_DRY_RUN: the transaction was simulated, never sent
 
 
@@ -152,16 +159,39 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class SniperChecks(_Frozen):
+    """The rug checks a sniper asks for before it buys; a check not asked for passes."""
+
+    mint_renounced: bool = True
+    freeze_renounced: bool = True
+    lp_burned: bool = False
+    min_liquidity: Amount | None = None  # whole quote tokens in the pool
+
+
+class AutoSell(_Frozen):
+    """After a sniper's fill: an OCO selling what it bought, take-profit and stop-loss set in
+    percent of the fill price (100 = sell at twice the price; 30 = sell 30 % below it)."""
+
+    take_profit_pct: Annotated[Decimal, Field(gt=0, le=100_000, allow_inf_nan=False), Exact]
+    stop_loss_pct: Annotated[Decimal, Field(gt=0, lt=100, allow_inf_nan=False), Exact]
+
+
+Priority = Literal["normal", "high"]
+"""The router's lane: high-priority orders are taken ahead of waiting normal ones."""
+
+
 class OrderSubmitted(_Event):
     """A client's order, accepted once this is durably in the log.
 
     v2 (issue 17) adds the conditional fields; a v1 record reads as a market order. A market
     order is `pending` after it (the router takes it), a conditional one `open` (it rests
-    until the trigger engine sees its price crossed, or its expiry passes).
+    until the trigger engine sees its price crossed, or its expiry passes). v3 (issue 18) adds
+    the sniper's fields (max price, rug checks, onlyAtLaunch, autoSell) and the priority; a v2
+    record reads with the defaults (normal priority, no sniper fields).
     """
 
     TYPE: ClassVar[str] = "OrderSubmitted"
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
     STATUS: ClassVar[OrderStatus] = OrderStatus.PENDING
 
     token_in: TokenSymbol
@@ -178,6 +208,13 @@ class OrderSubmitted(_Event):
     trailing_bps: int | None = Field(default=None, ge=1, le=9999)  # trailingStop
     expires_at: AwareDatetime | None = None  # conditional orders only
     allow_partial: bool = True  # limit orders: fill what the limit allows, the rest rests
+    # sniper: the most tokenIn it pays per tokenOut (min out = amount / max_price), its checks,
+    # whether it buys only in the launch's first open slot, and the OCO opened on its fill.
+    max_price: PositiveAmount | None = None
+    checks: SniperChecks | None = None
+    only_at_launch: bool = False
+    auto_sell: AutoSell | None = None
+    priority: Priority = "normal"
 
     @model_validator(mode="after")
     def _prices_of_its_type(self) -> OrderSubmitted:
@@ -191,6 +228,13 @@ class OrderSubmitted(_Event):
                 )
         if not self.order_type.is_conditional and self.expires_at is not None:
             raise ValueError("a market order has no expiry")
+        sniper = self.order_type is OrderType.SNIPER
+        if not sniper and (self.checks or self.only_at_launch or self.auto_sell):
+            raise ValueError("checks, onlyAtLaunch and autoSell are for sniper orders")
+        if sniper and self.checks is None:
+            raise ValueError("a sniper order carries its checks")
+        if self.priority == "high" and self.order_type not in (OrderType.MARKET, OrderType.SNIPER):
+            raise ValueError("only market and sniper orders take the high-priority lane")
         return self
 
     def resulting_status(self) -> OrderStatus:
@@ -204,11 +248,13 @@ CONDITIONAL_FIELDS: dict[OrderType, frozenset[str]] = {
     OrderType.STOP: frozenset({"trigger_price"}),
     OrderType.OCO: frozenset({"take_profit_price", "stop_loss_price"}),
     OrderType.TRAILING_STOP: frozenset({"trailing_bps"}),
+    OrderType.SNIPER: frozenset({"max_price"}),
 }
 """The price fields each order type carries (and only those)."""
 
 ALL_CONDITIONAL_FIELDS = (
     "limit_price", "trigger_price", "take_profit_price", "stop_loss_price", "trailing_bps",
+    "max_price",
 )  # fmt: skip
 
 
@@ -338,14 +384,29 @@ class OrderOpened(_Event):
     best_amount_out: Amount | None = None  # what the best route offered, for the record
 
 
+class LaunchTarget(_Frozen):
+    """The launched pool a sniper fired on, as the chain's events described it: what the router
+    needs to know a token that is not one of the seeded market's."""
+
+    symbol: TokenSymbol
+    mint: str = Field(pattern=r"^[1-9A-HJ-NP-Za-km-z]{32,44}$")
+    decimals: int = Field(ge=0, le=9)
+    quote: TokenSymbol
+    venue: VenueName
+    pool: str = Field(pattern=r"^[1-9A-HJ-NP-Za-km-z]{32,44}$")
+    open_time: int = Field(ge=0)  # unix seconds on the chain's clock
+
+
 class OrderTriggered(_Event):
     """The trigger engine saw the order's price crossed on this tick: the router takes it now.
 
     Proposed with the order's expected next sequence: if a cancel (or anything else) took
-    that sequence first, this record is a duplicate every reader drops.
+    that sequence first, this record is a duplicate every reader drops. v2 (issue 18): a
+    sniper's trigger names the launch it fired on (`launch`); a v1 record has none.
     """
 
     TYPE: ClassVar[str] = "OrderTriggered"
+    VERSION: ClassVar[int] = 2
     STATUS: ClassVar[OrderStatus] = OrderStatus.TRIGGERED
 
     leg: TriggerLeg
@@ -353,6 +414,7 @@ class OrderTriggered(_Event):
     slot: int = Field(ge=0)
     price: PositiveAmount  # the tick's price, tokenOut per tokenIn of the order
     level: PositiveAmount  # the order's price the tick crossed
+    launch: LaunchTarget | None = None
 
 
 class OrderCancelled(_Event):

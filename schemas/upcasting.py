@@ -50,3 +50,15 @@ def _submitted_v1_to_v2(payload: Payload) -> Payload:
 def _order_submitted_v1_to_v2(payload: Payload) -> Payload:
     """v1 knew market orders only: that is what an old submission was."""
     return {**payload, "order_type": "market"}
+
+
+@upcaster("OrderSubmitted", 2)
+def _order_submitted_v2_to_v3(payload: Payload) -> Payload:
+    """v2 had no sniper fields and one lane: the defaults say exactly that."""
+    return dict(payload)
+
+
+@upcaster("OrderTriggered", 1)
+def _order_triggered_v1_to_v2(payload: Payload) -> Payload:
+    """v1 triggers were price crossings: no launch."""
+    return dict(payload)

@@ -55,6 +55,7 @@ from datetime import UTC, datetime, timedelta, timezone  # noqa: E402
 
 from schemas.envelope import Envelope  # noqa: E402
 from schemas.events import (  # noqa: E402
+    AutoSell,
     FailureCode,
     OrderAmended,
     OrderCancelled,
@@ -72,6 +73,7 @@ from schemas.events import (  # noqa: E402
     OrderType,
     RouteLeg,
     RoutePlan,
+    SniperChecks,
     TransactionBuilt,
     TransactionSubmitted,
     VenueQuote,
@@ -137,6 +139,25 @@ def order_submitted(draw: st.DrawFn, order_type: OrderType | None = None) -> Ord
         fields["stop_loss_price"] = draw(prices)
     elif kind is OrderType.TRAILING_STOP:
         fields["trailing_bps"] = draw(bps)
+    elif kind is OrderType.SNIPER:
+        fields["max_price"] = draw(prices)
+        fields["checks"] = SniperChecks(
+            mint_renounced=draw(st.booleans()),
+            freeze_renounced=draw(st.booleans()),
+            lp_burned=draw(st.booleans()),
+            min_liquidity=draw(st.none() | money(positive=True)),
+        )
+        fields["only_at_launch"] = draw(st.booleans())
+        fields["auto_sell"] = draw(
+            st.none()
+            | st.builds(
+                AutoSell,
+                take_profit_pct=st.decimals(min_value=1, max_value=1000, places=2),
+                stop_loss_pct=st.decimals(min_value=1, max_value=99, places=2),
+            )
+        )
+    if kind in (OrderType.MARKET, OrderType.SNIPER):
+        fields["priority"] = draw(st.sampled_from(["normal", "high"]))
     if kind.is_conditional:
         fields["expires_at"] = draw(st.none() | aware_datetimes)
         fields["allow_partial"] = draw(st.booleans())

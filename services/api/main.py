@@ -18,7 +18,7 @@ from uvicorn.loops.auto import auto_loop_factory
 
 from services.api.auth.mode import startup_problem, warn_if_disabled
 from services.api.errors import install_error_handlers
-from services.api.routes import health, markets, metrics, orders, quote, ui
+from services.api.routes import health, launches, markets, metrics, orders, quote, ui
 from services.api.routes.ws import OrderSockets
 from services.api.runtime import ApiRuntime
 from services.common.logging import configure_logging
@@ -60,6 +60,7 @@ def create_app(settings: Settings, runtime: ApiRuntime | None = None) -> OrderSo
     app.include_router(orders.router)
     app.include_router(quote.router)
     app.include_router(markets.router)
+    app.include_router(launches.router)
     app.include_router(metrics.router)
     app.include_router(ui.router)
     return OrderSockets(app)

@@ -89,8 +89,11 @@ _MESSAGES: dict[type[OrderEvent], Callable[[Any], str]] = {
 # A market order's submission message stays what it was before conditional orders existed.
 _MARKET_DEFAULTS = frozenset(
     {"orderType", "limitPrice", "triggerPrice", "takeProfitPrice", "stopLossPrice",
-     "trailingBps", "expiresAt", "allowPartial"}
+     "trailingBps", "expiresAt", "allowPartial", "maxPrice", "checks", "onlyAtLaunch",
+     "autoSell"}
 )  # fmt: skip
+# Issue 18's fields at their defaults say nothing: left out, so older messages stay the same.
+_QUIET_DEFAULTS = {"onlyAtLaunch": False, "priority": "normal"}
 
 
 def details(event: OrderEvent) -> dict[str, Any]:
@@ -101,6 +104,7 @@ def details(event: OrderEvent) -> dict[str, Any]:
             fields = {k: v for k, v in fields.items() if k not in _MARKET_DEFAULTS}
         else:
             fields = {k: v for k, v in fields.items() if v is not None}
+        fields = {k: v for k, v in fields.items() if _QUIET_DEFAULTS.get(k, ...) != v}
     if isinstance(event, OrderRouted):
         fields["route"] = fields["plan"]
         fields["selectedDex"] = _venues(event)

@@ -42,6 +42,11 @@ def submission(order_id: uuid.UUID, order: ValidOrder, owner: str | None) -> Env
             trailing_bps=order.trailing_bps,
             expires_at=order.expires_at,
             allow_partial=order.allow_partial,
+            max_price=order.max_price,
+            checks=order.checks,
+            only_at_launch=order.only_at_launch,
+            auto_sell=order.auto_sell,
+            priority=order.priority,
         ),
     )
 

@@ -42,6 +42,18 @@ Conditional orders (issue 17), checked after the fields above; nothing is writte
     ERR_045 INVALID_FLAG            allowPartial / postOnly not a boolean
     ERR_046 NOTHING_TO_AMEND        PATCH /api/orders/{id} without a price or expiresAt
 
+Sniper orders and the priority lane (issue 18), checked with the conditional fields:
+
+    ERR_050 MISSING_MAX_PRICE       sniper without maxPrice (tokenIn paid per tokenOut, at most)
+    ERR_051 INVALID_MAX_PRICE       maxPrice not a number, <= 0, above 1e12 or finer than 1e-18
+    ERR_052 INVALID_CHECKS          checks not an object of mintRenounced / freezeRenounced /
+                                    lpBurned (booleans) and minLiquidity (a number >= 0)
+    ERR_053 INVALID_AUTO_SELL       autoSell not {takeProfitPct > 0, stopLossPct in (0, 100)}
+    ERR_054 INVALID_PRIORITY        priority not "normal" or "high", or "high" on an order type
+                                    other than market and sniper
+    A sniper's tokenOut may name a token not launched yet: only its format is checked (ERR_009).
+    Its slippage defaults to SNIPER_DEFAULT_SLIPPAGE (15 %): launch prices move in a slot.
+
 Body-level problems are found before any field is looked at:
 
     ERR_020 MISSING_BODY            no body at all
@@ -62,13 +74,19 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from schemas.events import CONDITIONAL_FIELDS, OrderType
+from schemas.events import CONDITIONAL_FIELDS, AutoSell, OrderType, Priority, SniperChecks
 from services.domain.tokens import UnknownTokenError, get_token, to_base_units
 
 TOKEN_PATTERN = re.compile(r"^[A-Z0-9]{2,10}$")
 # A plain decimal literal: refuses "NaN", "Infinity", " 1", "1_000", which Decimal() takes.
 _DECIMAL_STRING = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 MAX_CLIENT_ORDER_ID = 64
+# A snipe buys into the first open slot of a new pool, where prices move several percent per
+# buyer (1,000 snipers of one launch share one constant product): the market default (1 %) would
+# fail nearly all of them. maxPrice stays the hard guard.
+SNIPER_DEFAULT_SLIPPAGE = Decimal("0.15")
+_CHECK_FLAGS = {"mintRenounced": "mint_renounced", "freezeRenounced": "freeze_renounced",
+                "lpBurned": "lp_burned"}  # fmt: skip
 
 
 def order_body_schema() -> dict[str, Any]:
@@ -113,6 +131,26 @@ def order_body_schema() -> dict[str, Any]:
             },
             "allowPartial": {"type": "boolean", "description": "limit: fill what the limit allows"},
             "postOnly": {"type": "boolean", "description": "refuse a limit marketable now"},
+            "maxPrice": {**decimal, "description": "sniper: the most tokenIn paid per tokenOut"},
+            "checks": {
+                "type": "object",
+                "description": "sniper: rug checks (default: mint and freeze renounced)",
+                "properties": {
+                    "mintRenounced": {"type": "boolean"},
+                    "freezeRenounced": {"type": "boolean"},
+                    "lpBurned": {"type": "boolean"},
+                    "minLiquidity": {**decimal, "description": "whole quote tokens"},
+                },
+                "additionalProperties": False,
+            },
+            "onlyAtLaunch": {"type": "boolean", "description": "sniper: never buy a pool open"},
+            "autoSell": {
+                "type": "object",
+                "required": ["takeProfitPct", "stopLossPct"],
+                "properties": {"takeProfitPct": decimal, "stopLossPct": decimal},
+                "description": "sniper: an OCO selling the fill, in % of the fill price",
+            },
+            "priority": {"type": "string", "enum": ["normal", "high"]},
         },
     }
 
@@ -158,6 +196,11 @@ class ValidOrder:
     expires_at: datetime | None = None
     allow_partial: bool = True
     post_only: bool = False
+    max_price: Decimal | None = None
+    checks: SniperChecks | None = None
+    only_at_launch: bool = False
+    auto_sell: AutoSell | None = None
+    priority: Priority = "normal"
 
 
 @dataclass(frozen=True)
@@ -222,9 +265,14 @@ def _missing(value: object) -> bool:
     return value is None or value == ""
 
 
-def _check_token(value: object, field: str, error: str, code: str) -> Rejection | None:
+def _check_token(
+    value: object, field: str, error: str, code: str, *, known: bool = True
+) -> Rejection | None:
+    """The token's format, and (unless a sniper's tokenOut, not launched yet) that it trades."""
     if not isinstance(value, str) or not TOKEN_PATTERN.match(value):
         return _reject(error, code, f"{field} must match ^[A-Z0-9]{{2,10}}$", field)
+    if not known:
+        return None
     try:
         get_token(value)
     except UnknownTokenError:
@@ -294,8 +342,9 @@ def validate_order(
             "INVALID_SLIPPAGE_RANGE", "ERR_007", "slippage must be between 0 and 1", "slippage"
         )
 
+    sniper = body.get("orderType") == OrderType.SNIPER.value
     rejected = _check_token(token_in, "tokenIn", "INVALID_TOKEN_IN", "ERR_008") or _check_token(
-        token_out, "tokenOut", "INVALID_TOKEN_OUT", "ERR_009"
+        token_out, "tokenOut", "INVALID_TOKEN_OUT", "ERR_009", known=not sniper
     )
     if rejected:
         return rejected
@@ -329,6 +378,8 @@ def validate_order(
     terms = validate_terms(body, expiry)
     if isinstance(terms, Rejection):
         return terms
+    if raw_slippage is None and terms["order_type"] is OrderType.SNIPER:
+        slippage = SNIPER_DEFAULT_SLIPPAGE
     return ValidOrder(
         token_in=token_in,
         token_out=token_out,
@@ -349,6 +400,7 @@ _PRICES = (
      "INVALID_TAKE_PROFIT_PRICE", "ERR_035", "ERR_036"),
     ("stopLossPrice", "stop_loss_price", "MISSING_STOP_LOSS_PRICE", "INVALID_STOP_LOSS_PRICE",
      "ERR_037", "ERR_038"),
+    ("maxPrice", "max_price", "MISSING_MAX_PRICE", "INVALID_MAX_PRICE", "ERR_050", "ERR_051"),
 )  # fmt: skip
 
 
@@ -409,6 +461,10 @@ def validate_terms(body: dict[str, Any], expiry: ExpiryPolicy | None) -> dict[st
         if not isinstance(value, bool):
             return _reject("INVALID_FLAG", "ERR_045", f"{flag} must be true or false", flag)
         terms[name] = value
+    sniper_terms = _sniper_terms(body, order_type)
+    if isinstance(sniper_terms, Rejection):
+        return sniper_terms
+    terms.update(sniper_terms)
     raw_expiry = body.get("expiresAt")
     if not order_type.is_conditional:
         return _not_allowed("expiresAt", order_type) if raw_expiry is not None else terms
@@ -418,6 +474,88 @@ def validate_terms(body: dict[str, Any], expiry: ExpiryPolicy | None) -> dict[st
         return expires
     terms["expires_at"] = expires
     return terms
+
+
+def _sniper_terms(body: dict[str, Any], order_type: OrderType) -> dict[str, Any] | Rejection:
+    """checks, onlyAtLaunch, autoSell (sniper only) and priority, as ValidOrder's arguments."""
+    terms: dict[str, Any] = {}
+    sniper = order_type is OrderType.SNIPER
+    for field in ("checks", "onlyAtLaunch", "autoSell"):
+        if not sniper and body.get(field) is not None:
+            return _not_allowed(field, order_type)
+    if sniper:
+        checks = _checks(body.get("checks"))
+        if checks is None:
+            return _reject(
+                "INVALID_CHECKS",
+                "ERR_052",
+                "checks must be an object of mintRenounced, freezeRenounced, lpBurned (booleans)"
+                " and minLiquidity (a number >= 0)",
+                "checks",
+            )
+        terms["checks"] = checks
+        only = body.get("onlyAtLaunch")
+        if only is not None:
+            if not isinstance(only, bool):
+                return _reject(
+                    "INVALID_FLAG", "ERR_045", "onlyAtLaunch must be true or false", "onlyAtLaunch"
+                )
+            terms["only_at_launch"] = only
+        raw_auto = body.get("autoSell")
+        if raw_auto is not None:
+            auto = _auto_sell(raw_auto)
+            if auto is None:
+                return _reject(
+                    "INVALID_AUTO_SELL",
+                    "ERR_053",
+                    "autoSell must be {takeProfitPct > 0, stopLossPct between 0 and 100}",
+                    "autoSell",
+                )
+            terms["auto_sell"] = auto
+    priority = body.get("priority")
+    if priority is not None:
+        if priority not in ("normal", "high") or (
+            priority == "high" and order_type not in (OrderType.MARKET, OrderType.SNIPER)
+        ):
+            return _reject(
+                "INVALID_PRIORITY",
+                "ERR_054",
+                'priority must be "normal" or "high" ("high": market and sniper orders only)',
+                "priority",
+            )
+        terms["priority"] = priority
+    return terms
+
+
+def _checks(raw: object) -> SniperChecks | None:
+    """A sniper's checks (absent: the defaults, mint and freeze renounced); None if invalid."""
+    if raw is None:
+        return SniperChecks()
+    if not isinstance(raw, dict) or not raw.keys() <= {*_CHECK_FLAGS, "minLiquidity"}:
+        return None
+    flags: dict[str, Any] = {}
+    for field, name in _CHECK_FLAGS.items():
+        value = raw.get(field)
+        if value is not None:
+            if not isinstance(value, bool):
+                return None
+            flags[name] = value
+    minimum = raw.get("minLiquidity")
+    if minimum is not None:
+        parsed = _as_decimal(minimum)
+        if parsed is None or parsed < 0 or parsed > MAX_PRICE:
+            return None
+        flags["min_liquidity"] = canonical(parsed)
+    return SniperChecks(**flags)
+
+
+def _auto_sell(raw: object) -> AutoSell | None:
+    if not isinstance(raw, dict) or raw.keys() != {"takeProfitPct", "stopLossPct"}:
+        return None
+    take, stop = _as_decimal(raw["takeProfitPct"]), _as_decimal(raw["stopLossPct"])
+    if take is None or stop is None or not 0 < take <= 100_000 or not 0 < stop < 100:
+        return None
+    return AutoSell(take_profit_pct=canonical(take), stop_loss_pct=canonical(stop))
 
 
 MAX_PRICE = Decimal(10) ** 12
@@ -488,7 +626,9 @@ def validate_amendment(
         value = body.get(field)
         if value is None:
             continue
-        if name not in needed:
+        # A sniper's maxPrice is not amendable (OrderAmended has no such field): its buy may be
+        # in flight at the launch, and a guard that moves under it would be no guard.
+        if name not in needed or name == "max_price":
             return _not_allowed(field, order_type)
         price = _price(value)
         if price is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
+import struct
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -38,6 +39,7 @@ from services.pricing.accounts.dlmm import BIN_ARRAY_DISCRIMINATOR, LB_PAIR_DISC
 from services.pricing.accounts.pools import (
     BIN_ARRAY_LB_PAIR_OFFSET,
     BIN_ARRAY_LEN,
+    CLOCK_SYSVAR,
     CPMM_POOL_STATE_DISCRIMINATOR,
     LB_PAIR_LEN,
     CpmmListing,
@@ -50,6 +52,8 @@ from services.pricing.accounts.pools import (
 from services.pricing.ports import ChainUnreachable, PoolSnapshot
 from services.pricing.routing import Route
 from services.venues.pool import PoolBook, Venue
+
+CLOCK_UNIX_TIME_OFFSET = 32  # slot, epoch start, epoch, leader schedule epoch: 8 bytes each
 
 MAX_ACCOUNTS_PER_CALL = 100  # getMultipleAccounts' limit
 SNAPSHOT_ATTEMPTS = 3  # reads split over several calls must agree on the slot
@@ -75,6 +79,7 @@ class RpcPoolSource:
         self._registry: PoolRegistry | None = None
         self._snapshot: PoolSnapshot | None = None
         self._loaded_at = 0.0
+        self._epoch = 0  # bumped by expire_snapshot: reads begun before it are not used
         self._lock = asyncio.Lock()
         self.reloads = 0  # snapshots read from the node, for tests and metrics
 
@@ -206,16 +211,42 @@ class RpcPoolSource:
 
     async def snapshot(self) -> PoolSnapshot:
         """Both venues' pools at one slot; reloaded at most every `max_age`, once for all."""
-        registry = await self.registry()
-        if self._snapshot is None or time.monotonic() - self._loaded_at > self._max_age:
+        # At most one read per call, unless an expiry during it made it unusable (a source with
+        # max_age 0, the market process's, reads every time and must not read in a loop).
+        registry = await self.registry()  # outside the lock: discovery takes it
+        if self._stale():
             async with self._lock:  # one reload for all waiting quotes
-                if self._snapshot is None or time.monotonic() - self._loaded_at > self._max_age:
-                    self._snapshot = await self._read(registry)
+                while self._stale():
+                    epoch = self._epoch
+                    snapshot = await self._read(self._registry or registry)
                     self._loaded_at = time.monotonic()
                     self.reloads += 1
+                    if epoch == self._epoch:
+                        self._snapshot = snapshot
+                        break
+                    self._snapshot = None  # begun before an expiry: read again
+        assert self._snapshot is not None
         return self._snapshot
 
-    async def _read(self, registry: PoolRegistry) -> PoolSnapshot:
+    def _stale(self) -> bool:
+        return self._snapshot is None or time.monotonic() - self._loaded_at > self._max_age
+
+    def expire_snapshot(self) -> None:
+        """Make the next quote read the pools afresh (a pool just opened: an older snapshot,
+        taken before its open time, leaves it out). A read already under way when this is
+        called is not used either: it may have been taken before the open."""
+        self._snapshot = None
+        self._epoch += 1
+
+    async def snapshot_as_of(self, unix_time: int) -> PoolSnapshot:
+        """The pools read now but decoded as if the chain's clock were at least `unix_time`:
+        a pool that opens then is in the book, at the reserves it will open with (a sniper
+        is quoted, built and signed before its pool opens)."""
+        return await self._read(await self.registry(), clock_at_least=unix_time)
+
+    async def _read(
+        self, registry: PoolRegistry, *, clock_at_least: int | None = None
+    ) -> PoolSnapshot:
         addresses = registry.addresses()
         chunks = [
             addresses[i : i + MAX_ACCOUNTS_PER_CALL]
@@ -235,6 +266,14 @@ class RpcPoolSource:
                     key: None if value is None else _data(value)
                     for key, value in zip(addresses, values, strict=True)
                 }
+                clock = accounts.get(CLOCK_SYSVAR)
+                if clock_at_least is not None and clock is not None:
+                    # Clock sysvar: slot, epoch start, epoch, leader epoch, then unix time.
+                    (now,) = struct.unpack_from("<q", clock, CLOCK_UNIX_TIME_OFFSET)
+                    later = struct.pack("<q", max(now, clock_at_least))
+                    accounts[CLOCK_SYSVAR] = (
+                        clock[:CLOCK_UNIX_TIME_OFFSET] + later + clock[CLOCK_UNIX_TIME_OFFSET + 8 :]
+                    )
                 return PoolSnapshot(slots.pop(), registry.book(accounts))
         msg = f"no consistent snapshot of {len(addresses)} accounts in {SNAPSHOT_ATTEMPTS} reads"
         raise RpcFailure(msg)
@@ -264,6 +303,22 @@ class RpcVenue:
         return snapshot.slot, {
             key: pool for key, pool in snapshot.pools.items() if key[0] is self._venue
         }
+
+
+class SnapshotVenue:
+    """One venue's pools from a snapshot taken once (a `VenueAdapter`)."""
+
+    def __init__(self, venue: Venue, snapshot: PoolSnapshot) -> None:
+        self._venue = venue
+        self._snapshot = snapshot
+
+    @property
+    def venue(self) -> Venue:
+        return self._venue
+
+    async def load_pools(self) -> tuple[int, PoolBook]:
+        pools = self._snapshot.pools
+        return self._snapshot.slot, {key: p for key, p in pools.items() if key[0] is self._venue}
 
 
 def rpc_venues(source: RpcPoolSource) -> list[RpcVenue]:

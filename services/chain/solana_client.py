@@ -81,7 +81,7 @@ from services.chain.svm.errors import (
 )
 from services.chain.svm.vm import CpmmPoolKeys, CpmmSwap, DlmmSwap, SolanaVm
 from services.chain.transactions import Receipt, SwapInstruction, Transaction
-from services.domain.tokens import TOKENS
+from services.domain.tokens import get_token
 from services.pricing.accounts.pools import PoolRegistry
 from services.pricing.guards import LegGuard, leg_guards
 from services.pricing.ports import ChainUnreachable
@@ -467,8 +467,8 @@ class SolanaChain:
     ) -> Instruction:
         """The leg's swap on the pool the registry lists (or, without one, the CPMM pool at its
         derived address: the local chain's seeded pools live there)."""
-        mint_in = Pubkey.from_string(TOKENS[leg.token_in].mint)
-        mint_out = Pubkey.from_string(TOKENS[leg.token_out].mint)
+        mint_in = Pubkey.from_string(get_token(leg.token_in).mint)
+        mint_out = Pubkey.from_string(get_token(leg.token_out).mint)
         pair = frozenset((leg.token_in, leg.token_out))
         if registry is not None:
             try:
@@ -514,7 +514,7 @@ class SolanaChain:
         owner = str(self._wallet.pubkey())
 
         def change(symbol: str) -> int:
-            mint = TOKENS[symbol].mint
+            mint = get_token(symbol).mint
 
             def total(balances: list[TokenBalance]) -> int:
                 return sum(b.amount for b in balances if b.owner == owner and b.mint == mint)

@@ -277,6 +277,67 @@ def oco(
                  as_json=as_json, slippage=slippage, expires=expires)  # fmt: skip
 
 
+@order_app.command("snipe")
+@api_errors
+def snipe(
+    token: Annotated[str, typer.Argument(help="The token to buy; it need not be launched yet.")],
+    amount: Annotated[str, typer.Option("--amount", help="Whole tokens of --in to spend.")],
+    max_price: Annotated[
+        str, typer.Option("--max-price", help="The most --in paid per TOKEN (min out).")
+    ],
+    token_in: Annotated[str, typer.Option("--in", help="The token to pay with.")] = "SOL",
+    mint_renounced: Annotated[
+        bool, typer.Option("--mint-renounced/--mint-kept-ok", help="Check: mint renounced.")
+    ] = True,
+    freeze_renounced: Annotated[
+        bool, typer.Option("--freeze-renounced/--freeze-kept-ok", help="Check: freeze renounced.")
+    ] = True,
+    lp_burned: Annotated[bool, typer.Option("--lp-burned", help="Check: LP burned.")] = False,
+    min_liquidity: Annotated[
+        str | None, typer.Option("--min-liquidity", help="Check: whole --in tokens in the pool.")
+    ] = None,
+    only_at_launch: Annotated[
+        bool, typer.Option("--only-at-launch", help="Never buy a pool already open.")
+    ] = False,
+    take_profit_pct: Annotated[
+        str | None, typer.Option("--take-profit-pct", help="autoSell: OCO take-profit, %.")
+    ] = None,
+    stop_loss_pct: Annotated[
+        str | None, typer.Option("--stop-loss-pct", help="autoSell: OCO stop-loss, %.")
+    ] = None,
+    high_priority: Annotated[
+        bool, typer.Option("--high-priority", help="The router's high lane (scope needed).")
+    ] = False,
+    expires: Expires = None,
+    slippage: Slippage = None,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """Arm a sniper: it buys TOKEN in the first slot its pool is open, if the rug checks pass."""
+    checks: dict[str, Any] = {
+        "mintRenounced": mint_renounced,
+        "freezeRenounced": freeze_renounced,
+        "lpBurned": lp_burned,
+    }
+    if min_liquidity is not None:
+        checks["minLiquidity"] = min_liquidity
+    if (take_profit_pct is None) != (stop_loss_pct is None):
+        raise typer.BadParameter("give both --take-profit-pct and --stop-loss-pct, or neither")
+    fields: dict[str, Any] = {
+        "orderType": "sniper",
+        "maxPrice": max_price,
+        "checks": checks,
+        "onlyAtLaunch": True if only_at_launch else None,
+        "autoSell": None
+        if take_profit_pct is None
+        else {"takeProfitPct": take_profit_pct, "stopLossPct": stop_loss_pct},
+        "priority": "high" if high_priority else None,
+    }
+    _conditional(token_in, token, amount, fields, api_url=api_url, api_key=api_key,
+                 as_json=as_json, slippage=slippage, expires=expires)  # fmt: skip
+
+
 @order_app.command("cancel")
 @api_errors
 def cancel(

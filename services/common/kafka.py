@@ -54,6 +54,9 @@ def topic_specs(settings: Settings) -> tuple[TopicSpec, ...]:
         TopicSpec(settings.market_trades_topic, settings.market_topic_partitions, forever),
         # Admin commands (`oee market move`): only the running process acts on them.
         TopicSpec(settings.market_commands_topic, 1, {"retention.ms": str(24 * 3600 * 1000)}),
+        # The chain's own events (launches, pools opening, authorities): one partition, so every
+        # reader folds launches in one order; replayable like the log.
+        TopicSpec(settings.chain_events_topic, 1, forever),
     )
 
 

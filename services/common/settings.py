@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     market_engine_pubkey: str | None = None
     market_max_move_bps: Decimal = Field(default=Decimal(25), gt=0)  # per slot and pool
 
+    # Token launches (`oee market launch`, POST /api/markets/launches): the chain's own events
+    # (PoolCreated, PoolOpened, TokenAuthorities) and the genesis wallet that launches.
+    chain_events_topic: str = "chain.events"
+    launcher_wallet: int = Field(default=2, ge=0)
+
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
     # Prometheus /metrics of the processes without an HTTP server; 0 picks a free port.

@@ -80,9 +80,16 @@ _RESTING: dict[tuple[OrderStatus, type[OrderEvent]], OrderStatus] = {
     )
 }
 
+# A sniper fails straight from `open` when its token's launch fails a rug check it asked for
+# (or it is onlyAtLaunch and arrives after the pool opened): nothing was routed or sent.
+_SNIPER: dict[tuple[OrderStatus, type[OrderEvent]], OrderStatus] = {
+    (S.OPEN, OrderFailed): S.FAILED,
+}
+
 TRANSITIONS: dict[tuple[OrderStatus, type[OrderEvent]], OrderStatus] = {
     **_EXECUTING,
     **_RESTING,
+    **_SNIPER,
 }
 """The whole lifecycle after the first event. Final statuses have no entry: nothing follows."""
 

@@ -17,6 +17,8 @@ from typing import Any
 
 from schemas.envelope import Envelope
 from schemas.events import (
+    AutoSell,
+    LaunchTarget,
     OrderAmended,
     OrderCancelled,
     OrderCompleted,
@@ -31,7 +33,9 @@ from schemas.events import (
     OrderSubmitted,
     OrderTriggered,
     OrderType,
+    Priority,
     RoutePlan,
+    SniperChecks,
     TransactionBuilt,
     TransactionSubmitted,
     VenueQuote,
@@ -88,6 +92,13 @@ class OrderState:
     triggered_price: Decimal | None = None
     filled_amount: Decimal = Decimal(0)  # of token_in, by partial fills
     fills: int = 0  # partial fills so far: the next fill's transaction is keyed by this count
+    # Sniper orders and the priority lane (issue 18); every other order keeps the defaults.
+    max_price: Decimal | None = None  # tokenIn per tokenOut at most
+    checks: SniperChecks | None = None
+    only_at_launch: bool = False
+    auto_sell: AutoSell | None = None
+    priority: Priority = "normal"
+    launch: LaunchTarget | None = None  # the launched pool a sniper's trigger named
 
     @property
     def is_final(self) -> bool:
@@ -260,6 +271,11 @@ def _submitted(envelope: Envelope, event: OrderSubmitted, event_hash: str) -> Or
         trailing_bps=event.trailing_bps,
         expires_at=event.expires_at,
         allow_partial=event.allow_partial,
+        max_price=event.max_price,
+        checks=event.checks,
+        only_at_launch=event.only_at_launch,
+        auto_sell=event.auto_sell,
+        priority=event.priority,
     )
 
 
@@ -338,6 +354,7 @@ def _(event: OrderTriggered, state: OrderState, envelope: Envelope) -> dict[str,
         "triggered_leg": event.leg,
         "triggered_slot": event.slot,
         "triggered_price": event.price,
+        "launch": event.launch or state.launch,
         "attempts": 0,  # the market path's attempts count from the trigger
         "plan": None,
         "error_code": None,

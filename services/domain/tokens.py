@@ -39,12 +39,35 @@ TOKENS = MappingProxyType(
 )
 
 
+# Tokens launched on the chain since genesis that this process has been told of (issue 18: the
+# router, when a sniper fires on a launch the log names). Grows only; TOKENS stays the seeded
+# market's, which genesis funds and the API quotes.
+_LAUNCHED: dict[str, Token] = {}
+
+
+def register_launched(token: Token) -> None:
+    """Make a launched token known here; the same token again is a no-op."""
+    known = TOKENS.get(token.symbol) or _LAUNCHED.get(token.symbol)
+    if known is not None and known != token:
+        msg = f"{token.symbol} is already {known.mint}, not {token.mint}"
+        raise ValueError(msg)
+    _LAUNCHED[token.symbol] = token
+
+
+def launched_by_mint(mint: str) -> Token | None:
+    """A launched token registered here, by its mint."""
+    return next((t for t in _LAUNCHED.values() if t.mint == mint), None)
+
+
 def get_token(symbol: str) -> Token:
     """Look a token up by symbol, failing with a typed error the API can map to a 400."""
     try:
         return TOKENS[symbol]
     except KeyError:
-        raise UnknownTokenError(symbol) from None
+        launched = _LAUNCHED.get(symbol)
+        if launched is None:
+            raise UnknownTokenError(symbol) from None
+        return launched
 
 
 def to_base_units(symbol: str, amount: Decimal) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import typer
@@ -25,7 +26,10 @@ class _PairOrCommand(TyperGroup):
         return super().resolve_command(ctx, args)
 
     def format_usage(self, ctx: Any, formatter: Any) -> None:
-        formatter.write_usage("oee market", "[PAIR | move PAIR --to PRICE [--over 10s]]")
+        formatter.write_usage(
+            "oee market",
+            "[PAIR | move PAIR --to PRICE [--over 10s] | launch SYMBOL --liquidity N ...]",
+        )
 
 
 market_app = typer.Typer(
@@ -77,3 +81,62 @@ def move(
     except ValueError as exc:  # the command's own validation (the pair's spelling)
         raise _fail(str(exc).splitlines()[0], 1) from None
     typer.echo(f"sent: move {pair.upper()} to {price} over {seconds:g}s")
+
+
+@market_app.command()
+def launch(
+    symbol: str = typer.Argument(..., help="The new token's symbol, e.g. MEME."),
+    quote: str = typer.Option("SOL", "--quote", help="The token it is paired with."),
+    liquidity: str = typer.Option(..., "--liquidity", help="Whole quote tokens deposited."),
+    venue: str = typer.Option("raydium", "--venue", help="raydium (meteora: in-process VM only)."),
+    open_in: str = typer.Option("10s", "--open-in", help="When the pool opens: 10s, 5m, 1h."),
+    mint_authority: str = typer.Option("renounce", "--mint-authority", help="keep or renounce."),
+    freeze_authority: str = typer.Option(
+        "renounce", "--freeze-authority", help="keep or renounce."
+    ),
+    lp: str = typer.Option("burn", "--lp", help="burn or keep the LP tokens."),
+) -> None:
+    """Launch a token on the chain: a real SPL mint and a CPMM pool that opens later."""
+    from services.chain.launch import LaunchFailedError, launch_and_publish
+    from services.domain.launch import InvalidLaunchError, LaunchSpec, LaunchVenue, parse_open_in
+    from services.pricing.ports import ChainUnreachable
+
+    choices = {
+        "--venue": (venue, ("raydium", "meteora")),
+        "--mint-authority": (mint_authority, ("keep", "renounce")),
+        "--freeze-authority": (freeze_authority, ("keep", "renounce")),
+        "--lp": (lp, ("burn", "keep")),
+    }
+    for flag, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise _fail(f"{flag} must be {' or '.join(allowed)}, got {value!r}", 1)
+    try:
+        amount = Decimal(liquidity)
+        spec = LaunchSpec(
+            symbol=symbol.upper(),
+            quote=quote.upper(),
+            liquidity=amount,
+            venue=LaunchVenue(venue),
+            open_in_seconds=parse_open_in(open_in),
+            renounce_mint_authority=mint_authority == "renounce",
+            renounce_freeze_authority=freeze_authority == "renounce",
+            burn_lp=lp == "burn",
+        )
+    except InvalidOperation:
+        raise _fail(f"not an amount: {liquidity!r}", 1) from None
+    except InvalidLaunchError as exc:
+        raise _fail(str(exc), 1) from None
+    try:
+        launched = asyncio.run(launch_and_publish(get_settings(), spec))
+    except (DependencyUnavailable, ChainUnreachable) as exc:
+        raise _fail(str(exc), 2) from None
+    except LaunchFailedError as exc:
+        raise _fail(str(exc), 1) from None
+    facts = launched.facts
+    typer.echo(
+        f"launched {launched.symbol}-{launched.quote} on {launched.venue.value}:"
+        f" mint {launched.mint}, pool {launched.pool}, opens at unix {launched.open_time};"
+        f" mint authority {facts.mint_authority or 'renounced'},"
+        f" freeze authority {facts.freeze_authority or 'renounced'},"
+        f" LP {'burned' if facts.lp_supply == 0 else 'kept'}"
+    )

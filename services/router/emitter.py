@@ -47,6 +47,17 @@ class Emitter:
         metrics.record(state, envelope)
         return evolve(state, envelope, record_hash(value))
 
+    async def submit(self, envelope: Envelope) -> None:
+        """Append another order's first event (a sniper's autoSell OCO), durably."""
+        value = encode(envelope)
+        await retry_while_down(
+            lambda: self._producer.send_and_wait(
+                self._settings.orders_topic, value=value, key=str(envelope.order_id).encode()
+            ),
+            is_outage=lambda exc: isinstance(exc, KafkaError),
+            what=f"Kafka, for order {envelope.order_id},",
+        )
+
     async def dead_letter(
         self, partition: int, offset: int, key: bytes | None, value: bytes | None, reason: str
     ) -> None:

@@ -16,12 +16,14 @@ import uuid
 from base64 import b64decode, b64encode
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from enum import Enum
 from functools import partial
+from typing import Protocol
 
 from schemas import events
+from schemas.envelope import Envelope, genesis_hash
 from schemas.events import FailureCode, OrderStatus
 from services.chain.client import (
     ChainClient,
@@ -32,7 +34,7 @@ from services.chain.client import (
 from services.chain.transactions import Receipt, SwapInstruction, Transaction
 from services.common.process import retry_while_down
 from services.domain.order import OrderState
-from services.domain.tokens import from_base_units, get_token, to_base_units
+from services.domain.tokens import UnknownTokenError, from_base_units, get_token, to_base_units
 from services.pricing.ports import ChainUnreachable, VenueAdapter
 from services.pricing.quote import Quote, VenuesUnavailable, quote_order
 from services.pricing.routing import NoRouteError
@@ -41,6 +43,9 @@ from services.venues.pool import InsufficientLiquidityError, Venue
 log = logging.getLogger(__name__)
 
 Emit = Callable[[OrderState, events.OrderEvent], Awaitable[OrderState]]
+Submit = Callable[[Envelope], Awaitable[None]]  # appends another order's first event
+AUTO_SELL_EXPIRY = timedelta(days=7)  # as a conditional order's default expiry
+_AUTO_SELL_IDS = uuid.UUID("9d7c3a1e-52b4-4f0c-9a61-0b8e4c2d7f35")
 
 
 class Step(Enum):
@@ -78,6 +83,20 @@ class ExecutionPolicy:
     split_threshold_bps: Decimal
 
 
+class LaunchPort(Protocol):
+    """A sniper's launch, as the router needs it (`services.chain.launch.LaunchGate`)."""
+
+    async def prepare(self, target: events.LaunchTarget) -> None:
+        """Make the launched token and its pool known to this process; idempotent."""
+
+    async def wait_open(self, target: events.LaunchTarget) -> None:
+        """Return once the chain's clock has reached the pool's open time."""
+
+    async def venues_at_open(self, target: events.LaunchTarget) -> list[VenueAdapter] | None:
+        """The venues as they will be at the open (the launched pool quotable before it);
+        None once it is open."""
+
+
 class OrderExecution:
     """Drives orders through their lifecycle with the venues and the chain as ports."""
 
@@ -88,12 +107,16 @@ class OrderExecution:
         chain: ChainClient,
         emit: Emit,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        launches: LaunchPort | None = None,
+        submit: Submit | None = None,
     ) -> None:
         self.policy = policy
         self.venues = venues
         self.chain = chain
         self.emit = emit
         self.clock = clock
+        self.launches = launches
+        self.submit = submit
 
     async def run(self, state: OrderState) -> OrderState:
         """Take the order to a final state from wherever it stands.
@@ -154,9 +177,11 @@ class OrderExecution:
         age = self.clock().timestamp() - state.plan.quoted_at
         return age > self.policy.quote_ttl_seconds
 
-    async def _quote(self, state: OrderState, amount: Decimal) -> Quote:
+    async def _quote(
+        self, state: OrderState, amount: Decimal, venues: Sequence[VenueAdapter] | None = None
+    ) -> Quote:
         return await quote_order(
-            self.venues,
+            self.venues if venues is None else venues,
             state.token_in,
             state.token_out,
             amount,
@@ -165,10 +190,17 @@ class OrderExecution:
         )
 
     async def _route(self, state: OrderState, attempt: int) -> OrderState:
+        venues = self.venues
+        if state.launch is not None and self.launches is not None:
+            # A sniper: its token is known from the launch its trigger names. It is quoted at
+            # the reserves the pool opens with, built, signed and recorded before the open;
+            # only the send waits for it (`_confirm`), so the open costs no log round trip.
+            await self.launches.prepare(state.launch)
+            venues = await self.launches.venues_at_open(state.launch) or self.venues
         amount = state.remaining
         try:
             try:
-                quote: Quote | None = await self._quote(state, amount)
+                quote: Quote | None = await self._quote(state, amount, venues)
             except InsufficientLiquidityError:
                 if state.min_price is None:
                     raise
@@ -195,10 +227,28 @@ class OrderExecution:
             )
         except NoRouteError as exc:
             return await self._fail(state, FailureCode.NO_ROUTE, str(exc), attempt)
+        except UnknownTokenError as exc:
+            # A sniper's launched token: the router's pools and tokens are the seeded market's
+            # (discovery drops other mints), so it has no route to it; failing beats a crash
+            # loop on the same order.
+            error = f"no route to {exc.args[0]}: the router trades only the seeded tokens"
+            return await self._fail(state, FailureCode.NO_ROUTE, error, attempt)
         except InsufficientLiquidityError as exc:
             return await self._fail(state, FailureCode.INSUFFICIENT_LIQUIDITY, str(exc), attempt)
         assert quote is not None
         plan, reason = quote.plan, quote.reason
+        if state.max_price is not None:
+            # A sniper's guard: at most maxPrice tokenIn per tokenOut, whatever its slippage.
+            floor = sniper_floor(state, amount)
+            if plan.amount_out < floor:
+                error = (
+                    f"the pool gives {plan.amount_out} {state.token_out} for {amount}"
+                    f" {state.token_in}, below {floor} (= amount / maxPrice {state.max_price})"
+                )
+                return await self._fail(state, FailureCode.SLIPPAGE_EXCEEDED, error, attempt)
+            if plan.min_amount_out < floor:
+                plan = plan.model_copy(update={"min_amount_out": floor})
+            reason = f"{reason}; min out >= {floor} = {amount} / maxPrice {state.max_price}"
         if state.min_price is not None:
             # The limit is the transaction's guard: it fills at the limit or better, or not.
             floor = limit_out(state, amount)
@@ -236,6 +286,8 @@ class OrderExecution:
 
     async def _confirm(self, state: OrderState) -> OrderState:
         tx = transaction_for(state)
+        if state.launch is not None and self.launches is not None:
+            await self.launches.wait_open(state.launch)  # the program refuses it before
         try:
             try:
                 receipt = await self.chain.send_and_confirm(tx, state.attempts)
@@ -268,7 +320,12 @@ class OrderExecution:
                     fee=from_base_units(state.token_in, receipt.fee),
                 ),
             )
-        return await self.emit(state, completed(state, receipt))
+        done = completed(state, receipt)
+        if state.auto_sell is not None and self.submit is not None:
+            # Before the completion: a router taking over after a crash between the two writes
+            # the same submission again (same id and sequence), which every reader drops.
+            await self.submit(auto_sell_submission(state, done, self.clock()))
+        return await self.emit(state, done)
 
     async def _retry_or_fail(
         self, state: OrderState, attempt: int, code: FailureCode, error: str
@@ -312,6 +369,13 @@ def limit_out(state: OrderState, amount: Decimal) -> Decimal:
     exact = amount * state.min_price
     unit = Decimal(1).scaleb(-get_token(state.token_out).decimals)
     return exact.quantize(unit, rounding=ROUND_CEILING)
+
+
+def sniper_floor(state: OrderState, amount: Decimal) -> Decimal:
+    """The least tokenOut a sniper accepts for `amount`: amount / maxPrice, up to a base unit."""
+    assert state.max_price is not None
+    unit = Decimal(1).scaleb(-get_token(state.token_out).decimals)
+    return (amount / state.max_price).quantize(unit, rounding=ROUND_CEILING)
 
 
 def fill_amount(state: OrderState) -> Decimal:
@@ -382,6 +446,44 @@ def transaction_for(state: OrderState) -> Transaction:
         wire=b64decode(state.signed_transaction) if recorded and state.signed_transaction else None,
         blockhash=state.blockhash if recorded else None,
         last_valid_block_height=state.last_valid_block_height if recorded else None,
+    )
+
+
+def auto_sell_id(sniper_id: uuid.UUID) -> uuid.UUID:
+    """The id of a sniper's autoSell OCO: derived, so it is one order however often written."""
+    return uuid.uuid5(_AUTO_SELL_IDS, f"autosell:{sniper_id}")
+
+
+def auto_sell_submission(state: OrderState, done: events.OrderCompleted, now: datetime) -> Envelope:
+    """A sniper's autoSell: an OCO selling what it bought, linked by its clientOrderId
+    (`autosell:<sniper id>`) and an id derived from the sniper's, so writing it twice is one
+    order. Prices are tokenIn per tokenOut of the buy (what the OCO sells for), the take-profit
+    `takeProfitPct` above the fill and the stop-loss `stopLossPct` below it."""
+    assert state.auto_sell is not None
+    fill = done.amount_in / done.amount_out  # tokenIn paid per tokenOut
+    step = Decimal("1e-18")
+    take = (fill * (1 + state.auto_sell.take_profit_pct / 100)).quantize(step, ROUND_CEILING)
+    stop = (fill * (1 - state.auto_sell.stop_loss_pct / 100)).quantize(step, ROUND_DOWN)
+    link = f"autosell:{state.order_id}"
+    order_id = auto_sell_id(state.order_id)
+    return Envelope.new(
+        order_id=order_id,
+        sequence=1,
+        producer="router",
+        prev_hash=genesis_hash(order_id),
+        payload=events.OrderSubmitted(
+            token_in=state.token_out,
+            token_out=state.token_in,
+            amount=done.amount_out,
+            slippage=state.slippage,
+            client_order_id=link,
+            owner=state.owner,
+            order_type=events.OrderType.OCO,
+            take_profit_price=take,
+            stop_loss_price=max(stop, step),
+            expires_at=now + AUTO_SELL_EXPIRY,
+        ),
+        occurred_at=now,
     )
 
 

@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from services.chain.client import ChainClient
 from services.chain.faults import QUOTE_LATENCY, DelayedVenue, FaultyChain
 from services.chain.genesis import wallet_keypair
+from services.chain.launch import LaunchGate
 from services.chain.rpc_venues import RpcPoolSource, rpc_venues
 from services.chain.solana_client import AsyncClientRpc, SolanaChain, load_keypair
 from services.common.db import open_pool
@@ -61,19 +62,21 @@ class RouterRuntime:
             self.producer = RenewingProducer(self.servers, client_id="oee-router", linger_ms=5)
             await self.producer.start()
             emitter = Emitter(self.producer, self.settings)
-            venues, chain = self._solana()
+            venues, chain, launches = self._solana()
             policy = ExecutionPolicy(
                 retry_delays=self.settings.retry_delays_seconds,
                 quote_ttl_seconds=self.settings.quote_ttl_seconds,
                 split_threshold_bps=self.settings.split_threshold_bps,
             )
-            execution = OrderExecution(policy, venues, chain, emitter.emit)
+            execution = OrderExecution(
+                policy, venues, chain, emitter.emit, launches=launches, submit=emitter.submit
+            )
             self.router = OrderRouter(
                 execution.run, emitter.dead_letter, self.settings.router_max_in_flight
             )
             return self.router
 
-    def _solana(self) -> tuple[list[VenueAdapter], ChainClient]:
+    def _solana(self) -> tuple[list[VenueAdapter], ChainClient, LaunchGate]:
         """The chain node (or a cluster) over JSON-RPC, signing with the engine's wallet.
 
         Pools are discovered once with getProgramAccounts and quoted from one shared
@@ -105,7 +108,7 @@ class RouterRuntime:
                 DelayedVenue(v, seed=settings.market_seed, latency=QUOTE_LATENCY[v.venue])
                 for v in venues
             ]
-        return venues, chain
+        return venues, chain, LaunchGate(self.pools, wallet)
 
     async def take_partitions(self, assignments: dict[int, Assignment]) -> None:
         """Catch each newly assigned partition up from its resume position, then let it go live."""

@@ -35,7 +35,9 @@ import structlog
 
 from schemas.codec import UndecodableEvent, decode
 from schemas.envelope import record_hash
+from schemas.events import OrderType
 from services.domain.order import OrderState, OutOfSequence, evolve
+from services.router.slots import PrioritySlots
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,11 @@ Assignment = _Partition
 """One assignment of a partition to this router; a later assignment is another object."""
 
 
+def is_high_priority(state: OrderState) -> bool:
+    """Snipers always, and orders submitted with `"priority": "high"` (a scoped key's)."""
+    return state.priority == "high" or state.order_type is OrderType.SNIPER
+
+
 class OrderRouter:
     """Tracks the orders of this process's partitions and runs each unfinished one once."""
 
@@ -87,7 +94,7 @@ class OrderRouter:
     ) -> None:
         self._run_order = run_order
         self._dead_letter = dead_letter
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._slots = PrioritySlots(max_in_flight)
         self._partitions: dict[int, _Partition] = {}
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
 
@@ -299,15 +306,26 @@ class OrderRouter:
     async def _start(self, partition: int, order_id: uuid.UUID) -> None:
         if order_id in self._tasks:
             return
-        await self._slots.acquire()  # backpressure: at most max_in_flight orders at once
+        part = self._partitions.get(partition)
+        state = None if part is None else part.orders.get(order_id)
+        high = state is not None and is_high_priority(state)
+        if not high:
+            # Backpressure: at most max_in_flight orders at once, and reading waits for a slot.
+            await self._slots.acquire(high=False)
+        # A high-priority order does not wait in the reading path: its task takes the next
+        # free slot ahead of every waiting normal order (`PrioritySlots`).
         self._tasks[order_id] = asyncio.create_task(
-            self._work(partition, order_id), name=f"order-{order_id}"
+            self._work(partition, order_id, acquire=high), name=f"order-{order_id}"
         )
 
-    async def _work(self, partition: int, order_id: uuid.UUID) -> None:
+    async def _work(self, partition: int, order_id: uuid.UUID, *, acquire: bool = False) -> None:
         # The task has its own context: every log line about this order carries its id.
         structlog.contextvars.bind_contextvars(order_id=str(order_id))
+        acquired = not acquire
         try:
+            if acquire:
+                await self._slots.acquire(high=True)
+                acquired = True
             part = self._partitions[partition]
             final = await self._run_order(part.orders[order_id])
             if self._partitions.get(partition) is part and order_id in part.orders:
@@ -321,7 +339,8 @@ class OrderRouter:
             log.exception("order %s stopped on an unexpected error", order_id)
         finally:
             self._tasks.pop(order_id, None)
-            self._slots.release()
+            if acquired:
+                self._slots.release()
             await self._handle_deferred(partition, order_id)
 
     async def _handle_deferred(self, partition: int, order_id: uuid.UUID) -> None:

@@ -22,11 +22,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from schemas.chain import ChainEvent
 from schemas.envelope import Envelope
-from schemas.events import OrderEvent, OrderExpired, OrderSubmitted, OrderTriggered
+from schemas.events import (
+    OrderEvent,
+    OrderExpired,
+    OrderFailed,
+    OrderSubmitted,
+    OrderTriggered,
+    OrderType,
+)
 from schemas.market import MarketTick
+from services.domain.launches import NO_LAUNCHES, Launches, fold_chain
 from services.domain.order import OrderState, OutOfSequence, evolve, pack, unpack
 from services.triggers.book import Direction, TriggerBook, legs_of
+from services.triggers.snipers import Fail, Fire, decide_snipe, submission_order
 
 PRODUCER = "triggers"
 # A limit the mid said crossed but no route filled (the router put it back, OrderOpened) is
@@ -70,6 +80,10 @@ class TriggerCore:
         self.in_flight: dict[uuid.UUID, int] = {}  # order -> the sequence proposed
         self.prices: dict[Direction, Price] = {}
         self._values: dict[object, object] = {}  # one object per distinct shared value
+        # Snipers (issue 18): the launches the chain's events describe, and the armed snipers
+        # by the token they wait for (ids only; a stale id is skipped when looked at).
+        self.launches: Launches = NO_LAUNCHES
+        self.snipers: dict[str, dict[uuid.UUID, None]] = {}
 
     def __len__(self) -> int:
         return len(self.orders)
@@ -112,7 +126,7 @@ class TriggerCore:
             self.book.remove(order_id)
             self.in_flight.pop(order_id, None)
             return []
-        self.orders[order_id.int] = pack(state, self._share, _KEPT_FIELDS)
+        self.orders[order_id.int] = pack(state, self._share, _kept_fields(state))
         if not state.status.is_resting or order_id in self.in_flight:
             self.book.remove(order_id)
             return []
@@ -128,7 +142,7 @@ class TriggerCore:
     def load(self, state: OrderState) -> None:
         """Take a conditional order not final as the read model recorded it (recovery): no
         proposal yet, later records of the log are folded onto it with `apply`."""
-        self.orders[state.order_id.int] = pack(state, self._share, _KEPT_FIELDS)
+        self.orders[state.order_id.int] = pack(state, self._share, _kept_fields(state))
         if state.status.is_resting:
             self._rest(state, state.updated_at, cross=False, expire=False)
 
@@ -137,6 +151,8 @@ class TriggerCore:
     ) -> list[Envelope]:
         if expire and state.expires_at is not None and state.expires_at <= now:
             return [self._propose(state, OrderExpired(expires_at=state.expires_at), now)]
+        if state.order_type is OrderType.SNIPER:
+            return self._arm(state, now, cross=cross)
         direction = (state.token_in, state.token_out)
         legs = legs_of(
             state.order_type,
@@ -149,6 +165,60 @@ class TriggerCore:
         self.book.add(state.order_id, direction, legs, state.expires_at)
         price = self.prices.get(direction)
         return [] if price is None or not cross else self._cross(direction, price, now)
+
+    def _arm(self, state: OrderState, now: datetime, *, cross: bool) -> list[Envelope]:
+        """Hold a sniper (its expiry in the book, no price legs) until its token's launch."""
+        self.book.add(state.order_id, (state.token_in, state.token_out), (), state.expires_at)
+        self.snipers.setdefault(state.token_out, {})[state.order_id] = None
+        if not cross:
+            return []
+        decision = decide_snipe(state, self.launches.get(state.token_out), arriving=True)
+        return [] if decision is None else [self._snipe(state, decision, now)]
+
+    def _snipe(self, state: OrderState, decision: Fire | Fail, now: datetime) -> Envelope:
+        self.snipers.get(state.token_out, {}).pop(state.order_id, None)
+        if isinstance(decision, Fail):
+            event: OrderEvent = OrderFailed(
+                code=decision.code, error=decision.error, retryable=False, attempts=0
+            )
+        else:
+            event = OrderTriggered(
+                leg="launch",
+                pair=decision.pair,
+                slot=decision.slot,
+                price=decision.level,
+                level=decision.level,
+                launch=decision.launch,
+            )
+        return self._propose(state, event, now)
+
+    def on_chain_event(
+        self, event: ChainEvent, now: datetime, *, propose: bool = True
+    ) -> list[Envelope]:
+        """Fold a chain event; proposals for the snipers of its token, in submission order."""
+        self.launches = fold_chain(self.launches, event)
+        return self.sweep_snipers(now, symbols=(event.symbol,)) if propose else []
+
+    def sweep_snipers(
+        self, now: datetime, symbols: tuple[str, ...] | None = None
+    ) -> list[Envelope]:
+        """Decide every armed sniper of these tokens (all: after recovery) on the launches."""
+        proposals = []
+        for symbol in symbols if symbols is not None else tuple(self.snipers):
+            armed = self.snipers.get(symbol, {})
+            states = []
+            for order_id in list(armed):
+                packed = self.orders.get(order_id.int)
+                if packed is None or order_id in self.in_flight:
+                    armed.pop(order_id, None)  # ended, or already proposed
+                    continue
+                states.append(unpack(packed))
+            token = self.launches.get(symbol)
+            for state in submission_order(states):
+                decision = decide_snipe(state, token, arriving=False)
+                if decision is not None:
+                    proposals.append(self._snipe(state, decision, now))
+        return proposals
 
     def on_tick(self, tick: MarketTick, now: datetime) -> list[Envelope]:
         """Proposals for every resting order the tick's prices cross."""
@@ -218,6 +288,15 @@ _KEPT_FIELDS = frozenset(
         "expires_at", "triggered_leg", "triggered_slot", "triggered_price",
     }
 )  # fmt: skip
+# A sniper also needs its own fields and, for the submission order of a launch's
+# snipers, when it was submitted; other orders do without them (48 bytes each a datetime).
+_SNIPER_KEPT_FIELDS = _KEPT_FIELDS | {
+    "created_at", "max_price", "checks", "only_at_launch", "auto_sell", "priority", "launch",
+}  # fmt: skip
+
+
+def _kept_fields(state: OrderState) -> frozenset[str]:
+    return _SNIPER_KEPT_FIELDS if state.order_type is OrderType.SNIPER else _KEPT_FIELDS
 
 
 def _tried_here(state: OrderState, price: Price) -> bool:

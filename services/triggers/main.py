@@ -6,7 +6,10 @@ One asyncio loop owns a `TriggerCore` (pure) and three tasks feed it:
   order), from the recovery offsets onwards: opened, amended, triggered, cancelled, final;
 - `market.ticks` from its end (a tick is a state, not a command: a stale one triggers
   nothing), each tick crossing the book;
-- a clock every 200 ms for expiries (they fire within a second of their time).
+- a clock every 200 ms for expiries (they fire within a second of their time);
+- `chain.events` (issue 18), all of it from the start at recovery (a small topic: launches),
+  then live: a launch's `PoolCreated` decides its armed snipers (rug checks, trigger), in
+  submission order; unreadable records are dead-lettered.
 
 What the core proposes is appended to the order log with the order's expected next
 sequence; the log decides (see `core.py`). Nothing is kept on local disk: faust tables
@@ -22,27 +25,38 @@ time is logged and exported (`oee_triggers_recovery_seconds`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
 import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+import aiohttp
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Gauge, Histogram
 from psycopg_pool import AsyncConnectionPool
 
+from schemas.chain import (
+    PoolCreated,
+    PoolOpened,
+    UndecodableChainRecord,
+    decode_chain,
+    encode_chain,
+)
 from schemas.codec import UndecodableEvent, decode, encode
 from schemas.envelope import Envelope, record_hash
 from schemas.events import OrderStatus, OrderType
 from schemas.market import MarketTick, UndecodableMarketRecord, decode_market
 from services.common.db import migrate, open_pool
 from services.common.kafka import (
+    DeadLetter,
     RenewingProducer,
     TopicSpec,
     ensure_topics,
     log_reader,
+    send_to_dead_letter,
     topic_specs,
 )
 from services.common.logging import configure_logging
@@ -50,6 +64,7 @@ from services.common.metrics import start_metrics_server
 from services.common.process import retry_while_down, stop_event_on_signals
 from services.common.settings import Settings
 from services.domain.order import OrderState
+from services.pricing.accounts.pools import CLOCK_SYSVAR, decode_clock
 from services.triggers.core import TriggerCore
 
 log = logging.getLogger(__name__)
@@ -85,8 +100,18 @@ _RESTING_SQL = (
     " o.triggered_leg, o.triggered_slot, o.triggered_price"
     " FROM read_model.orders o JOIN read_model.order_events e"
     "   ON e.order_id = o.id AND e.sequence = o.last_sequence"
-    " WHERE o.order_type <> 'market'"
+    " WHERE o.order_type NOT IN ('market', 'sniper')"
     "   AND o.status NOT IN ('completed', 'failed', 'cancelled', 'expired')"
+)
+# Snipers' own fields (max price, checks, autoSell, ...) are not read-model columns, so an
+# unfinished sniper is folded from its submission on the log instead (they are few).
+_SNIPER_STARTS_SQL = (
+    "SELECT e.log_partition, min(e.log_offset)"
+    " FROM read_model.orders o JOIN read_model.order_events e"
+    "   ON e.order_id = o.id AND e.sequence = 1"
+    " WHERE o.order_type = 'sniper'"
+    "   AND o.status NOT IN ('completed', 'failed', 'cancelled', 'expired')"
+    " GROUP BY 1"
 )
 _RESTING_BATCH = 20_000  # rows a fetch: converted in C, one round trip each
 
@@ -135,7 +160,10 @@ async def load_from_read_model(
             while rows := await cursor.fetchmany(_RESTING_BATCH):
                 for row in rows:
                     core.load(_state_of(row))
-    return positions
+        snipers: dict[int, int] = dict(await (await conn.execute(_SNIPER_STARTS_SQL)).fetchall())
+    # Folding from an earlier offset repeats events of orders loaded above: `apply` drops
+    # each one their row already holds, so only the snipers are built from those records.
+    return {p: min(offset, snipers.get(p, offset)) for p, offset in positions.items()}
 
 
 class TriggerEngine:
@@ -158,6 +186,14 @@ class TriggerEngine:
             auto_offset_reset="latest",
             metadata_max_age_ms=5000,
         )
+        self.chain = AIOKafkaConsumer(
+            bootstrap_servers=servers,
+            client_id="oee-triggers-chain",
+            group_id=None,
+            enable_auto_commit=False,
+            metadata_max_age_ms=5000,
+        )
+        self._created: dict[str, PoolCreated] = {}  # by symbol: what PoolOpened repeats
         self.recovered = asyncio.Event()
         self.recovery_seconds: float | None = None
         self.proposed = 0
@@ -172,9 +208,10 @@ class TriggerEngine:
         await self.producer.start()
         await self.orders.start()
         await self.ticks.start()
+        await self.chain.start()
 
     async def stop(self) -> None:
-        for client in (self.ticks, self.orders):
+        for client in (self.chain, self.ticks, self.orders):
             await client.stop()
         await self.producer.stop()
 
@@ -184,6 +221,8 @@ class TriggerEngine:
             asyncio.create_task(self._order_loop(), name="triggers-orders"),
             asyncio.create_task(self._tick_loop(), name="triggers-ticks"),
             asyncio.create_task(self._clock_loop(), name="triggers-clock"),
+            asyncio.create_task(self._chain_loop(), name="triggers-chain"),
+            asyncio.create_task(self._open_watch_loop(), name="triggers-pool-open"),
         ]
         stopping = asyncio.create_task(stop.wait())
         try:
@@ -195,6 +234,99 @@ class TriggerEngine:
             for task in [stopping, *tasks]:
                 task.cancel()
             await asyncio.gather(stopping, *tasks, return_exceptions=True)
+
+    async def _recover_launches(self) -> int:
+        """Fold `chain.events` from its start to its end now, proposing nothing yet."""
+        chain = TopicPartition(self.settings.chain_events_topic, 0)
+        self.chain.assign([chain])
+        await self.chain.seek_to_beginning(chain)
+        end = (await self.chain.end_offsets([chain]))[chain]
+        records = 0
+        while await self.chain.position(chain) < end:
+            batches = await self.chain.getmany(chain, timeout_ms=500, max_records=5000)
+            for record in batches.get(chain, []):
+                records += 1
+                await self._chain_record(record, propose=False)
+        return records
+
+    async def _chain_record(self, record: ConsumerRecord[bytes, bytes], *, propose: bool) -> None:
+        try:
+            event = decode_chain(record.value)
+        except UndecodableChainRecord as exc:
+            letter = DeadLetter(record.topic, record.partition, record.offset, str(exc), "triggers")
+            await send_to_dead_letter(
+                self.producer, self.settings.dead_letter_topic, letter, record.key, record.value
+            )
+            return
+        if isinstance(event, PoolCreated):
+            self._created[event.symbol] = event
+        await self._append(self.core.on_chain_event(event, now(), propose=propose))
+
+    async def _chain_loop(self) -> None:
+        while True:
+            try:
+                batches = await self.chain.getmany(timeout_ms=500, max_records=500)
+            except KafkaError as exc:
+                log.warning("chain event read failed (%s); retrying", exc)
+                await asyncio.sleep(1)
+                continue
+            for batch in batches.values():
+                for record in batch:
+                    await self._chain_record(record, propose=True)
+
+    async def _open_watch_loop(self) -> None:
+        """Publish `PoolOpened` for each launched pool once the chain's clock reaches its open
+        time (the slot is the one the engine saw open, the first or the one after). Another
+        engine publishing the same is harmless: the fold keeps the first."""
+        waiting: dict[str, PoolCreated] = {}
+        while True:
+            await asyncio.sleep(CLOCK_SECONDS)
+            for token in self.core.launches.values():
+                if token.pool and token.opened_slot is None and token.pool not in waiting:
+                    waiting[token.pool] = self._created[token.symbol]
+            if not waiting:
+                continue
+            try:
+                slot, unix_time = await self._chain_clock()
+            except (OSError, aiohttp.ClientError, TimeoutError, KeyError, ValueError) as exc:
+                log.warning("chain clock unreadable (%s); pool openings wait", exc)
+                continue
+            for pool, created in list(waiting.items()):
+                if unix_time < created.open_time:
+                    continue
+                opened = PoolOpened(
+                    symbol=created.symbol, quote=created.quote, venue=created.venue, pool=pool,
+                    open_time=created.open_time, slot=slot, at=now(),
+                )  # fmt: skip
+                await self._publish_chain(opened)
+                del waiting[pool]
+
+    async def _publish_chain(self, event: PoolOpened) -> None:
+        value, key = encode_chain(event), event.symbol.encode()
+        await retry_while_down(
+            lambda: self.producer.send_and_wait(
+                self.settings.chain_events_topic, value=value, key=key
+            ),
+            is_outage=lambda exc: isinstance(exc, KafkaError),
+            what="Kafka, for a pool opening,",
+        )
+
+    async def _chain_clock(self) -> tuple[int, int]:
+        """The chain's (slot, unix time) from its Clock sysvar."""
+        body = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "getAccountInfo",
+            "params": [str(CLOCK_SYSVAR), {"encoding": "base64"}],
+        }
+        timeout = aiohttp.ClientTimeout(total=2)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(self.settings.solana_rpc_url, json=body) as response,
+        ):
+            answer = await response.json()
+        clock = decode_clock(base64.b64decode(answer["result"]["value"]["data"][0]))
+        return clock.slot, clock.unix_timestamp
 
     async def _recover(self) -> None:
         # The cyclic GC walks every live object at each full collection: a million orders
@@ -213,6 +345,7 @@ class TriggerEngine:
 
     async def _load_and_catch_up(self) -> None:
         began = time.perf_counter()
+        launches = await self._recover_launches()
         topic = self.settings.orders_topic
         starts = await retry_while_down(
             lambda: load_from_read_model(self.pool, topic, self.core),
@@ -247,6 +380,12 @@ class TriggerEngine:
             records,
             self.recovery_seconds,
         )
+        # Expiries that passed while the engine was down end now, before any tick is read; then
+        # snipers whose launch came while it was down (or before they were armed) are decided.
+        await self._append(self.core.on_clock(now()))
+        await self._append(self.core.sweep_snipers(now()))
+        log.info("trigger engine folded %d chain events", launches)
+        self.recovered.set()
 
     def _fold(self, value: bytes | None, *, propose: bool) -> list[Envelope]:
         try:

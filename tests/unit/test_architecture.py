@@ -27,6 +27,7 @@ PURE = (
     "services.market.commands",
     "services.triggers.book",
     "services.triggers.core",
+    "services.triggers.snipers",
 )
 IO_LIBRARIES = ("psycopg", "psycopg_pool", "aiokafka", "faust", "fastapi", "httpx", "aiohttp")
 

@@ -48,7 +48,9 @@ def create(
     name: Annotated[str, typer.Option(help="What the key is for, e.g. a client's name")],
     scope: Annotated[
         list[str] | None,
-        typer.Option(help="orders:write, orders:read or admin; repeat for several"),
+        typer.Option(
+            help="orders:write, orders:read, admin or orders:priority; repeat for several"
+        ),
     ] = None,
     rate_limit: Annotated[
         float | None,

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 KEY_PREFIX = "oee_"
 KEY_BYTES = 32
 
-# Scopes: submit orders, read one's own orders, and see every owner's orders.
+# Scopes: submit orders, read one's own orders, see every owner's orders, and (issue 18) ask
+# for the router's high-priority lane with `"priority": "high"`.
 ORDERS_WRITE = "orders:write"
 ORDERS_READ = "orders:read"
 ADMIN = "admin"
-SCOPES = (ORDERS_WRITE, ORDERS_READ, ADMIN)
+ORDERS_PRIORITY = "orders:priority"
+SCOPES = (ORDERS_WRITE, ORDERS_READ, ADMIN, ORDERS_PRIORITY)
 DEFAULT_SCOPES = (ORDERS_WRITE, ORDERS_READ)
 
 

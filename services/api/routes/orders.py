@@ -12,6 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 
 from schemas.events import OrderAmended, OrderCancelled, OrderType
+from services.api.auth.authenticator import insufficient_scope
+from services.api.auth.principal import ORDERS_PRIORITY
 from services.api.decisions import Decision, OutcomeUnknown, propose_on_resting
 from services.api.deps import (
     SECURITY_OPENAPI,
@@ -131,6 +133,9 @@ async def execute_order(request: Request) -> Response:
     )
     if isinstance(order, Rejection):
         raise ApiError.rejected(order)
+    if order.priority == "high" and not principal.allows(ORDERS_PRIORITY):
+        failure = insufficient_scope(ORDERS_PRIORITY)
+        raise ApiError(failure.status, failure.body(), failure.headers)
     if order.post_only:
         await _refuse_if_marketable(order, runtime.quoter)
     # The key's id (None with authentication disabled); keyed ids are derived per owner, so

@@ -227,6 +227,45 @@ class CpmmPoolKeys:
         )
 
 
+def cpmm_initialize_ix(
+    creator: Pubkey,
+    keys: CpmmPoolKeys,
+    amount0: int,
+    amount1: int,
+    open_time: int,
+    creator_token0: Pubkey,
+    creator_token1: Pubkey,
+) -> Instruction:
+    """The CPMM program's `initialize`: the creator deposits both amounts and gets the LP tokens
+    (less the 100 the program locks); the pool opens at `max(open_time, now + 1)`."""
+    creator_lp = associated_token_address(creator, keys.lp_mint)
+    w, r = True, False
+    metas = [
+        (creator, True, w),
+        (keys.amm_config, False, r),
+        (keys.authority, False, r),
+        (keys.pool, False, w),
+        (keys.mint0, False, r),
+        (keys.mint1, False, r),
+        (keys.lp_mint, False, w),
+        (creator_token0, False, w),
+        (creator_token1, False, w),
+        (creator_lp, False, w),
+        (keys.vault0, False, w),
+        (keys.vault1, False, w),
+        (CPMM_CREATE_POOL_FEE, False, w),
+        (keys.observation, False, w),
+        (TOKEN_PROGRAM_ID, False, r),
+        (TOKEN_PROGRAM_ID, False, r),
+        (TOKEN_PROGRAM_ID, False, r),
+        (ATA_PROGRAM_ID, False, r),
+        (SYSTEM_PROGRAM_ID, False, r),
+        (RENT_SYSVAR_ID, False, r),
+    ]
+    data = _INITIALIZE + struct.pack("<QQQ", amount0, amount1, open_time)
+    return Instruction(CPMM_PROGRAM_ID, data, [AccountMeta(k, s, wr) for k, s, wr in metas])
+
+
 @dataclass(frozen=True, slots=True)
 class DlmmPoolKeys:
     """Every account a DLMM swap names; bin arrays are passed as remaining accounts."""
@@ -481,32 +520,7 @@ class SolanaVm:
         creator = signer.pubkey()
         c0 = self.fund(creator, keys.mint0, amount0)
         c1 = self.fund(creator, keys.mint1, amount1)
-        creator_lp = associated_token_address(creator, keys.lp_mint)
-        w, r = True, False
-        metas = [
-            (creator, True, w),
-            (keys.amm_config, False, r),
-            (keys.authority, False, r),
-            (keys.pool, False, w),
-            (keys.mint0, False, r),
-            (keys.mint1, False, r),
-            (keys.lp_mint, False, w),
-            (c0, False, w),
-            (c1, False, w),
-            (creator_lp, False, w),
-            (keys.vault0, False, w),
-            (keys.vault1, False, w),
-            (CPMM_CREATE_POOL_FEE, False, w),
-            (keys.observation, False, w),
-            (TOKEN_PROGRAM_ID, False, r),
-            (TOKEN_PROGRAM_ID, False, r),
-            (TOKEN_PROGRAM_ID, False, r),
-            (ATA_PROGRAM_ID, False, r),
-            (SYSTEM_PROGRAM_ID, False, r),
-            (RENT_SYSVAR_ID, False, r),
-        ]
-        data = _INITIALIZE + struct.pack("<QQQ", amount0, amount1, open_time)
-        ix = Instruction(CPMM_PROGRAM_ID, data, [AccountMeta(k, s, wr) for k, s, wr in metas])
+        ix = cpmm_initialize_ix(creator, keys, amount0, amount1, open_time, c0, c1)
         self.send([ix], signer)
         return keys
 

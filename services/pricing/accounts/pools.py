@@ -23,7 +23,7 @@ from types import MappingProxyType
 
 from solders.pubkey import Pubkey
 
-from services.domain.tokens import TOKENS, get_token
+from services.domain.tokens import TOKENS, get_token, launched_by_mint
 from services.pricing.accounts.cpmm import (
     POOL_STATE_LEN,
     PoolState,
@@ -74,6 +74,17 @@ ACTIVATION_BY_SLOT = 0  # LbPair.activation_type: 0 slot, 1 unix time
 SYMBOL_BY_MINT: Mapping[Pubkey, str] = MappingProxyType(
     {Pubkey.from_string(t.mint): t.symbol for t in TOKENS.values()}
 )
+
+
+def symbol_of(mint: Pubkey) -> str | None:
+    """The symbol of a seeded token's mint, or of a launched one registered in this process."""
+    symbol = SYMBOL_BY_MINT.get(mint)
+    if symbol is None:
+        launched = launched_by_mint(str(mint))
+        symbol = None if launched is None else launched.symbol
+    return symbol
+
+
 # Which token of a pair is its quote: the first of these it holds (SOL/USDC, USDT/USDC, JUP/SOL).
 QUOTE_PRIORITY = ("USDC", "USDT", "SOL")
 
@@ -267,7 +278,7 @@ def cpmm_listing(address: Pubkey, data: bytes) -> CpmmListing | None:
     if len(data) != POOL_STATE_LEN or data[:8] != CPMM_POOL_STATE_DISCRIMINATOR:
         return None
     state = decode_pool_state(data)
-    s0, s1 = SYMBOL_BY_MINT.get(state.token_0_mint), SYMBOL_BY_MINT.get(state.token_1_mint)
+    s0, s1 = symbol_of(state.token_0_mint), symbol_of(state.token_1_mint)
     if s0 is None or s1 is None:
         return None
     return CpmmListing(address, state, s0, s1)
@@ -289,7 +300,7 @@ def dlmm_listing(
     if data[:8] != LB_PAIR_DISCRIMINATOR:
         return None
     pair = decode_lb_pair(data)
-    sx, sy = SYMBOL_BY_MINT.get(pair.token_x_mint), SYMBOL_BY_MINT.get(pair.token_y_mint)
+    sx, sy = symbol_of(pair.token_x_mint), symbol_of(pair.token_y_mint)
     if sx is None or sy is None:
         return None
     return DlmmListing(address, pair, sx, sy, tuple(sorted(bin_arrays)))

@@ -626,3 +626,32 @@ async def test_an_unknown_orders_events_without_an_end_in_the_catch_up_are_dead_
     assert "got sequence 3, expected 1" in letters.letters[1][4]
     assert runner.started == []
     assert router.resume_offsets() == {0: 14}
+
+
+async def test_a_high_priority_order_starts_ahead_of_waiting_market_orders() -> None:
+    runner = FakeRunner(block=True)
+    router = make_router(runner, max_in_flight=1)
+    for partition in (0, 1, 2):
+        router.begin_catch_up(partition, 0, 0)
+        await router.finish_catch_up(partition)
+    busy, waiting, urgent = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await live(router, 0, 0, busy, record(busy, 1))
+    market = asyncio.create_task(live(router, 1, 0, waiting, record(waiting, 1)))
+    await asyncio.sleep(0.01)
+    assert not market.done()  # a market order waits for the slot in the reading path
+    high = events.OrderSubmitted(
+        token_in="SOL", token_out="USDC", amount=Decimal(1), slippage=Decimal("0.01"),
+        priority="high",
+    )  # fmt: skip
+    async with asyncio.timeout(WAIT):
+        await live(router, 2, 0, urgent, record(urgent, 1, high))  # not held by the backlog
+    runner.release(busy)
+    await until(lambda: len(runner.started) == 2)
+    assert runner.started == [busy, urgent]  # the freed slot went to the high lane
+    runner.release(urgent)
+    await until(lambda: len(runner.started) == 3)
+    assert runner.started[-1] == waiting
+    runner.release(waiting)
+    await settle(router)
+    async with asyncio.timeout(WAIT):
+        await market

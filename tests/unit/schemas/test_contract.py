@@ -224,7 +224,7 @@ def test_encoding_is_canonical(envelope: Envelope) -> None:
 def test_encoding_sorts_keys_at_every_level() -> None:
     value = codec.encode(wrap(submitted()))
     assert value.startswith(b'{"event_id":')
-    assert b'"payload":{"allow_partial":true,"amount":"10.5","client_order_id":null,' in value
+    assert b'"payload":{"allow_partial":true,"amount":"10.5","auto_sell":null,' in value
 
 
 # --- Money --------------------------------------------------------------------------------
@@ -283,8 +283,8 @@ REFUSED: list[tuple[str, bytes, str]] = [
     ("unknown type", orjson.dumps(wire(type="OrderVanished")),
      "unknown event type 'OrderVanished'"),
     ("no type", orjson.dumps(wire(type=None)), "unknown event type None"),
-    ("future version", orjson.dumps(wire(version=3)),
-     "OrderSubmitted v3 is newer than this reader (v2)"),
+    ("future version", orjson.dumps(wire(version=4)),
+     "OrderSubmitted v4 is newer than this reader (v3)"),
     ("version 0", orjson.dumps(wire(version=0)), "invalid version 0 for OrderSubmitted"),
     ("version bool", orjson.dumps(wire(version=True)), "invalid version True for OrderSubmitted"),
     ("version str", orjson.dumps(wire(version="1")), "invalid version '1' for OrderSubmitted"),
@@ -293,20 +293,20 @@ REFUSED: list[tuple[str, bytes, str]] = [
     ("payload not object", orjson.dumps(wire(payload=[1])),
      "OrderSubmitted: payload is not an object"),
     ("negative amount", orjson.dumps(with_payload(amount="-1")),
-     "OrderSubmitted v2 invalid: amount: Input should be greater than 0"),
-    ("nan amount", orjson.dumps(with_payload(amount="NaN")), "OrderSubmitted v2 invalid: amount:"),
+     "OrderSubmitted v3 invalid: amount: Input should be greater than 0"),
+    ("nan amount", orjson.dumps(with_payload(amount="NaN")), "OrderSubmitted v3 invalid: amount:"),
     ("slippage above 1", orjson.dumps(with_payload(slippage="1.01")),
-     "OrderSubmitted v2 invalid: slippage: Input should be less than or equal to 1"),
+     "OrderSubmitted v3 invalid: slippage: Input should be less than or equal to 1"),
     ("bad token symbol", orjson.dumps(with_payload(token_in="sol!")),
-     "OrderSubmitted v2 invalid: token_in: String should match pattern"),
+     "OrderSubmitted v3 invalid: token_in: String should match pattern"),
     ("extra payload field", orjson.dumps(with_payload(side="buy")),
-     "OrderSubmitted v2 invalid: side: Extra inputs are not permitted"),
+     "OrderSubmitted v3 invalid: side: Extra inputs are not permitted"),
     ("extra envelope field", orjson.dumps(wire(partition=3)),
-     "OrderSubmitted v2 invalid: partition: Extra inputs are not permitted"),
+     "OrderSubmitted v3 invalid: partition: Extra inputs are not permitted"),
     ("naive datetime", orjson.dumps(wire(occurred_at="2025-01-02T03:04:05")),
-     "OrderSubmitted v2 invalid: occurred_at: Input should have timezone info"),
-    ("sequence 0", orjson.dumps(wire(sequence=0)), "OrderSubmitted v2 invalid: sequence:"),
-    ("bad prev_hash", orjson.dumps(wire(prev_hash="xyz")), "OrderSubmitted v2 invalid: prev_hash:"),
+     "OrderSubmitted v3 invalid: occurred_at: Input should have timezone info"),
+    ("sequence 0", orjson.dumps(wire(sequence=0)), "OrderSubmitted v3 invalid: sequence:"),
+    ("bad prev_hash", orjson.dumps(wire(prev_hash="xyz")), "OrderSubmitted v3 invalid: prev_hash:"),
     ("two errors", orjson.dumps(with_payload(amount="-1", slippage="2")), "(+1 more)"),
 ]  # fmt: skip
 

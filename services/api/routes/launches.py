@@ -1,0 +1,95 @@
+"""`POST /api/markets/launches` (admin scope): launch a token and its pool on the chain.
+
+The same call as `oee market launch`: the request is checked first (a bad field is a 400 and
+nothing is sent to the chain), then the launch lands on the chain and its `TokenAuthorities`
+and `PoolCreated` events are on `chain.events` before the 201.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.api.deps import Administrator, SettingsDep
+from services.api.errors import ApiError
+from services.api.models import ErrorBody
+from services.chain.launch import LaunchFailedError, launch_and_publish
+from services.common.errors import DependencyUnavailable
+from services.domain.launch import InvalidLaunchError, LaunchSpec, LaunchVenue, parse_open_in
+from services.pricing.ports import ChainUnreachable
+
+router = APIRouter(tags=["markets"])
+
+
+class LaunchRequest(BaseModel):
+    """A launch as the admin asks for it; the defaults are the safe (renounced, burned) ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: str
+    quote: str = "SOL"
+    liquidity: Annotated[Decimal, Field(allow_inf_nan=False)]
+    venue: Literal["raydium", "meteora"] = "raydium"
+    open_in: Annotated[str, Field(alias="openIn")] = "10s"
+    mint_authority: Annotated[Literal["keep", "renounce"], Field(alias="mintAuthority")] = (
+        "renounce"
+    )
+    freeze_authority: Annotated[Literal["keep", "renounce"], Field(alias="freezeAuthority")] = (
+        "renounce"
+    )
+    lp: Literal["burn", "keep"] = "burn"
+
+    def spec(self) -> LaunchSpec:
+        return LaunchSpec(
+            symbol=self.symbol,
+            quote=self.quote,
+            liquidity=self.liquidity,
+            venue=LaunchVenue(self.venue),
+            open_in_seconds=parse_open_in(self.open_in),
+            renounce_mint_authority=self.mint_authority == "renounce",
+            renounce_freeze_authority=self.freeze_authority == "renounce",
+            burn_lp=self.lp == "burn",
+        )
+
+
+@router.post(
+    "/api/markets/launches",
+    status_code=201,
+    responses={s: {"model": ErrorBody} for s in (400, 401, 403, 503)},
+)
+async def launch(
+    request: LaunchRequest, settings: SettingsDep, _admin: Administrator
+) -> dict[str, Any]:
+    try:
+        spec = request.spec()
+    except InvalidLaunchError as exc:
+        raise ApiError.bad_request("INVALID_LAUNCH", "ERR_060", str(exc)) from None
+    if spec.venue is not LaunchVenue.RAYDIUM:
+        raise ApiError.bad_request(
+            "INVALID_LAUNCH", "ERR_061", "launches on the chain node are raydium only so far"
+        )
+    try:
+        launched = await launch_and_publish(settings, spec)
+    except (ChainUnreachable, DependencyUnavailable) as exc:
+        raise ApiError(503, {"error": "CHAIN_UNAVAILABLE", "message": str(exc)}) from None
+    except LaunchFailedError as exc:
+        raise ApiError(502, {"error": "LAUNCH_FAILED", "message": str(exc)}) from None
+    facts = launched.facts
+    return {
+        "symbol": launched.symbol,
+        "pair": f"{launched.symbol}-{launched.quote}",
+        "mint": launched.mint,
+        "decimals": launched.decimals,
+        "venue": launched.venue.value,
+        "pool": launched.pool,
+        "lpMint": launched.lp_mint,
+        "openTime": launched.open_time,
+        "mintAuthority": facts.mint_authority,
+        "freezeAuthority": facts.freeze_authority,
+        "lpSupply": facts.lp_supply,
+        "quoteLiquidity": str(facts.quote_liquidity),
+        "signatures": list(launched.signatures),
+    }

@@ -1,0 +1,560 @@
+"""Token launches on the chain: a real SPL mint and the program's own pool, with an open time.
+
+A launch is ordinary signed transactions from a launcher wallet, so the chain node lands,
+persists and replays them like any swap (nothing is written behind the programs' backs):
+
+1. the mint: `create_account` + SPL `InitializeMint2` (the launcher as mint and freeze
+   authority), the launcher's token account, `MintTo` the whole supply, then `SetAuthority` to
+   none for each authority the launch renounces;
+2. the pool: Raydium CPMM `initialize` with the launch's `open_time` (the program refuses swaps
+   before it with 6000 NotApproved, mapped to `PoolNotOpenError` / `POOL_NOT_OPEN`), then, for
+   `--lp burn`, SPL `Burn` of every LP token the launcher received.
+
+A Meteora DLMM launch pair (`initialize_customizable_permissionless_lb_pair`, activation by
+unix time, 6042 before it) is created on the in-process VM by `launch_on_vm`; it has
+positions, not LP tokens, so it cannot be LP-burned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import struct
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from math import isqrt
+
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Confirmed
+from solana.rpc.models import TxOpts
+from solders.hash import Hash
+from solders.instruction import AccountMeta, Instruction
+from solders.keypair import Keypair
+from solders.message import Message
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+from solders.system_program import CreateAccountParams, create_account
+from solders.sysvar import CLOCK
+from solders.transaction import Transaction
+
+from schemas.chain import ChainEvent, PoolCreated, TokenAuthorities, encode_chain
+from schemas.events import LaunchTarget
+from services.chain.genesis import wallet_keypair
+from services.chain.rpc_venues import RpcPoolSource, SnapshotVenue
+from services.chain.solana_client import RPC_DOWN, unreachable
+from services.chain.svm.constants import (
+    ATA_PROGRAM_ID,
+    MINT_RENT,
+    SYSTEM_PROGRAM_ID,
+    TOKEN_PROGRAM_ID,
+)
+from services.chain.svm.vm import (
+    CpmmPoolKeys,
+    DlmmFees,
+    SolanaVm,
+    associated_token_address,
+    cpmm_initialize_ix,
+)
+from services.common.kafka import durable_producer, ensure_topics, start_producer, topic_specs
+from services.common.settings import Settings
+from services.domain.launch import LaunchFacts, LaunchSpec, LaunchVenue
+from services.domain.tokens import TOKENS, Token, register_launched
+from services.pricing.accounts.cpmm import decode_pool_state
+from services.pricing.accounts.dlmm import decode_lb_pair
+from services.pricing.accounts.pools import decode_clock
+from services.pricing.accounts.spl import MINT_LEN, decode_mint, decode_token_amount
+from services.pricing.ports import PoolSnapshot, VenueAdapter
+from services.venues.pool import Venue
+
+CPMM_LOCKED_LP = 100  # LP base units the CPMM program keeps back from the first deposit
+_INITIALIZE_MINT2, _MINT_TO, _SET_AUTHORITY, _BURN = 20, 7, 6, 8  # SPL Token instruction tags
+_MINT_TOKENS, _FREEZE_ACCOUNT = 0, 1  # SPL AuthorityType
+CONFIRM_POLL_SECONDS = 0.1
+DLMM_LAUNCH_BIN_STEP = 100  # 1 % a bin: launch prices move fast
+DLMM_LAUNCH_BINS = 69  # one position's worth of bins above the opening price
+
+
+class LaunchFailedError(RuntimeError):
+    """A launch transaction did not land, or landed failed; `cause` says why if known."""
+
+
+def initial_lp(amount0: int, amount1: int) -> int:
+    """LP tokens the CPMM program mints to a pool's creator: sqrt(a0 x a1) less the lock."""
+    return isqrt(amount0 * amount1) - CPMM_LOCKED_LP
+
+
+def _token_ix(tag_and_args: bytes, metas: list[tuple[Pubkey, bool, bool]]) -> Instruction:
+    return Instruction(TOKEN_PROGRAM_ID, tag_and_args, [AccountMeta(*m) for m in metas])
+
+
+def create_ata_idempotent_ix(payer: Pubkey, owner: Pubkey, mint: Pubkey) -> Instruction:
+    """The associated-token program's `CreateIdempotent`: a no-op when the account exists."""
+    metas = [
+        AccountMeta(payer, True, True),
+        AccountMeta(associated_token_address(owner, mint), False, True),
+        AccountMeta(owner, False, False),
+        AccountMeta(mint, False, False),
+        AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+        AccountMeta(TOKEN_PROGRAM_ID, False, False),
+    ]
+    return Instruction(ATA_PROGRAM_ID, bytes([1]), metas)
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchPlan:
+    """The accounts and instructions of one launch, derived before anything is sent."""
+
+    spec: LaunchSpec
+    launcher: Pubkey
+    mint: Keypair
+    quote_mint: Pubkey
+    open_time: int
+
+    @property
+    def cpmm(self) -> CpmmPoolKeys:
+        return CpmmPoolKeys.derive(self.mint.pubkey(), self.quote_mint)
+
+    def mint_instructions(self) -> list[Instruction]:
+        """Create the mint, mint the supply to the launcher, renounce what the launch asks."""
+        spec, mint, me = self.spec, self.mint.pubkey(), self.launcher
+        params = CreateAccountParams(
+            from_pubkey=me,
+            to_pubkey=mint,
+            lamports=MINT_RENT,
+            space=MINT_LEN,
+            owner=TOKEN_PROGRAM_ID,
+        )
+        init = (
+            struct.pack("<BB", _INITIALIZE_MINT2, spec.decimals) + bytes(me) + b"\x01" + bytes(me)
+        )
+        ixs = [
+            create_account(params),
+            _token_ix(init, [(mint, False, True)]),
+            create_ata_idempotent_ix(me, me, mint),
+            _token_ix(
+                struct.pack("<BQ", _MINT_TO, spec.supply_units),
+                [
+                    (mint, False, True),
+                    (associated_token_address(me, mint), False, True),
+                    (me, True, False),
+                ],
+            ),
+        ]
+        for renounce, kind in (
+            (spec.renounce_mint_authority, _MINT_TOKENS),
+            (spec.renounce_freeze_authority, _FREEZE_ACCOUNT),
+        ):
+            if renounce:
+                data = struct.pack("<BBB", _SET_AUTHORITY, kind, 0)  # new authority: none
+                ixs.append(_token_ix(data, [(mint, False, True), (me, True, False)]))
+        return ixs
+
+    def cpmm_instructions(self) -> list[Instruction]:
+        """`initialize` with the open time, then burn the creator's LP tokens if asked."""
+        keys, me, mint = self.cpmm, self.launcher, self.mint.pubkey()
+        amounts = {mint: self.spec.supply_units, self.quote_mint: self.spec.quote_units}
+        amount0, amount1 = amounts[keys.mint0], amounts[keys.mint1]
+        ixs = [
+            cpmm_initialize_ix(
+                me,
+                keys,
+                amount0,
+                amount1,
+                self.open_time,
+                associated_token_address(me, keys.mint0),
+                associated_token_address(me, keys.mint1),
+            )
+        ]
+        if self.spec.burn_lp:
+            lp_account = associated_token_address(me, keys.lp_mint)
+            data = struct.pack("<BQ", _BURN, initial_lp(amount0, amount1))
+            ixs.append(
+                _token_ix(
+                    data,
+                    [(lp_account, False, True), (keys.lp_mint, False, True), (me, True, False)],
+                )
+            )
+        return ixs
+
+
+def plan_launch(
+    spec: LaunchSpec, launcher: Pubkey, now: int, *, mint: Keypair | None = None
+) -> LaunchPlan:
+    """The plan of a launch opening `spec.open_in_seconds` after the chain's time `now`."""
+    return LaunchPlan(
+        spec=spec,
+        launcher=launcher,
+        mint=mint or Keypair(),
+        quote_mint=Pubkey.from_string(TOKENS[spec.quote].mint),
+        open_time=now + spec.open_in_seconds,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Launched:
+    """A launch that landed: what `PoolCreated` and the token's authorities report."""
+
+    symbol: str
+    decimals: int
+    mint: str
+    quote: str
+    venue: LaunchVenue
+    pool: str
+    lp_mint: str | None  # None for a DLMM pair (positions, no LP token)
+    open_time: int
+    token_amount: int  # base units of the new token deposited
+    quote_amount: int  # base units of the quote token deposited
+    facts: LaunchFacts
+    signatures: tuple[str, ...]
+
+
+def cpmm_launch_facts(
+    mint: bytes, pool_state: bytes, lp_mint: bytes, quote_vault: bytes, quote: str
+) -> LaunchFacts:
+    """What the rug checks read of a CPMM launch, from the raw accounts."""
+    token = decode_mint(mint)
+    pool = decode_pool_state(pool_state)
+    return LaunchFacts(
+        mint_authority=None if token.mint_authority is None else str(token.mint_authority),
+        freeze_authority=None if token.freeze_authority is None else str(token.freeze_authority),
+        lp_supply=decode_mint(lp_mint).supply,
+        quote_liquidity=Decimal(decode_token_amount(quote_vault)).scaleb(-TOKENS[quote].decimals),
+        open_time=pool.open_time,
+    )
+
+
+def dlmm_launch_facts(mint: bytes, lb_pair: bytes, quote_reserve: bytes, quote: str) -> LaunchFacts:
+    """What the rug checks read of a DLMM launch pair: no LP token, so `lp_supply` is None."""
+    token = decode_mint(mint)
+    pair = decode_lb_pair(lb_pair)
+    return LaunchFacts(
+        mint_authority=None if token.mint_authority is None else str(token.mint_authority),
+        freeze_authority=None if token.freeze_authority is None else str(token.freeze_authority),
+        lp_supply=None,
+        quote_liquidity=Decimal(decode_token_amount(quote_reserve)).scaleb(-TOKENS[quote].decimals),
+        open_time=pair.activation_point,
+    )
+
+
+def cpmm_facts_on_vm(vm: SolanaVm, plan: LaunchPlan) -> LaunchFacts:
+    keys = plan.cpmm
+    quote_vault = keys.vault0 if keys.mint0 == plan.quote_mint else keys.vault1
+    return cpmm_launch_facts(
+        vm.account_data(plan.mint.pubkey()),
+        vm.account_data(keys.pool),
+        vm.account_data(keys.lp_mint),
+        vm.account_data(quote_vault),
+        plan.spec.quote,
+    )
+
+
+def launch_on_vm(
+    vm: SolanaVm, launcher: Keypair, spec: LaunchSpec, *, mint: Keypair | None = None
+) -> Launched:
+    """Launch on an in-process VM (tests, tools): the same transactions the node would land."""
+    plan = plan_launch(spec, launcher.pubkey(), vm.now, mint=mint)
+    signers = [launcher, plan.mint]
+    blockhash = vm.latest_blockhash()
+    first = Transaction(
+        signers, Message.new_with_blockhash(plan.mint_instructions(), launcher.pubkey(), blockhash),
+        blockhash,
+    )  # fmt: skip
+    signatures = [vm.submit(first).signature]
+    if spec.venue is LaunchVenue.RAYDIUM:
+        signatures.append(vm.send(plan.cpmm_instructions(), launcher).signature)
+        keys = plan.cpmm
+        facts = cpmm_facts_on_vm(vm, plan)
+        pool, lp_mint = keys.pool, str(keys.lp_mint)
+    else:
+        pool, facts = _dlmm_launch_on_vm(vm, launcher, plan)
+        lp_mint = None
+    return Launched(
+        symbol=spec.symbol,
+        decimals=spec.decimals,
+        mint=str(plan.mint.pubkey()),
+        quote=spec.quote,
+        venue=spec.venue,
+        pool=str(pool),
+        lp_mint=lp_mint,
+        open_time=facts.open_time,
+        token_amount=spec.supply_units,
+        quote_amount=spec.quote_units,
+        facts=facts,
+        signatures=tuple(signatures),
+    )
+
+
+def _dlmm_launch_on_vm(
+    vm: SolanaVm, launcher: Keypair, plan: LaunchPlan
+) -> tuple[Pubkey, LaunchFacts]:
+    """A DLMM launch pair with the whole supply deposited one-sided above the opening bin.
+
+    Before activation a launch pair takes only one-sided deposits, so the new token (x) sits in
+    the bins above the active one and buyers walk the price up through them; the quote
+    `liquidity` is what the launcher adds as y below the active bin (also one-sided).
+    """
+    spec = plan.spec
+    mint = plan.mint.pubkey()
+    # Opening price (quote per token, in base units) = liquidity / supply: the active bin's id.
+    price = Decimal(spec.quote_units) / Decimal(spec.supply_units)
+    step = Decimal(1) + Decimal(DLMM_LAUNCH_BIN_STEP) / Decimal(10_000)
+    active_id = int((price.ln() / step.ln()).to_integral_value())
+    keys = vm.create_dlmm_pair(
+        mint,
+        plan.quote_mint,
+        active_id=active_id,
+        bin_step=DLMM_LAUNCH_BIN_STEP,
+        fees=DlmmFees(base_factor=10_000),
+        open_time=plan.open_time,
+        creator=launcher,
+    )
+    above = shape_weights_side(active_id + 1, DLMM_LAUNCH_BINS)
+    keys = vm.add_dlmm_liquidity(keys, launcher, above, spec.supply_units, 0)
+    below = shape_weights_side(active_id - DLMM_LAUNCH_BINS, DLMM_LAUNCH_BINS)
+    keys = vm.add_dlmm_liquidity(keys, launcher, below, 0, spec.quote_units)
+    facts = dlmm_launch_facts(
+        vm.account_data(mint), vm.account_data(keys.lb_pair), vm.account_data(keys.reserve_y),
+        spec.quote,
+    )  # fmt: skip
+    return keys.lb_pair, facts
+
+
+def shape_weights_side(first: int, count: int) -> dict[int, int]:
+    """Equal weights over `count` bins from `first` up (a flat, spot-shaped side)."""
+    return dict.fromkeys(range(first, first + count), 1)
+
+
+async def chain_time(client: AsyncClient) -> int:
+    """The chain's unix time, from its Clock sysvar (the open time is on the chain's clock)."""
+    info = (await client.get_account_info(CLOCK, Confirmed)).value
+    if info is None:
+        msg = "the chain has no Clock sysvar"
+        raise LaunchFailedError(msg)
+    return decode_clock(bytes(info.data)).unix_timestamp
+
+
+async def _send_and_confirm(client: AsyncClient, tx: Transaction, timeout: float) -> str:
+    signature: Signature = tx.signatures[0]
+    await client.send_raw_transaction(bytes(tx), TxOpts(skip_preflight=False))
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        status = (await client.get_signature_statuses([signature])).value[0]
+        if status is not None:
+            if status.err is not None:
+                msg = f"launch transaction {signature} failed: {status.err}"
+                raise LaunchFailedError(msg)
+            return str(signature)
+        await asyncio.sleep(CONFIRM_POLL_SECONDS)
+    msg = f"launch transaction {signature} not confirmed within {timeout} s"
+    raise LaunchFailedError(msg)
+
+
+async def launch_over_rpc(
+    client: AsyncClient, launcher: Keypair, spec: LaunchSpec, *, timeout: float = 30.0
+) -> Launched:
+    """Launch on a running chain over JSON-RPC (`oee market launch`, the admin API route)."""
+    if spec.venue is not LaunchVenue.RAYDIUM:
+        msg = "a meteora launch runs on the in-process VM only so far; use --venue raydium"
+        raise LaunchFailedError(msg)
+    plan = plan_launch(spec, launcher.pubkey(), await chain_time(client))
+    me = launcher.pubkey()
+    signatures = []
+    for ixs, signers in (
+        (plan.mint_instructions(), [launcher, plan.mint]),
+        (plan.cpmm_instructions(), [launcher]),
+    ):
+        blockhash: Hash = (await client.get_latest_blockhash(Confirmed)).value.blockhash
+        tx = Transaction(signers, Message.new_with_blockhash(ixs, me, blockhash), blockhash)
+        signatures.append(await _send_and_confirm(client, tx, timeout))
+    keys = plan.cpmm
+    quote_vault = keys.vault0 if keys.mint0 == plan.quote_mint else keys.vault1
+    wanted = [plan.mint.pubkey(), keys.pool, keys.lp_mint, quote_vault]
+    found = (await client.get_multiple_accounts(wanted, Confirmed)).value
+    if any(a is None for a in found):
+        msg = "the launched accounts are not all on the chain"
+        raise LaunchFailedError(msg)
+    mint_data, pool, lp, vault = (bytes(a.data) for a in found if a is not None)
+    facts = cpmm_launch_facts(mint_data, pool, lp, vault, spec.quote)
+    return Launched(
+        symbol=spec.symbol,
+        decimals=spec.decimals,
+        mint=str(plan.mint.pubkey()),
+        quote=spec.quote,
+        venue=spec.venue,
+        pool=str(keys.pool),
+        lp_mint=str(keys.lp_mint),
+        open_time=facts.open_time,
+        token_amount=spec.supply_units,
+        quote_amount=spec.quote_units,
+        facts=facts,
+        signatures=tuple(signatures),
+    )
+
+
+def launch_events(launched: Launched, slot: int, at: datetime) -> tuple[ChainEvent, ...]:
+    """The chain events a landed launch publishes: the token's authorities, then its pool."""
+    facts = launched.facts
+    quote = TOKENS[launched.quote]
+    return (
+        TokenAuthorities(
+            symbol=launched.symbol,
+            mint=launched.mint,
+            decimals=launched.decimals,
+            supply=launched.token_amount,
+            mint_authority=facts.mint_authority,
+            freeze_authority=facts.freeze_authority,
+            slot=slot,
+            at=at,
+        ),
+        PoolCreated(
+            symbol=launched.symbol,
+            quote=launched.quote,
+            venue="RAYDIUM" if launched.venue is LaunchVenue.RAYDIUM else "METEORA",
+            pool=launched.pool,
+            mint=launched.mint,
+            quote_mint=quote.mint,
+            decimals=launched.decimals,
+            open_time=launched.open_time,
+            token_amount=Decimal(launched.token_amount).scaleb(-launched.decimals),
+            quote_liquidity=facts.quote_liquidity,
+            lp_mint=launched.lp_mint,
+            lp_supply=facts.lp_supply,
+            slot=slot,
+            at=at,
+            signatures=launched.signatures,
+        ),
+    )
+
+
+async def launch_and_publish(settings: Settings, spec: LaunchSpec) -> Launched:
+    """Launch on the configured chain with the launcher wallet, then publish its events
+    (acks=all) on `chain.events`: the launch is on the chain before anyone hears of it."""
+    launcher = wallet_keypair(settings.chain_seed, settings.launcher_wallet)
+    client = AsyncClient(settings.solana_rpc_url, commitment=Confirmed, timeout=10.0)
+    try:
+        launched = await launch_over_rpc(client, launcher, spec)
+        slot = (await client.get_slot(Confirmed)).value
+    except RPC_DOWN as exc:
+        raise unreachable(exc) from None
+    finally:
+        await client.close()
+    servers = settings.kafka_servers
+    await ensure_topics(servers, topic_specs(settings))
+    producer = durable_producer(servers, client_id="oee-launcher")
+    await start_producer(producer, servers)
+    try:
+        for event in launch_events(launched, slot, datetime.now(UTC)):
+            await producer.send_and_wait(
+                settings.chain_events_topic, value=encode_chain(event), key=spec.symbol.encode()
+            )
+    finally:
+        await producer.stop()
+    return launched
+
+
+class LaunchGate:
+    """The router's side of a snipe: make the launched token and its pool known, and wait for
+    the pool to open on the chain's clock.
+
+    `prepare` registers the token in this process (so pricing, the pool listing and signing
+    know its mint and decimals), creates the engine wallet's token account for it (a swap
+    cannot create the account it pays into) and lists the pools again; `wait_open` polls the
+    chain's Clock sysvar until the open time, so the buy is sent for the first block the
+    program accepts it in. Both are idempotent: a router taking an order over repeats them.
+    """
+
+    def __init__(
+        self, pools: RpcPoolSource, wallet: Keypair, *, poll_seconds: float = 0.05
+    ) -> None:
+        self._pools = pools
+        self._wallet = wallet
+        self._poll = poll_seconds
+        self._preparing: dict[str, asyncio.Task[None]] = {}  # pool -> its one preparation
+        self._opening: dict[str, asyncio.Task[None]] = {}  # pool -> the one clock poller
+        self._at_open: dict[str, asyncio.Future[PoolSnapshot]] = {}  # pool -> its one read
+
+    async def prepare(self, target: LaunchTarget) -> None:
+        register_launched(Token(target.symbol, target.decimals, target.mint))
+        # Once per pool for all its snipers (the first one's task; a failed one is retried).
+        task = self._preparing.get(target.pool)
+        if task is None or (task.done() and task.exception() is not None):
+            task = asyncio.ensure_future(self._prepare(target))
+            self._preparing[target.pool] = task
+        await asyncio.shield(task)
+
+    async def _prepare(self, target: LaunchTarget) -> None:
+        await self._ensure_token_account(Pubkey.from_string(target.mint))
+        await self._pools.discover()
+
+    async def venues_at_open(self, target: LaunchTarget) -> list[VenueAdapter] | None:
+        """Adapters over the pools as they will be at the open (the launched one included);
+        None once the pool is open (then it trades, and the live pools are the ones to quote).
+
+        One read per launch for all its snipers: until the open nobody can trade the new pool,
+        so its reserves are those of its creation (the first short bench run had 100 snipers
+        each reading every pool account at once, which slowed the node for everyone)."""
+        poller = self._opening.get(target.pool)
+        opened = poller is not None and poller.done() and poller.exception() is None
+        if opened or await self.chain_time() >= target.open_time:
+            return None
+        task = self._at_open.get(target.pool)
+        if task is None or (task.done() and task.exception() is not None):
+            task = asyncio.ensure_future(self._pools.snapshot_as_of(target.open_time))
+            self._at_open[target.pool] = task
+        snapshot = await asyncio.shield(task)
+        return [SnapshotVenue(venue, snapshot) for venue in Venue]
+
+    async def chain_time(self) -> int:
+        (found,) = await self._pools.call(
+            [("getAccountInfo", [str(CLOCK), {"encoding": "base64"}])]
+        )
+        return decode_clock(base64.b64decode(found["value"]["data"][0])).unix_timestamp
+
+    async def wait_open(self, target: LaunchTarget) -> None:
+        # One poller per pool, however many snipers wait on it: 1,000 snipers polling the
+        # clock each would be 20,000 calls a second on the node.
+        poller = self._opening.get(target.pool)
+        if poller is None or (poller.done() and poller.exception() is not None):
+            poller = asyncio.ensure_future(self._poll_open(target.open_time))
+            self._opening[target.pool] = poller
+        await asyncio.shield(poller)
+
+    async def _poll_open(self, open_time: int) -> None:
+        # Polling another process's clock: there is no event to wait on.
+        while await self.chain_time() < open_time:  # noqa: ASYNC110
+            await asyncio.sleep(self._poll)
+        self._pools.expire_snapshot()
+
+    async def _ensure_token_account(self, mint: Pubkey) -> None:
+        owner = self._wallet.pubkey()
+        (found,) = await self._pools.call(
+            [
+                (
+                    "getAccountInfo",
+                    [str(associated_token_address(owner, mint)), {"encoding": "base64"}],
+                )
+            ]
+        )
+        if found["value"] is not None:
+            return
+        (latest,) = await self._pools.call([("getLatestBlockhash", [])])
+        blockhash = Hash.from_string(latest["value"]["blockhash"])
+        ix = create_ata_idempotent_ix(owner, owner, mint)
+        tx = Transaction(
+            [self._wallet], Message.new_with_blockhash([ix], owner, blockhash), blockhash
+        )
+        encoded = base64.b64encode(bytes(tx)).decode()
+        await self._pools.call([("sendTransaction", [encoded, {"encoding": "base64"}])])
+        signature = str(tx.signatures[0])
+        for _ in range(int(30 / CONFIRM_POLL_SECONDS)):
+            (statuses,) = await self._pools.call([("getSignatureStatuses", [[signature]])])
+            status = statuses["value"][0]
+            if status is not None:
+                if status.get("err") is not None:
+                    msg = f"creating the token account for {mint} failed: {status['err']}"
+                    raise LaunchFailedError(msg)
+                return
+            await asyncio.sleep(CONFIRM_POLL_SECONDS)
+        msg = f"the token account for {mint} was not created within 30 s"
+        raise LaunchFailedError(msg)

@@ -1,0 +1,140 @@
+"""`POST /api/markets/launches` on a chain node of the test's own and the real Kafka: a bad
+request is a 400 with nothing launched or published, a key without the admin scope is refused,
+and a launch lands on the chain and its events on `chain.events`, where the fold finds it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from solders.pubkey import Pubkey
+
+from schemas.chain import PoolCreated, TokenAuthorities, decode_chain
+from services.api.auth.principal import ADMIN
+from services.api.auth.store import create_key
+from services.common.settings import Settings
+from services.domain.launches import fold_all
+from services.pricing.accounts.spl import decode_mint
+from tests.fixtures.settings import MakeSettings, unique
+from tests.integration.api.support import RunningApi, running_api
+from tests.integration.test_chain_rpc import GENESIS, Running, fresh_chain_database, running_node
+
+
+def make_key(database_url: str, *scopes: str) -> str:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        _, key = create_key(conn, f"test-{uuid.uuid4().hex[:8]}", *((scopes,) if scopes else ()))
+    return key
+
+
+@pytest.fixture
+async def chain(database_url: str) -> AsyncIterator[Running]:
+    with fresh_chain_database(database_url) as url:
+        async with running_node(url) as node:
+            yield node
+
+
+@pytest.fixture
+async def api(make_settings: MakeSettings, chain: Running) -> AsyncIterator[RunningApi]:
+    settings = make_settings(
+        auth="enabled",
+        auth_cache_seconds=0,
+        chain_events_topic=unique("chain.events"),
+        solana_rpc_url=chain.url,
+        chain_seed=GENESIS.seed,
+        market_ticks_topic=unique("market.ticks"),
+    )
+    async with running_api(settings) as running:
+        yield running
+
+
+async def chain_events(settings: Settings) -> list[bytes]:
+    """Every record on the test's `chain.events`, from the start to its end now."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_servers, enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    try:
+        partition = TopicPartition(settings.chain_events_topic, 0)
+        consumer.assign([partition])
+        await consumer.seek_to_beginning(partition)
+        end = (await consumer.end_offsets([partition]))[partition]
+        values: list[bytes] = []
+        while len(values) < end:
+            batch = await consumer.getmany(partition, timeout_ms=1000)
+            values += [r.value for r in batch.get(partition, []) if r.value is not None]
+        return values
+    finally:
+        await consumer.stop()
+
+
+def launch_body(**changes: Any) -> dict[str, Any]:
+    return {"symbol": "MEME", "quote": "SOL", "liquidity": "200", "openIn": "30s"} | changes
+
+
+BAD_LAUNCHES = [
+    ({"symbol": "meme!"}, "not a token symbol"),
+    ({"symbol": "USDC"}, "already a token"),
+    ({"quote": "XYZ"}, "unknown quote token"),
+    ({"liquidity": "-1"}, "positive"),
+    ({"openIn": "tomorrow"}, "not a duration"),
+    ({"venue": "meteora", "lp": "keep"}, "raydium only"),
+]
+
+
+async def test_bad_launches_are_400s_and_nothing_is_published(
+    api: RunningApi, database_url: str
+) -> None:
+    admin = {"Authorization": f"Bearer {make_key(database_url, ADMIN)}"}
+    for changes, words in BAD_LAUNCHES:
+        response = await api.http.post(
+            "/api/markets/launches", json=launch_body(**changes), headers=admin
+        )
+        assert response.status_code == 400, (changes, response.text)
+        assert response.json()["error"] == "INVALID_LAUNCH"
+        assert words in response.json()["message"]
+    assert await chain_events(api.settings) == []
+
+
+async def test_launch_needs_the_admin_scope(api: RunningApi, database_url: str) -> None:
+    trader = {"Authorization": f"Bearer {make_key(database_url)}"}
+    response = await api.http.post("/api/markets/launches", json=launch_body(), headers=trader)
+    assert response.status_code == 403
+    assert await chain_events(api.settings) == []
+
+
+async def test_launch_lands_on_the_chain_and_its_events_fold(
+    api: RunningApi, chain: Running, database_url: str
+) -> None:
+    admin = {"Authorization": f"Bearer {make_key(database_url, ADMIN)}"}
+    body = launch_body(mintAuthority="keep", lp="keep")
+    response = await api.http.post("/api/markets/launches", json=body, headers=admin)
+    assert response.status_code == 201, response.text
+    launched = response.json()
+    async with chain.node.committed() as vm:
+        mint = decode_mint(vm.account_data(Pubkey.from_string(launched["mint"])))
+        now = vm.now
+    assert mint.mint_authority is not None
+    assert mint.freeze_authority is None
+    assert str(mint.mint_authority) == launched["mintAuthority"]
+    assert now < launched["openTime"] <= now + 30
+
+    events = [decode_chain(v) for v in await chain_events(api.settings)]
+    assert [type(e) for e in events] == [TokenAuthorities, PoolCreated]
+    token = fold_all(events)["MEME"]
+    assert (token.pool, token.open_time, token.opened_slot) == (
+        launched["pool"],
+        launched["openTime"],
+        None,
+    )
+    facts = token.facts()
+    assert facts is not None
+    assert facts.mint_authority == launched["mintAuthority"]
+    assert facts.freeze_authority is None
+    assert facts.lp_supply == launched["lpSupply"] > 0
+    assert facts.quote_liquidity == Decimal(200)
+    assert fold_all(events + events) == fold_all(events)  # replaying folds to the same launches
