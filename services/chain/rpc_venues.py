@@ -210,10 +210,24 @@ class RpcPoolSource:
         if self._snapshot is None or time.monotonic() - self._loaded_at > self._max_age:
             async with self._lock:  # one reload for all waiting quotes
                 if self._snapshot is None or time.monotonic() - self._loaded_at > self._max_age:
-                    self._snapshot = await self._read(registry)
-                    self._loaded_at = time.monotonic()
-                    self.reloads += 1
+                    await self._reload(registry)
+        assert self._snapshot is not None
         return self._snapshot
+
+    async def _reload(self, registry: PoolRegistry) -> None:
+        """Read the pools again, unless the chain has not left the snapshot's slot.
+
+        Accounts change only when a block lands, and blocks come every 400 ms while
+        snapshots expire every 100 ms: three reads in four were the same accounts,
+        each decoded again (py-spy at 150 orders/s: 12 % of the router in decoding
+        bin arrays). A `getSlot` tells first, for a fraction of the node's work.
+        """
+        if self._snapshot is not None and await self.slot() == self._snapshot.slot:
+            self._loaded_at = time.monotonic()
+            return
+        self._snapshot = await self._read(registry)
+        self._loaded_at = time.monotonic()
+        self.reloads += 1
 
     async def _read(self, registry: PoolRegistry) -> PoolSnapshot:
         addresses = registry.addresses()
