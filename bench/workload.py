@@ -9,19 +9,24 @@ from dataclasses import dataclass
 
 import orjson
 
-# (tokenIn, tokenOut, dollar price of one tokenIn): direct pools and two-hop pairs.
+# (tokenIn, tokenOut, dollar price of one tokenIn): direct pools and two-hop pairs. JUP, RAY and
+# BONK are bought as often as sold: sold only, their DLMM pairs were walked past their seeded
+# bins within a run (DLMM 6036, INSUFFICIENT_LIQUIDITY) and the bench measured an empty pool.
 PAIRS = (
     ("SOL", "USDC", 150.0),
     ("USDC", "SOL", 1.0),
     ("SOL", "USDT", 150.0),
     ("USDT", "USDC", 1.0),
     ("JUP", "USDC", 0.9),
+    ("USDC", "JUP", 1.0),
     ("RAY", "USDC", 2.5),
+    ("USDC", "RAY", 1.0),
     ("BONK", "USDC", 0.00002),
+    ("USDC", "BONK", 1.0),
     ("JUP", "SOL", 0.9),  # two hops through USDC
     ("BONK", "SOL", 0.00002),
 )
-PAIR_WEIGHTS = (30, 10, 10, 10, 10, 10, 10, 5, 5)
+PAIR_WEIGHTS = (30, 10, 10, 10, 5, 5, 5, 5, 5, 5, 5, 5)
 DECIMALS = {"SOL": 9, "USDC": 6, "USDT": 6, "JUP": 6, "RAY": 6, "BONK": 5}
 
 

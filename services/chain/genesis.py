@@ -36,6 +36,11 @@ WALLET_VALUE_USDC = Decimal(1_000_000)  # each funded wallet holds about this mu
 # ±10 % move on every pair with room for the walk's drift around it.
 MAKER_VALUE_USDC = Decimal(20_000_000)
 DEFAULT_MAKER_WALLET = 1
+# The engine signs with wallet 0 (`OEE_WALLET_KEYPAIR` unset). $1M of each token ran out of SOL
+# half way through the load bench (its mix sells about $2.6M of SOL in 30 s at 150 orders/s), so
+# its orders failed INSUFFICIENT_FUNDS for a reason that is the bench's, not the engine's.
+ENGINE_WALLET = 0
+ENGINE_VALUE_USDC = Decimal(10_000_000)
 
 
 def derived_keypair(seed: int, label: str) -> Keypair:
@@ -57,6 +62,7 @@ class Genesis:
     wallets: int = 8
     unix_timestamp: int = GENESIS_UNIX_TIMESTAMP
     maker_wallet: int | None = DEFAULT_MAKER_WALLET  # funded with MAKER_VALUE_USDC, if it exists
+    engine_wallet: int | None = ENGINE_WALLET  # funded with ENGINE_VALUE_USDC, if it exists
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +92,15 @@ def _usdc_mids() -> dict[str, Decimal]:
     return mids
 
 
+def _wallet_value(genesis: Genesis, index: int) -> Decimal:
+    """About how much of each token (in USDC) genesis gives wallet `index`."""
+    if index == genesis.maker_wallet:
+        return MAKER_VALUE_USDC
+    if index == genesis.engine_wallet:
+        return ENGINE_VALUE_USDC
+    return WALLET_VALUE_USDC
+
+
 def build_genesis(genesis: Genesis) -> GenesisState:
     """Boot the VM, build the seeded market on both venues, fund the wallets."""
     vm = SolanaVm(
@@ -103,7 +118,7 @@ def build_genesis(genesis: Genesis) -> GenesisState:
     for index, wallet in enumerate(wallets):
         owner = wallet.pubkey()
         vm.svm.set_account(owner, Account(WALLET_LAMPORTS, b"", SYSTEM_PROGRAM_ID, False))
-        value = MAKER_VALUE_USDC if index == genesis.maker_wallet else WALLET_VALUE_USDC
+        value = _wallet_value(genesis, index)
         for symbol, token in TOKENS.items():
             whole = (value / mids[symbol]).to_integral_value(ROUND_CEILING)
             vm.fund(owner, Pubkey.from_string(token.mint), int(whole) * 10**token.decimals)

@@ -24,6 +24,7 @@ from solders.keypair import Keypair
 from solders.message import Message
 from solders.transaction import Transaction
 
+from bench.polling import eventually
 from infra.kafka.launcher import free_port
 from services.chain.genesis import Genesis, build_genesis, wallet_keypair
 from services.chain.rpc_venues import RpcPoolSource, rpc_venues, swap_legs
@@ -156,13 +157,47 @@ async def test_quotes_over_rpc_are_what_the_chain_pays(node: Running, source: Rp
     )
 
 
+async def next_block(source: RpcPoolSource, after: int) -> None:
+    """Until the node has landed a block past slot `after`."""
+
+    async def past() -> bool:
+        return await source.slot() > after
+
+    await eventually(past, f"a block after slot {after}", timeout=10, interval=0.02)
+
+
 async def test_waiting_quotes_share_one_reload(source: RpcPoolSource):
-    await source.snapshot()
+    first = await source.snapshot()
     await asyncio.sleep(MAX_AGE * 1.5)
+    await next_block(source, first.slot)  # expired, and a block since: it is read again
     before = source.reloads
     quotes = await asyncio.gather(*(quote(source, "SOL", "USDC", "1") for _ in range(20)))
     assert source.reloads == before + 1
     assert len({q.route.amount_out for q in quotes}) == 1
+
+
+async def test_a_snapshot_is_not_read_again_while_the_chain_stays_at_its_slot(
+    chain_db: str,  # noqa: F811 - the fixture above
+):
+    # Slots longer than the snapshot's age, as on the bench's chain (400 ms vs 100 ms).
+    async with running_node(chain_db, slot_ms=1_000) as slow:
+        source = RpcPoolSource(slow.url, max_age=MAX_AGE)
+        try:
+            await next_block(source, (await source.snapshot()).slot)
+            first = await source.snapshot()  # just after a block: the next one is a slot away
+            before = source.reloads
+            await asyncio.sleep(MAX_AGE * 1.5)  # expired, but no block since
+
+            again = await source.snapshot()
+
+            assert again.slot == first.slot, "a block landed within 150 ms of 1 s slots"
+            assert again is first
+            assert source.reloads == before
+            await next_block(source, first.slot)
+            assert (await source.snapshot()).slot > first.slot
+            assert source.reloads == before + 1
+        finally:
+            await source.close()
 
 
 async def test_get_program_accounts_filters_as_solana_does(node: Running):

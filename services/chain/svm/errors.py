@@ -40,6 +40,17 @@ class PoolNotOpenError(SvmTransactionError):
     DLMM 6042 PoolDisabled, which a launch pair also raises before its activation time)."""
 
 
+class InsufficientLiquidityError(SvmTransactionError):
+    """The pool has no liquidity left on the swap's side (DLMM 6036, 6037).
+
+    A DLMM swap that empties the bins it was given searches the pair's bitmap for more; past
+    the pair's own bitmap range the program wants the bitmap-extension account, which the swap
+    passes as "none" (6036 BitmapExtensionAccountIsNotProvided), and within it may find none
+    (6037 CannotFindNonZeroLiquidityBinArrayId). Either way: no liquidity at this price, not
+    a malformed transaction.
+    """
+
+
 class InsufficientFundsError(SvmTransactionError):
     """The wallet lacks the input tokens, or the lamports to pay the fee."""
 
@@ -59,6 +70,8 @@ _CUSTOM: dict[tuple[Pubkey, int], type[SvmTransactionError]] = {
     (CPMM_PROGRAM_ID, 6000): PoolNotOpenError,  # NotApproved
     (CPMM_PROGRAM_ID, 6005): SlippageExceededError,  # ExceededSlippage
     (DLMM_PROGRAM_ID, 6003): SlippageExceededError,  # ExceededAmountSlippageTolerance
+    (DLMM_PROGRAM_ID, 6036): InsufficientLiquidityError,  # BitmapExtensionAccountIsNotProvided
+    (DLMM_PROGRAM_ID, 6037): InsufficientLiquidityError,  # CannotFindNonZeroLiquidityBinArrayId
     (DLMM_PROGRAM_ID, 6042): PoolNotOpenError,  # PoolDisabled: also before activation
 }
 

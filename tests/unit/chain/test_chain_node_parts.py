@@ -14,9 +14,17 @@ from solders.transaction_status import (
     TransactionErrorInstructionError,
 )
 
-from services.chain.genesis import Genesis, build_genesis, wallet_keypair
+from services.chain.genesis import (
+    ENGINE_VALUE_USDC,
+    MAKER_VALUE_USDC,
+    WALLET_VALUE_USDC,
+    Genesis,
+    build_genesis,
+    wallet_keypair,
+)
 from services.chain.node import blockhash_of, err_json, err_message, writable_indexes
 from services.chain.rpc import dispatch
+from services.domain.tokens import TOKENS
 from services.pricing.accounts.cpmm import decode_pool_state
 from services.pricing.accounts.dlmm import decode_lb_pair
 
@@ -52,6 +60,23 @@ def test_genesis_pools_are_open_at_slot_zero() -> None:
         lb_pair = decode_lb_pair(state.vm.account_data(pair.lb_pair))
         assert lb_pair.status == 0
         assert lb_pair.activation_point <= state.vm.now
+
+
+def test_genesis_funds_the_engine_and_the_maker_more_than_other_wallets() -> None:
+    state = build_genesis(Genesis(seed=3, wallets=3, engine_wallet=0, maker_wallet=1))
+    usdc = Pubkey.from_string(TOKENS["USDC"].mint)
+    scale = 10 ** TOKENS["USDC"].decimals
+    engine, maker, other = (state.vm.balance(w.pubkey(), usdc) for w in state.wallets)
+    assert (engine, maker, other) == (
+        int(ENGINE_VALUE_USDC) * scale,
+        int(MAKER_VALUE_USDC) * scale,
+        int(WALLET_VALUE_USDC) * scale,
+    )
+    sol = Pubkey.from_string(TOKENS["SOL"].mint)
+    # The load bench's mix sells about $2.6M of SOL from the engine's wallet.
+    assert state.vm.balance(state.wallets[0].pubkey(), sol) > 3 * state.vm.balance(
+        state.wallets[2].pubkey(), sol
+    )
 
 
 def test_blockhashes_follow_seed_and_slot() -> None:

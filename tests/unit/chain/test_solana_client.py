@@ -7,6 +7,7 @@ failure codes; a dry run never sends) are checked without a node.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import struct
 import uuid
@@ -36,13 +37,16 @@ from services.chain.solana_client import (
     SolanaChain,
     Status,
     TokenBalance,
+    describe,
+    failure_code,
     guarded_legs,
 )
-from services.chain.svm.constants import CPMM_PROGRAM_ID
+from services.chain.svm.constants import CPMM_PROGRAM_ID, DLMM_PROGRAM_ID
+from services.chain.svm.errors import map_error
 from services.chain.transactions import SwapInstruction, Transaction
 from services.domain.order import OrderState
 from services.domain.tokens import TOKENS
-from services.pricing.ports import VenueAdapter
+from services.pricing.ports import ChainUnreachable, VenueAdapter
 from services.router.execution import OrderExecution, next_step, transaction_for
 from services.venues.pool import Venue
 from tests.unit.router.test_execution import POLICY, Log, submitted, venues
@@ -206,6 +210,47 @@ async def signed_tx(chain: SolanaChain) -> Transaction:
     return signed
 
 
+@dataclass
+class SlowBlockhashRpc(FakeRpc):
+    """Answers `getLatestBlockhash` a moment later, counting the questions."""
+
+    asked: int = 0
+    down: ChainUnreachable | None = None
+
+    async def latest_blockhash(self) -> tuple[Hash, int]:
+        self.asked += 1
+        await asyncio.sleep(0.01)
+        if self.down is not None:
+            raise self.down
+        return BLOCKHASH, 1150
+
+
+async def test_orders_signing_together_ask_for_the_blockhash_once() -> None:
+    rpc = SlowBlockhashRpc()
+    chain = client(rpc)
+
+    signed = await asyncio.gather(*(signed_tx(chain) for _ in range(20)))
+
+    assert rpc.asked == 1
+    assert {s.blockhash for s in signed} == {str(BLOCKHASH)}
+
+
+async def test_a_failed_blockhash_question_is_asked_again_by_the_next_order() -> None:
+    down = ChainUnreachable("node restarting")
+    rpc = SlowBlockhashRpc(down=down)
+    chain = client(rpc)
+
+    results = await asyncio.gather(*(signed_tx(chain) for _ in range(3)), return_exceptions=True)
+
+    assert results == [down, down, down]
+    assert rpc.asked == 1
+    rpc.down = None  # the node is back
+
+    await signed_tx(chain)
+
+    assert rpc.asked == 2
+
+
 async def test_the_same_bytes_are_resent_until_they_land_then_the_fill_is_read() -> None:
     rpc = FakeRpc(lands_after=3)
     chain = client(rpc)
@@ -267,6 +312,41 @@ async def test_program_errors_map_to_failure_codes(
     assert receipt.error_code == expected
     assert events.FailureCode(expected)  # every mapped code is one the events know
     assert receipt.amount_out == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (6003, "SLIPPAGE_EXCEEDED"),
+        (6036, "INSUFFICIENT_LIQUIDITY"),  # BitmapExtensionAccountIsNotProvided
+        (6037, "INSUFFICIENT_LIQUIDITY"),  # CannotFindNonZeroLiquidityBinArrayId
+        (6042, "POOL_NOT_OPEN"),
+        (6035, "INVALID_TRANSACTION"),
+    ],
+)
+def test_dlmm_errors_map_to_failure_codes(code: int, expected: str) -> None:
+    err = TransactionErrorInstructionError(1, InstructionErrorCustom(code))
+
+    error = map_error(err, [COMPUTE_BUDGET, DLMM_PROGRAM_ID, MEMO_PROGRAM_ID], [])
+
+    assert failure_code(error) == expected
+    assert events.FailureCode(expected)
+
+
+def test_a_dlmm_swap_past_the_seeded_bins_says_it_ran_out_of_liquidity() -> None:
+    err = TransactionErrorInstructionError(1, InstructionErrorCustom(6036))
+
+    error = map_error(err, [COMPUTE_BUDGET, DLMM_PROGRAM_ID, MEMO_PROGRAM_ID], [])
+
+    assert describe(error).startswith("the pool has no liquidity left at this price")
+
+
+def test_the_same_code_from_cpmm_is_not_a_dlmm_liquidity_error() -> None:
+    err = TransactionErrorInstructionError(1, InstructionErrorCustom(6036))
+
+    error = map_error(err, [COMPUTE_BUDGET, CPMM_PROGRAM_ID, MEMO_PROGRAM_ID], [])
+
+    assert failure_code(error) == "INVALID_TRANSACTION"
 
 
 async def test_a_dry_run_simulates_and_never_sends() -> None:
