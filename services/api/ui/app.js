@@ -102,6 +102,16 @@ function short(value, digits = 6) {
   return number.toLocaleString(undefined, { maximumFractionDigits: digits });
 }
 
+// A price to 6 significant digits: a new token's (0.000000201 SOL) stays readable.
+function priceText(value) {
+  const number = Number(value);
+  if (!Number.isFinite(number)) return String(value);
+  if (Math.abs(number) >= 1) return short(number, 6);
+  return number.toLocaleString(undefined, { maximumSignificantDigits: 6 });
+}
+// The price scale's step: fine enough for a launched token's price.
+const PRICE_FORMAT = { type: "custom", formatter: priceText, minMove: 1e-12 };
+
 function clock(iso) {
   return iso ? new Date(iso).toLocaleTimeString() : "";
 }
@@ -525,10 +535,11 @@ function makeChart() {
     layout: { background: { color: "#ffffff" }, textColor: "#1d2330" },
     grid: { vertLines: { color: "#eef0f3" }, horzLines: { color: "#eef0f3" } },
     timeScale: { timeVisible: true, secondsVisible: true },
-    localization: { priceFormatter: (price) => short(price, 6) },
+    localization: { priceFormatter: priceText },
   });
   market.candles = chart.addSeries(charts.CandlestickSeries, {
     autoscaleInfoProvider: withOrderLevels,
+    priceFormat: PRICE_FORMAT,
     upColor: "#13795b",
     downColor: "#b42318",
     wickUpColor: "#13795b",
@@ -556,6 +567,7 @@ function makeChart() {
     priceLineVisible: false,
     lastValueVisible: false,
     title: "snipes",
+    priceFormat: PRICE_FORMAT,
   });
   market.chart = chart;
   return true;
@@ -766,8 +778,8 @@ function renderConditional() {
         el("td", {}, order.orderType + (order.trailingBps ? ` ${order.trailingBps} bps` : "")),
         el("td", {}, order.tokenIn === base ? `sell ${base}` : `buy ${base}`),
         el("td", {}, `${short(order.amount)} ${order.tokenIn}`),
-        el("td", {}, levels.map(([name, price]) => `${name} ${short(onChart(order, price))}`).join(", ")),
-        el("td", {}, now === null ? "" : short(now)),
+        el("td", {}, levels.map(([name, price]) => `${name} ${priceText(onChart(order, price))}`).join(", ")),
+        el("td", {}, now === null ? "" : priceText(now)),
         el("td", { class: "distance" }, distances.join(", ")),
       );
     }),
@@ -928,9 +940,9 @@ function paidPerToken(order) {
 }
 
 function sniperDetail(order) {
-  if (order.status === "failed") return `${order.errorCode || ""}: ${order.error || ""}`;
+  if (order.status === "failed") return order.error || order.errorCode || ""; // names each check
   if (order.status === "completed") {
-    return `bought ${short(order.amountOut)} ${order.tokenOut} at ${short(paidPerToken(order), 9)} ${order.tokenIn} each on ${venueName(order.selectedDex)}`;
+    return `bought ${short(order.amountOut)} ${order.tokenOut} at ${priceText(paidPerToken(order))} ${order.tokenIn} each on ${venueName(order.selectedDex)}`;
   }
   if (order.status === "open") {
     const launch = market.launches.get(order.tokenOut);
@@ -982,7 +994,7 @@ function renderSnipers() {
         el("td", { class: "id", title: order.id }, order.id.slice(0, 8)),
         el("td", {}, order.tokenOut),
         el("td", {}, `${short(order.amount)} ${order.tokenIn}`),
-        el("td", { class: "max-price" }, order.maxPrice ? `${short(order.maxPrice, 9)} ${order.tokenIn}` : ""),
+        el("td", { class: "max-price" }, order.maxPrice ? `${priceText(order.maxPrice)} ${order.tokenIn}` : ""),
         el("td", { class: "checks" }, checksText(order.checks, order.tokenIn)),
         el(
           "td",
