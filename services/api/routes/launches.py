@@ -128,7 +128,7 @@ def launch_view(token: LaunchedToken) -> dict[str, Any]:
     }
 
 
-@router.get("/api/launches", responses={s: {"model": ErrorBody} for s in (401, 403)})
+@router.get("/api/launches", responses={s: {"model": ErrorBody} for s in (401, 403, 503)})
 async def launches(feed: LaunchFeedDep, _caller: Authenticated) -> dict[str, Any]:
     """Every launched token, newest open time first (a token whose pool is not created yet
     last)."""
