@@ -242,7 +242,7 @@ async def a_launch_and_its_snipers(
         launched = await client.post(
             "/api/markets/launches",
             headers=admin,
-            json={"symbol": "MEME", "quote": "SOL", "liquidity": "200", "openIn": "3s"},
+            json={"symbol": "MEME", "quote": "SOL", "liquidity": "200", "openIn": "4s"},
         )
         assert launched.status_code == 201, launched.text
     launch = page.locator('#launches tr[data-symbol="MEME"]')
