@@ -19,6 +19,7 @@ from services.api.auth.principal import ADMIN, ORDERS_READ, ORDERS_WRITE, Princi
 from services.api.auth.ratelimit import ConnectionLimiter, retry_after
 from services.api.errors import ApiError
 from services.api.feed import LiveFeed
+from services.api.launch_feed import LaunchFeed
 from services.api.market_feed import MarketFeed
 from services.api.market_read import MarketReadModel
 from services.api.publisher import OrderPublisher
@@ -61,6 +62,10 @@ async def _market_feed(runtime: Runtime) -> MarketFeed:
     return runtime.market_feed
 
 
+async def _launch_feed(runtime: Runtime) -> LaunchFeed:
+    return runtime.launch_feed
+
+
 Runtime = Annotated[ApiRuntime, Depends(_runtime)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 PublisherDep = Annotated[OrderPublisher, Depends(_publisher)]
@@ -69,6 +74,7 @@ FeedDep = Annotated[LiveFeed, Depends(_feed)]
 QuoterDep = Annotated[Quoter, Depends(_quoter)]
 MarketReadDep = Annotated[MarketReadModel, Depends(_market_read)]
 MarketFeedDep = Annotated[MarketFeed, Depends(_market_feed)]
+LaunchFeedDep = Annotated[LaunchFeed, Depends(_launch_feed)]
 
 
 # Declared so that /docs offers both ways in; the credential itself is read from the

@@ -11,6 +11,7 @@ from services.api.auth.ratelimit import ConnectionLimiter, RateLimiter
 from services.api.auth.store import PostgresKeys
 from services.api.auth.tokens import JwtVerifier
 from services.api.feed import LiveFeed
+from services.api.launch_feed import LaunchFeed
 from services.api.market_feed import MarketFeed
 from services.api.market_read import MarketReadModel
 from services.api.models import DependencyHealth
@@ -45,6 +46,7 @@ class ApiRuntime:
     socket_limits: ConnectionLimiter
     market_feed: MarketFeed
     market_read: MarketReadModel
+    launch_feed: LaunchFeed
     started_at: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -57,12 +59,18 @@ class ApiRuntime:
         await producer.start()
         feed = LiveFeed(servers, settings.orders_topic, settings.ws_queue_size)
         market_feed = MarketFeed(servers, settings.market_ticks_topic, settings.ws_queue_size)
+        launch_feed = LaunchFeed(servers, settings.chain_events_topic)
         try:
             # The producer waits for the topic's metadata, which a fresh consumer may not have yet.
             await feed.start(await producer.current.partitions_for(settings.orders_topic))
             try:
                 ticks = settings.market_ticks_topic
                 await market_feed.start(sorted(await producer.current.partitions_for(ticks)))
+                try:
+                    await launch_feed.start()
+                except BaseException:
+                    await market_feed.stop()
+                    raise
             except BaseException:
                 await feed.stop()
                 raise
@@ -82,6 +90,7 @@ class ApiRuntime:
             read_model=ReadModel(pool),
             market_feed=market_feed,
             market_read=MarketReadModel(pool),
+            launch_feed=launch_feed,
             auth=Authenticator(
                 PostgresKeys(pool),
                 enabled=settings.auth == "enabled",
@@ -98,6 +107,7 @@ class ApiRuntime:
         )
 
     async def stop(self) -> None:
+        await self.launch_feed.stop()
         await self.market_feed.stop()
         await self.feed.stop()
         await self.producer.stop()
