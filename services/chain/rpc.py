@@ -258,6 +258,33 @@ async def get_block_height(node: ChainNode, params: Params) -> object:
     return node.slot  # every slot is a block here
 
 
+async def get_block_time(node: ChainNode, params: Params) -> object:
+    """A committed block's clock (unix seconds): what its transactions saw as the Clock sysvar."""
+    slot = _param(params, 0)
+    if not isinstance(slot, int) or isinstance(slot, bool) or slot < 0:
+        raise RpcError(-32602, "Invalid params: the slot must be a non-negative integer")
+    if slot > node.slot:
+        raise RpcError(-32004, f"Block not available for slot {slot}")
+    return node.unix_time(slot)
+
+
+async def get_recent_performance_samples(node: ChainNode, params: Params) -> object:
+    """Solana's 60-second samples, newest first: how many slots and transactions each saw."""
+    limit = _param(params, 0, 720)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= 720:
+        raise RpcError(-32602, "Invalid params: the limit must be an integer from 0 to 720")
+    return [
+        {
+            "slot": sample.slot,
+            "numSlots": sample.num_slots,
+            "numTransactions": sample.num_transactions,
+            "numNonVoteTransactions": sample.num_transactions,  # the node has no votes
+            "samplePeriodSecs": sample.period_seconds,
+        }
+        for sample in node.performance_samples(limit)
+    ]
+
+
 def _transaction_json(
     tx_row: LandedTransaction, config: dict[str, Any]
 ) -> tuple[object, dict[str, object], object]:
@@ -417,6 +444,8 @@ METHODS: dict[str, Handler] = {
     "getTokenAccountBalance": get_token_account_balance,
     "getSlot": get_slot,
     "getBlockHeight": get_block_height,
+    "getBlockTime": get_block_time,
+    "getRecentPerformanceSamples": get_recent_performance_samples,
     "getTransaction": get_transaction,
     "getBlock": get_block,
     "getHealth": get_health,
