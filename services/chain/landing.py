@@ -29,6 +29,7 @@ from typing import Any
 Call = Callable[[Sequence[tuple[str, list[object]]]], Awaitable[list[Any]]]
 SubmissionKey = tuple[datetime, str]  # (created_at, order id): submission order
 SEND_BATCH_BYTES = 48 * 1024  # one POST's body stays under the node's 64 KiB request limit
+NO_SAMPLE_RETRY_SECONDS = 0.2
 FAST_POLL_SECONDS = 0.01  # getSlot near the last closed slot: the send window is one slot
 
 
