@@ -11,8 +11,10 @@ queues its bytes with its submission key (created_at, order id: the trigger engi
 when the node reports slot S - 1 it sends them all, sorted, over one connection in sequential
 batches (the node lands a slot's transactions in arrival order), then they are the market path
 (`send_and_confirm` re-sends the same bytes, which the node dedupes). A sniper signed after
-that is sent at once, after them. The slot length comes from `getRecentPerformanceSamples`
-and the clock's origin from `getBlockTime(0)`, as a Solana client would learn them.
+that is sent at once, after them. A sniper signs no earlier than `SIGN_WITHIN_SLOTS` before the
+open, so the blockhash it signs with is still valid then. The slot length comes from
+`getRecentPerformanceSamples` and the clock's origin from `getBlockTime(0)`, as a Solana client
+would learn them.
 """
 
 from __future__ import annotations
@@ -30,7 +32,11 @@ Call = Callable[[Sequence[tuple[str, list[object]]]], Awaitable[list[Any]]]
 SubmissionKey = tuple[datetime, str]  # (created_at, order id): submission order
 SEND_BATCH_BYTES = 48 * 1024  # one POST's body stays under the node's 64 KiB request limit
 NO_SAMPLE_RETRY_SECONDS = 0.2
-FAST_POLL_SECONDS = 0.01  # getSlot near the last closed slot: the send window is one slot
+FAST_POLL_SECONDS = 0.01
+# A blockhash is valid for 150 slots: a sniper signs no earlier than this many slots before the
+# first open block, so its pre-signed bytes still land there (the client may reuse a blockhash
+# a slot old; the rest is margin).
+SIGN_WITHIN_SLOTS = 100  # getSlot near the last closed slot: the send window is one slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,19 @@ class OpenSender:
         self._call = call
         self._on_open = on_open  # called once the first open block is committed
         self._launches: dict[str, _Launch] = {}
+        self._signable: dict[str, asyncio.Task[None]] = {}  # pool -> its one waiter
+
+    async def wait_signable(self, pool: str, open_time: int) -> None:
+        """Return once a blockhash taken now is still valid in the first open block (a sniper
+        signed earlier would expire before the open and be re-quoted and sent on its own)."""
+        task = self._signable.get(pool)
+        if task is None or _failed(task):
+            task = self._signable[pool] = asyncio.ensure_future(self._signable_at(open_time))
+        await asyncio.shield(task)
+
+    async def _signable_at(self, open_time: int) -> None:
+        clock = await read_slot_clock(self._call)
+        await self._until_slot(clock.first_slot_at(open_time) - SIGN_WITHIN_SLOTS, clock)
 
     def opened(self, pool: str) -> bool:
         """Whether the first open block of this pool is committed (its task finished)."""

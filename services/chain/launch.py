@@ -509,6 +509,10 @@ class LaunchGate:
         )
         return decode_clock(base64.b64decode(found["value"]["data"][0])).unix_timestamp
 
+    async def wait_signable(self, target: LaunchTarget) -> None:
+        """Return once a buy signed now is still valid (its blockhash) in the first open block."""
+        await self._sender.wait_signable(target.pool, target.open_time)
+
     async def send_at_open(self, target: LaunchTarget, key: SubmissionKey, wire: bytes) -> None:
         """Send the signed buy for the first block the pool is open in, in submission order
         with this router's other snipers of the launch (`services.chain.landing`)."""

@@ -89,6 +89,9 @@ class LaunchPort(Protocol):
     async def prepare(self, target: events.LaunchTarget) -> None:
         """Make the launched token and its pool known to this process; idempotent."""
 
+    async def wait_signable(self, target: events.LaunchTarget) -> None:
+        """Return once a buy signed now is still valid (its blockhash) in the first open block."""
+
     async def send_at_open(
         self, target: events.LaunchTarget, key: tuple[datetime, str], wire: bytes
     ) -> None:
@@ -156,6 +159,8 @@ class OrderExecution:
         if step is Step.SUBMIT:
             if self._expired(state):
                 return await self._route(state, state.attempts)  # re-quote, same attempt
+            if state.launch is not None and self.launches is not None:
+                await self.launches.wait_signable(state.launch)  # else it expires before the open
             # Signed now and recorded before it is sent: whoever confirms it (this router, or
             # one taking over after a crash) re-sends exactly these bytes.
             try:
