@@ -50,21 +50,6 @@ async def test_snipers_land_in_the_first_open_block_in_submission_order(
             for order_id in snipers
         ]
         outcomes = [(o["status"], o.get("errorCode")) for o in finals]
-        outcomes = [(o["status"], o.get("errorCode")) for o in finals]
-        url = system.api.settings.solana_rpc_url
-        for o in finals:
-            t = await rpc(url, "getTransaction", o["txHash"], {})
-            print(
-                o["status"],
-                o["createdAt"],
-                o.get("id"),
-                t["slot"],
-                launched.open_time,
-                await rpc(url, "getBlockTime", t["slot"]),
-            )
-            blk = await rpc(url, "getBlock", t["slot"], {"transactionDetails": "signatures"})
-            print(blk["signatures"].index(o["txHash"]))
-            print([e["type"] + str(e.get("occurredAt")) for e in await system.events(o["id"])])
         assert outcomes == [("completed", None)] * 2 + [("failed", "SLIPPAGE_EXCEEDED")] * 3
         # Each at the price its turn gives: the second paid more per MEME than the first, both
         # within maxPrice.
