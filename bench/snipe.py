@@ -11,10 +11,11 @@ and PostgreSQL through the project's launchers unless the environment names runn
 4. once every sniper is final, each one's landing slot is read from the chain.
 
 Reported: the snipers' outcomes; the share that landed in the first slot after the pool
-opened (the router sees the open in the slot whose clock reaches the open time and sends, so
-that is the slot after it: `open slot + 1`), and each one's pool-open -> landed time in slots x
-the slot length; the market orders' submit -> completed p50/p99 over the whole run and over the
-snipe window (from the launch to the last sniper's landing): the priority lane must not starve
+opened (the first block whose clock reaches the open time: the router sends the pre-signed buys
+once the block before it is committed), whether the landings (slot, then position in the block)
+follow submission order, and each one's pool-open -> landed time: (landing slot - first open
+slot) x the slot length, so 0 is the opening block itself; the market orders' submit ->
+completed p50/p99 over the whole run and over the snipe window (from the launch to the last sniper's landing): the priority lane must not starve
 them.
 """
 
@@ -52,6 +53,7 @@ class Sniper:
     armed_at: float
     final: dict[str, Any] | None = None
     landed_slot: int | None = None
+    position: int | None = None  # in its block
 
 
 async def arm(http: aiohttp.ClientSession, base: str, args: argparse.Namespace) -> list[Sniper]:
@@ -94,7 +96,8 @@ async def finals(
 
 
 async def landing_slots(http: aiohttp.ClientSession, rpc: str, snipers: list[Sniper]) -> None:
-    """The slot each completed sniper's transaction landed in (`getTransaction`)."""
+    """The slot and the position in its block of each landed sniper's transaction (a failed
+    one too: SLIPPAGE_EXCEEDED from the program lands) (`getTransaction`, `getBlock`)."""
     done = [s for s in snipers if s.final and s.final.get("txHash")]
     for start in range(0, len(done), 100):
         chunk = done[start : start + 100]
@@ -113,6 +116,19 @@ async def landing_slots(http: aiohttp.ClientSession, rpc: str, snipers: list[Sni
             result = answer.get("result")
             if result is not None:
                 chunk[answer["id"]].landed_slot = int(result["slot"])
+    for slot in sorted({s.landed_slot for s in done if s.landed_slot is not None}):
+        body_one = {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "getBlock",
+            "params": [slot, {"transactionDetails": "signatures"}],
+        }
+        async with http.post(rpc, data=orjson.dumps(body_one)) as response:
+            signatures = orjson.loads(await response.read())["result"]["signatures"]
+        position = {signature: i for i, signature in enumerate(signatures)}
+        for s in done:
+            if s.landed_slot == slot:
+                s.position = position[s.final["txHash"]]  # type: ignore[index]
 
 
 def open_slot(open_time: int, slot_ms: int) -> int:
@@ -170,15 +186,16 @@ async def run(launched: Launched, args: argparse.Namespace) -> dict[str, Any]:
         outcomes[key] = outcomes.get(key, 0) + 1
     landed = [s for s in snipers if s.landed_slot is not None]
     after = [s.landed_slot - opened for s in landed if s.landed_slot is not None]
-    in_first = sum(1 for d in after if d <= 1)
-    by_slot = [s.landed_slot for s in sorted(landed, key=lambda s: s.index) if s.landed_slot]
-    in_order = all(a <= b for a, b in itertools.pairwise(by_slot))
+    in_first = sum(1 for d in after if d == 0)
+    landings = [(s.landed_slot, s.position) for s in sorted(landed, key=lambda s: s.index)]
+    in_order = all(a <= b for a, b in itertools.pairwise(landings))
     start = min(t.due for t in traces) if traces else launch_at
     return {
         "snipers": args.snipers,
         "armed_in_seconds": round(armed_seconds, 2),
         "outcomes": outcomes,
         "open_slot": opened,
+        "landed": len(landed),
         "landed_in_first_slot_after_open": in_first,
         "landed_in_first_slot_share": round(in_first / len(snipers), 3) if snipers else 0,
         "landed_slots_after_open": sorted(set(after)),
