@@ -15,8 +15,8 @@ opened (the first block whose clock reaches the open time: the router sends the 
 once the block before it is committed), whether the landings (slot, then position in the block)
 follow submission order, and each one's pool-open -> landed time: (landing slot - first open
 slot) x the slot length, so 0 is the opening block itself; the market orders' submit ->
-completed p50/p99 over the whole run and over the snipe window (from the launch to the last sniper's landing): the priority lane must not starve
-them.
+completed p50/p99 over the whole run and over the snipe window (from the launch to the last
+sniper's landing): the priority lane must not starve them.
 """
 
 from __future__ import annotations
