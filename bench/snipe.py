@@ -35,7 +35,7 @@ import aiohttp
 import orjson
 
 from bench.clients import Clients, OrderTrace, generate
-from bench.launcher import Launched, Topology, run_launched, start_process
+from bench.launcher import Launched, Topology, auth_headers, run_launched, start_process
 from bench.report import machine, percentiles
 from bench.workload import LoadConfig
 from infra.kafka.launcher import free_port
@@ -158,8 +158,8 @@ async def run(launched: Launched, args: argparse.Namespace) -> dict[str, Any]:
     await launched.wait_healthy(urls)
     base = urls[0]
     config = LoadConfig(rate=args.rate, duration=args.seconds, ws_share=1.0, max_usd=1_000.0)
-    clients = Clients(urls, config)
-    async with aiohttp.ClientSession() as http:
+    clients = Clients(urls, config, launched.api_key)
+    async with aiohttp.ClientSession(headers=auth_headers(launched.api_key)) as http:
         armed_started = time.time()
         snipers = await arm(http, base, args)
         armed_seconds = time.time() - armed_started
