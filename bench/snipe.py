@@ -28,6 +28,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -54,6 +55,8 @@ class Sniper:
     final: dict[str, Any] | None = None
     landed_slot: int | None = None
     position: int | None = None  # in its block
+    signed_at: float | None = None  # its first TransactionSubmitted, unix seconds
+    attempts: int = 0
 
 
 async def arm(http: aiohttp.ClientSession, base: str, args: argparse.Namespace) -> list[Sniper]:
@@ -73,6 +76,22 @@ async def arm(http: aiohttp.ClientSession, base: str, args: argparse.Namespace) 
                 raise SystemExit(f"sniper {index} refused: {response.status} {answer}")
         snipers.append(Sniper(index, answer["orderId"], time.time()))
     return snipers
+
+
+async def signed_at(http: aiohttp.ClientSession, base: str, snipers: list[Sniper]) -> None:
+    """When each sniper's first signed transaction was recorded, and how many attempts it took:
+    a sniper recorded after the open, or retried, cannot be in the open's batch."""
+    limit = asyncio.Semaphore(20)
+
+    async def one(sniper: Sniper) -> None:
+        async with limit, http.get(f"{base}/api/orders/{sniper.order_id}/events") as response:
+            found = (await response.json())["events"]
+        times = [e["occurredAt"] for e in found if e["type"] == "TransactionSubmitted"]
+        if times:
+            sniper.signed_at = datetime.fromisoformat(times[0]).timestamp()
+        sniper.attempts = len(times)
+
+    await asyncio.gather(*(one(s) for s in snipers))
 
 
 async def finals(
@@ -175,6 +194,7 @@ async def run(launched: Launched, args: argparse.Namespace) -> dict[str, Any]:
         snipe_end = time.time()
         traces = await load
         await landing_slots(http, settings.solana_rpc_url, snipers)
+        await signed_at(http, base, snipers)
     await clients.close()
 
     opened = open_slot(launch.open_time, settings.slot_ms)
@@ -201,6 +221,12 @@ async def run(launched: Launched, args: argparse.Namespace) -> dict[str, Any]:
         "landed_slots_after_open": sorted(set(after)),
         "pool_open_to_landed_ms": percentiles([d * settings.slot_ms / 1000 for d in after]),
         "landing_slots_follow_submission_order": in_order,
+        # Wall time, launch -> the sniper's first signed transaction recorded (the pool opens
+        # about --open-in seconds after the launch).
+        "launch_to_signed_ms": percentiles(
+            [s.signed_at - launch_at for s in snipers if s.signed_at is not None]
+        ),
+        "signed_more_than_once": sum(1 for s in snipers if s.attempts > 1),
         "market": {
             "rate": args.rate,
             "seconds": args.seconds,
