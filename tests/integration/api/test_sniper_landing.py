@@ -38,7 +38,11 @@ async def test_snipers_land_in_the_first_open_block_in_submission_order(
     async with running(settings) as system:
         lenient = {"mintRenounced": False, "freezeRenounced": False}
         # Armed one after another: submission order is this order.
-        body = {"amount": str(AMOUNT), "maxPrice": str(MAX_PRICE), "slippage": "0.9"}
+        body: dict[str, Any] = {
+            "amount": str(AMOUNT),
+            "maxPrice": str(MAX_PRICE),
+            "slippage": "0.9",
+        }
         snipers = [await snipe(system, checks=lenient, **body) for _ in range(5)]
         spec = LaunchSpec(
             symbol="MEME", quote="SOL", liquidity=LIQUIDITY, venue=LaunchVenue.RAYDIUM,
