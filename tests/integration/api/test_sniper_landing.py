@@ -16,7 +16,7 @@ from tests.fixtures.settings import MakeSettings, unique
 from tests.integration.api.test_conditional_orders import running
 from tests.integration.api.test_sniper_orders import snipe
 
-LIQUIDITY = Decimal(4)  # SOL against the whole supply (10^9 MEME): 4e-9 SOL per MEME
+LIQUIDITY = Decimal(4)  # SOL against the whole supply (10^9 LAND): 4e-9 SOL per LAND
 AMOUNT = Decimal(2)  # each buy is half the pool's SOL: average prices 1.5, 3, 5, 7.5 x spot
 MAX_PRICE = Decimal("0.000000016")  # 4 x spot: the first two fill, the rest would overpay
 
@@ -42,10 +42,11 @@ async def test_snipers_land_in_the_first_open_block_in_submission_order(
             "amount": str(AMOUNT),
             "maxPrice": str(MAX_PRICE),
             "slippage": "0.9",
+            "tokenOut": "LAND",  # launched tokens are known per process: one symbol per test
         }
         snipers = [await snipe(system, checks=lenient, **body) for _ in range(5)]
         spec = LaunchSpec(
-            symbol="MEME", quote="SOL", liquidity=LIQUIDITY, venue=LaunchVenue.RAYDIUM,
+            symbol="LAND", quote="SOL", liquidity=LIQUIDITY, venue=LaunchVenue.RAYDIUM,
             open_in_seconds=5,
         )  # fmt: skip
         launched = await launch_and_publish(system.api.settings, spec)
@@ -55,7 +56,7 @@ async def test_snipers_land_in_the_first_open_block_in_submission_order(
         ]
         outcomes = [(o["status"], o.get("errorCode")) for o in finals]
         assert outcomes == [("completed", None)] * 2 + [("failed", "SLIPPAGE_EXCEEDED")] * 3
-        # Each at the price its turn gives: the second paid more per MEME than the first, both
+        # Each at the price its turn gives: the second paid more per LAND than the first, both
         # within maxPrice.
         paid = [Decimal(o["amount"]) / Decimal(o["amountOut"]) for o in finals[:2]]
         assert paid[0] < paid[1] <= MAX_PRICE
