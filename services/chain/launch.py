@@ -41,6 +41,7 @@ from solders.transaction import Transaction
 from schemas.chain import ChainEvent, PoolCreated, TokenAuthorities, encode_chain
 from schemas.events import LaunchTarget
 from services.chain.genesis import wallet_keypair
+from services.chain.landing import OpenSender, SubmissionKey
 from services.chain.rpc_venues import RpcPoolSource, SnapshotVenue
 from services.chain.solana_client import RPC_DOWN, unreachable
 from services.chain.svm.constants import (
@@ -459,19 +460,18 @@ class LaunchGate:
 
     `prepare` registers the token in this process (so pricing, the pool listing and signing
     know its mint and decimals), creates the engine wallet's token account for it (a swap
-    cannot create the account it pays into) and lists the pools again; `wait_open` polls the
-    chain's Clock sysvar until the open time, so the buy is sent for the first block the
-    program accepts it in. Both are idempotent: a router taking an order over repeats them.
+    cannot create the account it pays into) and lists the pools again; `send_at_open` sends
+    the signed buys for the first block whose clock reaches the open time, in submission
+    order. Both are idempotent: a router taking an order over repeats them.
     """
 
-    def __init__(
-        self, pools: RpcPoolSource, wallet: Keypair, *, poll_seconds: float = 0.05
-    ) -> None:
+    def __init__(self, pools: RpcPoolSource, wallet: Keypair) -> None:
         self._pools = pools
         self._wallet = wallet
-        self._poll = poll_seconds
         self._preparing: dict[str, asyncio.Task[None]] = {}  # pool -> its one preparation
-        self._opening: dict[str, asyncio.Task[None]] = {}  # pool -> the one clock poller
+        # One sender per launch, however many snipers wait on it: 1,000 snipers polling the
+        # clock each would be 20,000 calls a second on the node.
+        self._sender = OpenSender(pools.call, on_open=pools.expire_snapshot)
         self._at_open: dict[str, asyncio.Future[PoolSnapshot]] = {}  # pool -> its one read
 
     async def prepare(self, target: LaunchTarget) -> None:
@@ -494,9 +494,7 @@ class LaunchGate:
         One read per launch for all its snipers: until the open nobody can trade the new pool,
         so its reserves are those of its creation (the first short bench run had 100 snipers
         each reading every pool account at once, which slowed the node for everyone)."""
-        poller = self._opening.get(target.pool)
-        opened = poller is not None and poller.done() and poller.exception() is None
-        if opened or await self.chain_time() >= target.open_time:
+        if self._sender.opened(target.pool) or await self.chain_time() >= target.open_time:
             return None
         task = self._at_open.get(target.pool)
         if task is None or (task.done() and task.exception() is not None):
@@ -511,20 +509,14 @@ class LaunchGate:
         )
         return decode_clock(base64.b64decode(found["value"]["data"][0])).unix_timestamp
 
-    async def wait_open(self, target: LaunchTarget) -> None:
-        # One poller per pool, however many snipers wait on it: 1,000 snipers polling the
-        # clock each would be 20,000 calls a second on the node.
-        poller = self._opening.get(target.pool)
-        if poller is None or (poller.done() and poller.exception() is not None):
-            poller = asyncio.ensure_future(self._poll_open(target.open_time))
-            self._opening[target.pool] = poller
-        await asyncio.shield(poller)
+    async def wait_signable(self, target: LaunchTarget) -> None:
+        """Return once a buy signed now is still valid (its blockhash) in the first open block."""
+        await self._sender.wait_signable(target.pool, target.open_time)
 
-    async def _poll_open(self, open_time: int) -> None:
-        # Polling another process's clock: there is no event to wait on.
-        while await self.chain_time() < open_time:  # noqa: ASYNC110
-            await asyncio.sleep(self._poll)
-        self._pools.expire_snapshot()
+    async def send_at_open(self, target: LaunchTarget, key: SubmissionKey, wire: bytes) -> None:
+        """Send the signed buy for the first block the pool is open in, in submission order
+        with this router's other snipers of the launch (`services.chain.landing`)."""
+        await self._sender.send_at_open(target.pool, target.open_time, key, wire)
 
     async def _ensure_token_account(self, mint: Pubkey) -> None:
         owner = self._wallet.pubkey()

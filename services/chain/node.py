@@ -23,7 +23,9 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -61,6 +63,8 @@ TOKEN_ACCOUNT_LEN = 165  # an SPL token account's base layout
 _TOKEN_PROGRAMS = (TOKEN_PROGRAM_ID, TOKEN_2022_PROGRAM_ID)
 STATUS_CACHE_SLOTS = 2 * MAX_PROCESSING_AGE  # recent statuses kept in memory for dedupe
 PERSIST_RETRY_SECONDS = 0.5  # a block's commit is retried this often while PostgreSQL is down
+SAMPLE_SECONDS = 60  # Solana's performance sample period
+MAX_SAMPLES = 720  # getRecentPerformanceSamples' largest limit, as on Solana
 
 
 class ChainMismatchError(RuntimeError):
@@ -150,6 +154,16 @@ class _Pending:
     raw: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class PerformanceSample:
+    """`num_slots` slots ending at `slot`, which took `period_seconds`, and what they landed."""
+
+    slot: int
+    num_slots: int
+    num_transactions: int
+    period_seconds: int
+
+
 @dataclass(slots=True)
 class Stats:
     """CPU spent landing blocks (VM execution and reading back the accounts), and counts."""
@@ -189,6 +203,7 @@ class ChainNode:
         self._next_prune = 0
         self._pending: list[_Pending] = []
         self._pending_signatures: set[str] = set()
+        self._landed_by_slot: deque[tuple[int, int]] = deque()  # (slot, landed) of recent blocks
         self._commit = asyncio.Lock()  # held from landing a block until it is committed
         self._stopping = asyncio.Event()
         self._vm: SolanaVm | None = None
@@ -279,9 +294,41 @@ class ChainNode:
                     self.stats.blocks += 1
                 for tx in block.transactions:
                     self._statuses[tx.signature] = tx
+                self._count_landed(slot, len(block.transactions))
                 for pending in queued:
                     self._pending_signatures.discard(pending.signature)
             self._advance(slot)
+
+    def _count_landed(self, slot: int, landed: int) -> None:
+        if landed:
+            self._landed_by_slot.append((slot, landed))
+        horizon = slot - MAX_SAMPLES * self._sample_slots()
+        while self._landed_by_slot and self._landed_by_slot[0][0] <= horizon:
+            self._landed_by_slot.popleft()
+
+    def _sample_slots(self) -> int:
+        # A sample spans whole seconds, so its slot length is exact: slots come in units that
+        # last a whole number of seconds (5 slots = 2 s at 400 ms).
+        unit = 1000 // math.gcd(1000, self.slot_ms)
+        return max(unit, SAMPLE_SECONDS * 1000 // self.slot_ms // unit * unit)
+
+    def performance_samples(self, limit: int) -> list[PerformanceSample]:
+        """Solana's recent performance samples, newest first, each ending at a slot. Slots follow
+        the wall clock, so a sample's duration is its slots x the slot length; a chain younger
+        than one period gets one shorter sample (Solana's first sample takes a minute to come,
+        but a client asking for the slot length should not have to wait for it)."""
+        unit = 1000 // math.gcd(1000, self.slot_ms)
+        samples: list[PerformanceSample] = []
+        end = self.slot
+        while len(samples) < limit:
+            num_slots = min(self._sample_slots(), end // unit * unit)
+            if num_slots == 0:
+                break
+            landed = sum(n for s, n in self._landed_by_slot if end - num_slots < s <= end)
+            seconds = num_slots * self.slot_ms // 1000
+            samples.append(PerformanceSample(end, num_slots, landed, seconds))
+            end -= num_slots
+        return samples
 
     async def _persist(self, block: Block) -> None:
         """Commit the block, waiting out a PostgreSQL outage: the block stays unreported (and

@@ -89,8 +89,14 @@ class LaunchPort(Protocol):
     async def prepare(self, target: events.LaunchTarget) -> None:
         """Make the launched token and its pool known to this process; idempotent."""
 
-    async def wait_open(self, target: events.LaunchTarget) -> None:
-        """Return once the chain's clock has reached the pool's open time."""
+    async def wait_signable(self, target: events.LaunchTarget) -> None:
+        """Return once a buy signed now is still valid (its blockhash) in the first open block."""
+
+    async def send_at_open(
+        self, target: events.LaunchTarget, key: tuple[datetime, str], wire: bytes
+    ) -> None:
+        """Send the signed buy for the first block the pool is open in, in submission order
+        (`key`) with the launch's other snipers; return once sent."""
 
     async def venues_at_open(self, target: events.LaunchTarget) -> list[VenueAdapter] | None:
         """The venues as they will be at the open (the launched pool quotable before it);
@@ -153,6 +159,8 @@ class OrderExecution:
         if step is Step.SUBMIT:
             if self._expired(state):
                 return await self._route(state, state.attempts)  # re-quote, same attempt
+            if state.launch is not None and self.launches is not None:
+                await self.launches.wait_signable(state.launch)  # else it expires before the open
             # Signed now and recorded before it is sent: whoever confirms it (this router, or
             # one taking over after a crash) re-sends exactly these bytes.
             try:
@@ -286,8 +294,12 @@ class OrderExecution:
 
     async def _confirm(self, state: OrderState) -> OrderState:
         tx = transaction_for(state)
-        if state.launch is not None and self.launches is not None:
-            await self.launches.wait_open(state.launch)  # the program refuses it before
+        if state.launch is not None and self.launches is not None and tx.wire is not None:
+            # Never before the open (the program refuses it, 6000): the launch's one sender
+            # sends it for the first open block, in submission order; the re-send below finds
+            # it queued or landed (a signature lands once).
+            key = (state.created_at, str(state.order_id))
+            await self.launches.send_at_open(state.launch, key, tx.wire)
         try:
             try:
                 receipt = await self.chain.send_and_confirm(tx, state.attempts)
