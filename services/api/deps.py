@@ -26,6 +26,7 @@ from services.api.quotes import Quoter
 from services.api.read_model import ReadModel
 from services.api.runtime import ApiRuntime
 from services.common.settings import Settings
+from services.domain.launches import Launches
 
 
 async def _runtime(connection: HTTPConnection) -> ApiRuntime:
@@ -61,6 +62,10 @@ async def _market_feed(runtime: Runtime) -> MarketFeed:
     return runtime.market_feed
 
 
+async def _launches(runtime: Runtime) -> Launches:
+    return runtime.chain_events.launches
+
+
 Runtime = Annotated[ApiRuntime, Depends(_runtime)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 PublisherDep = Annotated[OrderPublisher, Depends(_publisher)]
@@ -69,6 +74,8 @@ FeedDep = Annotated[LiveFeed, Depends(_feed)]
 QuoterDep = Annotated[Quoter, Depends(_quoter)]
 MarketReadDep = Annotated[MarketReadModel, Depends(_market_read)]
 MarketFeedDep = Annotated[MarketFeed, Depends(_market_feed)]
+LaunchesDep = Annotated[Launches, Depends(_launches)]
+"""The launches folded from `chain.events` so far (services/common/chain_events.py)."""
 
 
 # Declared so that /docs offers both ways in; the credential itself is read from the

@@ -18,6 +18,7 @@ from services.api.publisher import OrderPublisher
 from services.api.quotes import Quoter
 from services.api.read_model import ReadModel, ReadModelUnavailable, open_read_pool
 from services.chain.rpc_venues import RpcFailure
+from services.common.chain_events import ChainEventsFollower
 from services.common.kafka import (
     RenewingProducer,
     ensure_topics,
@@ -45,6 +46,7 @@ class ApiRuntime:
     socket_limits: ConnectionLimiter
     market_feed: MarketFeed
     market_read: MarketReadModel
+    chain_events: ChainEventsFollower
     started_at: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -69,6 +71,23 @@ class ApiRuntime:
         except BaseException:
             await producer.stop()
             raise
+        quoter = Quoter(settings.solana_rpc_url, split_threshold_bps=settings.split_threshold_bps)
+        # Launched tokens: validation, quotes and the market list know them once their pool
+        # exists (the topic folded from its start now, then followed).
+        chain_events = ChainEventsFollower(
+            servers,
+            settings.chain_events_topic,
+            client_id="oee-api-chain",
+            on_launch=lambda _token: quoter.list_pools_again(),
+        )
+        try:
+            await chain_events.start()
+        except BaseException:
+            await market_feed.stop()
+            await feed.stop()
+            await producer.stop()
+            await quoter.close()
+            raise
         pool = open_read_pool(settings.postgres_url, settings.read_pool_size)
         # Without waiting: the pool keeps trying in the background while PostgreSQL is down.
         await pool.open(wait=False)
@@ -92,12 +111,12 @@ class ApiRuntime:
                 settings.rate_limit_orders_per_second, settings.rate_limit_burst
             ),
             socket_limits=ConnectionLimiter(settings.ws_max_connections_per_key),
-            quoter=Quoter(
-                settings.solana_rpc_url, split_threshold_bps=settings.split_threshold_bps
-            ),
+            quoter=quoter,
+            chain_events=chain_events,
         )
 
     async def stop(self) -> None:
+        await self.chain_events.stop()
         await self.market_feed.stop()
         await self.feed.stop()
         await self.producer.stop()

@@ -1,0 +1,129 @@
+"""Following `chain.events` (issue 18): how a process learns the tokens launched on the chain.
+
+Every process that names tokens or lists pools (the API's validation, quotes and market list,
+the router, the market process) runs one `ChainEventsFollower`: at start it folds the topic
+from its beginning to its end (`services.domain.launches.fold_chain`; a small topic, one record
+per launch step), then follows it live. Each launched token whose pool exists is learnt into
+the process's `TokenRegistry`, and the process's `on_launch` is told of it once (the router
+lists the pools again and opens its wallet's token account; the market process starts trading
+the pool). An `on_launch` that fails is retried at the next read, so a node down for a moment
+does not leave a launch unknown.
+
+Unreadable records are skipped with a warning: the trigger engine dead-letters them (consumer
+`triggers`), once, rather than every follower a copy each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+
+from schemas.chain import UndecodableChainRecord, decode_chain
+from services.common.kafka import log_reader
+from services.domain.launches import NO_LAUNCHES, LaunchedToken, Launches, fold_chain
+from services.domain.launches import learn_launched as learn_into
+from services.domain.tokens import REGISTRY, TokenRegistry
+
+log = logging.getLogger(__name__)
+
+OnLaunch = Callable[[LaunchedToken], Awaitable[None]]
+READ_TIMEOUT_MS = 200  # a launch is tradeable on every process within about this of its 201
+
+
+class ChainEventsFollower:
+    """The fold of `chain.events` in one process, kept current, feeding its token registry."""
+
+    def __init__(
+        self,
+        servers: str,
+        topic: str,
+        *,
+        client_id: str,
+        tokens: TokenRegistry = REGISTRY,
+        on_launch: OnLaunch | None = None,
+    ) -> None:
+        self.topic = topic
+        self.tokens = tokens
+        self.launches: Launches = NO_LAUNCHES
+        self._on_launch = on_launch
+        self._unannounced: list[LaunchedToken] = []  # learnt; on_launch not done yet
+        self._consumer: AIOKafkaConsumer = log_reader(servers, client_id=client_id)
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Condition()
+
+    async def start(self) -> int:
+        """Fold the topic from its start to its end now, then follow it; the records folded."""
+        await self._consumer.start()
+        partition = TopicPartition(self.topic, 0)
+        self._consumer.assign([partition])
+        await self._consumer.seek_to_beginning(partition)
+        end = (await self._consumer.end_offsets([partition]))[partition]
+        records = 0
+        while await self._consumer.position(partition) < end:
+            batches = await self._consumer.getmany(partition, timeout_ms=500, max_records=5000)
+            for record in batches.get(partition, []):
+                records += 1
+                self._fold(record)
+        await self._learn()
+        self._task = asyncio.create_task(self._follow(), name=f"follow-{self.topic}")
+        return records
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+    async def wait_for(self, symbol: str, timeout: float) -> LaunchedToken:
+        """The launched token once its pool is known and announced here (TimeoutError if not
+        within `timeout` seconds): for tests and tools that launch and then trade."""
+
+        def ready() -> bool:
+            token = self.launches.get(symbol)
+            waiting = {t.symbol for t in self._unannounced}
+            return token is not None and token.pool is not None and symbol not in waiting
+
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(ready)
+        return self.launches[symbol]
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                batches = await self._consumer.getmany(timeout_ms=READ_TIMEOUT_MS)
+            except KafkaError as exc:
+                log.warning("chain event read failed (%s); retrying", exc)
+                await asyncio.sleep(1)
+                continue
+            for batch in batches.values():
+                for record in batch:
+                    self._fold(record)
+            await self._learn()
+
+    def _fold(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            event = decode_chain(record.value)
+        except UndecodableChainRecord as exc:
+            log.warning("unreadable chain event at offset %d skipped: %s", record.offset, exc)
+            return
+        self.launches = fold_chain(self.launches, event)
+
+    async def _learn(self) -> None:
+        """Learn new tokens, then tell `on_launch` of each (again, later, if it failed)."""
+        self._unannounced += learn_into(self.tokens, self.launches)
+        still: list[LaunchedToken] = []
+        for token in self._unannounced:
+            try:
+                if self._on_launch is not None:
+                    await self._on_launch(token)
+                log.info("launched token %s tradeable here (pool %s)", token.pair, token.pool)
+            except Exception:  # any failure: the next read retries it
+                log.exception("making launch %s known failed; retrying", token.pair)
+                still.append(token)
+        self._unannounced = still
+        async with self._changed:
+            self._changed.notify_all()
