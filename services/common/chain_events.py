@@ -51,6 +51,7 @@ class ChainEventsFollower:
         self.launches: Launches = NO_LAUNCHES
         self._on_launch = on_launch
         self._unannounced: list[LaunchedToken] = []  # learnt; on_launch not done yet
+        self.client_id = client_id
         self._consumer: AIOKafkaConsumer = log_reader(servers, client_id=client_id)
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Condition()
@@ -120,9 +121,14 @@ class ChainEventsFollower:
             try:
                 if self._on_launch is not None:
                     await self._on_launch(token)
-                log.info("launched token %s tradeable here (pool %s)", token.pair, token.pool)
+                log.info(
+                    "%s: launched token %s tradeable (pool %s)",
+                    self.client_id,
+                    token.pair,
+                    token.pool,
+                )
             except Exception:  # any failure: the next read retries it
-                log.exception("making launch %s known failed; retrying", token.pair)
+                log.exception("%s: making %s known failed; retrying", self.client_id, token.pair)
                 still.append(token)
         self._unannounced = still
         async with self._changed:
