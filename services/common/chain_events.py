@@ -24,8 +24,13 @@ from aiokafka.errors import KafkaError
 
 from schemas.chain import UndecodableChainRecord, decode_chain
 from services.common.kafka import log_reader
-from services.domain.launches import NO_LAUNCHES, LaunchedToken, Launches, fold_chain
-from services.domain.launches import learn_launched as learn_into
+from services.domain.launches import (
+    NO_LAUNCHES,
+    LaunchedToken,
+    Launches,
+    fold_chain,
+    tradeable_tokens,
+)
 from services.domain.tokens import REGISTRY, TokenRegistry
 
 log = logging.getLogger(__name__)
@@ -50,11 +55,10 @@ class ChainEventsFollower:
         self.tokens = tokens
         self.launches: Launches = NO_LAUNCHES
         self._on_launch = on_launch
-        self._unannounced: list[LaunchedToken] = []  # learnt; on_launch not done yet
+        self._announced: set[str] = set()  # symbols whose on_launch succeeded (or never will)
         self.client_id = client_id
         self._consumer: AIOKafkaConsumer = log_reader(servers, client_id=client_id)
         self._task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Condition()
 
     async def start(self) -> int:
         """Fold the topic from its start to its end now, then follow it; the records folded."""
@@ -79,19 +83,6 @@ class ChainEventsFollower:
             await asyncio.gather(self._task, return_exceptions=True)
         await self._consumer.stop()
 
-    async def wait_for(self, symbol: str, timeout: float) -> LaunchedToken:
-        """The launched token once its pool is known and announced here (TimeoutError if not
-        within `timeout` seconds): for tests and tools that launch and then trade."""
-
-        def ready() -> bool:
-            token = self.launches.get(symbol)
-            waiting = {t.symbol for t in self._unannounced}
-            return token is not None and token.pool is not None and symbol not in waiting
-
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(ready)
-        return self.launches[symbol]
-
     async def _follow(self) -> None:
         while True:
             try:
@@ -114,22 +105,26 @@ class ChainEventsFollower:
         self.launches = fold_chain(self.launches, event)
 
     async def _learn(self) -> None:
-        """Learn new tokens, then tell `on_launch` of each (again, later, if it failed)."""
-        self._unannounced += learn_into(self.tokens, self.launches)
-        still: list[LaunchedToken] = []
-        for token in self._unannounced:
+        """Learn each tradeable launched token not announced here yet, and tell `on_launch`
+        (again, at the next read, if it failed). Announced per follower, not by whether the
+        registry knew the token: processes sharing one registry (tests) each need the news."""
+        for token in tradeable_tokens(self.launches):
+            if token.symbol in self._announced:
+                continue
+            launch = self.launches[token.symbol]
+            try:
+                self.tokens.learn(token)
+            except ValueError as exc:  # a symbol taken by another mint: never tradeable here
+                log.warning("%s: launch %s ignored: %s", self.client_id, launch.pair, exc)
+                self._announced.add(token.symbol)
+                continue
             try:
                 if self._on_launch is not None:
-                    await self._on_launch(token)
-                log.info(
-                    "%s: launched token %s tradeable (pool %s)",
-                    self.client_id,
-                    token.pair,
-                    token.pool,
-                )
+                    await self._on_launch(launch)
             except Exception:  # any failure: the next read retries it
-                log.exception("%s: making %s known failed; retrying", self.client_id, token.pair)
-                still.append(token)
-        self._unannounced = still
-        async with self._changed:
-            self._changed.notify_all()
+                log.exception("%s: making %s known failed; retrying", self.client_id, launch.pair)
+                continue
+            self._announced.add(token.symbol)
+            log.info(
+                "%s: launched %s tradeable (pool %s)", self.client_id, launch.pair, launch.pool
+            )
