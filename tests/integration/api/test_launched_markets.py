@@ -3,7 +3,7 @@ trigger engine, market process, Kafka and a chain node): it is listed in `/api/m
 creation (with when it opens), the background market trades it and ticks it, a plain market
 order and a limit order on it complete, and a sniper's autoSell OCO is triggered by its ticks.
 
-Heavy (about a minute: a launch, two market moves and five orders on one chain node).
+About 10 s: one chain node (20 ms slots), one launch, two market moves, four orders.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from collections.abc import AsyncIterator, Awaitable
 from decimal import Decimal
 from typing import Any
 
-import pytest
-
 from services.chain.launch import launch_and_publish
 from services.domain.launch import LaunchSpec, LaunchVenue
 from services.market.process import MarketProcess
@@ -27,8 +25,6 @@ from tests.fixtures.market import market_projector_running
 from tests.fixtures.projector import eventually
 from tests.fixtures.settings import MakeSettings, unique
 from tests.integration.api.test_conditional_orders import System, running
-
-pytestmark = pytest.mark.slow
 
 
 @contextlib.asynccontextmanager
