@@ -57,11 +57,13 @@ class ChainEventsFollower:
         self._on_launch = on_launch
         self._announced: set[str] = set()  # symbols whose on_launch succeeded (or never will)
         self.client_id = client_id
-        self._consumer: AIOKafkaConsumer = log_reader(servers, client_id=client_id)
+        self._servers = servers
+        self._consumer: AIOKafkaConsumer | None = None  # made in start(): it binds to the loop
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         """Fold the topic from its start to its end now, then follow it; the records folded."""
+        self._consumer = log_reader(self._servers, client_id=self.client_id)
         await self._consumer.start()
         partition = TopicPartition(self.topic, 0)
         self._consumer.assign([partition])
@@ -81,9 +83,11 @@ class ChainEventsFollower:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
+        if self._consumer is not None:
+            await self._consumer.stop()
 
     async def _follow(self) -> None:
+        assert self._consumer is not None
         while True:
             try:
                 batches = await self._consumer.getmany(timeout_ms=READ_TIMEOUT_MS)
