@@ -105,8 +105,9 @@ _RESTING_SQL = (
     " WHERE o.order_type NOT IN ('market', 'sniper')"
     "   AND o.status NOT IN ('completed', 'failed', 'cancelled', 'expired')"
 )
-# Snipers' own fields (max price, checks, autoSell, ...) are not read-model columns, so an
-# unfinished sniper is folded from its submission on the log instead (they are few).
+# An unfinished sniper is folded from its submission on the log instead (they are few): its own
+# fields (max price, checks, autoSell, ...) are read-model columns only since migration 0011, and
+# a row projected before it holds the defaults (no checks) until its next event or a rebuild.
 _SNIPER_STARTS_SQL = (
     "SELECT e.log_partition, min(e.log_offset)"
     " FROM read_model.orders o JOIN read_model.order_events e"
