@@ -72,8 +72,8 @@ class ApiRuntime:
             await producer.stop()
             raise
         quoter = Quoter(settings.solana_rpc_url, split_threshold_bps=settings.split_threshold_bps)
-        # Launched tokens: validation, quotes and the market list know them once their pool
-        # exists (the topic folded from its start now, then followed).
+        # Launched tokens: validation, quotes, the market list and GET /api/launches know them
+        # (the topic folded from its start now, then followed).
         chain_events = ChainEventsFollower(
             servers,
             settings.chain_events_topic,

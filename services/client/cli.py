@@ -30,6 +30,7 @@ from services.client.render import (
     orders_table,
     progress_view,
     status_view,
+    with_sniper_terms,
 )
 from services.client.watch import follow
 
@@ -435,6 +436,13 @@ def list_orders(
             limit=limit,
             cursor=cursor,
         )
+        # A sniper's max price is in its submission when the read model's row lacks it.
+        page["orders"] = [
+            with_sniper_terms(order, client.events(str(order["id"])))
+            if order.get("orderType") == "sniper" and order.get("maxPrice") is None
+            else order
+            for order in page.get("orders", [])
+        ]
     if as_json:
         _print_json(page)
     else:

@@ -245,8 +245,80 @@ def progress_view(progress: OrderProgress) -> RenderableType:
     return Group(*parts)
 
 
+SNIPER_FIELDS = ("maxPrice", "checks", "onlyAtLaunch", "autoSell", "priority")
+
+
+def with_sniper_terms(
+    order: Mapping[str, Any], events: Iterable[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """The order row with a sniper's terms (max price, checks, ...) filled in from its
+    `OrderSubmitted` where the row lacks them (a read model before migration 0011)."""
+    found = dict(order)
+    if order.get("orderType") != "sniper" or order.get("maxPrice") is not None:
+        return found
+    for event in events:
+        if event.get("type") == "OrderSubmitted":
+            payload = event.get("payload", {})
+            for name in SNIPER_FIELDS:
+                if found.get(name) is None and payload.get(name) is not None:
+                    found[name] = payload[name]
+    return found
+
+
+def checks_text(checks: Mapping[str, Any] | None, quote: str | None = None) -> str:
+    """A sniper's rug checks in words: what must hold before it buys."""
+    if not checks:
+        return "none"
+    wanted = [
+        label
+        for name, label in (
+            ("mintRenounced", "mint renounced"),
+            ("freezeRenounced", "freeze renounced"),
+            ("lpBurned", "LP burned"),
+        )
+        if checks.get(name)
+    ]
+    if checks.get("minLiquidity") is not None:
+        wanted.append(f"liquidity ≥ {display.amount(checks['minLiquidity'], quote)}")
+    return ", ".join(wanted) or "none"
+
+
+def terms_text(order: Mapping[str, Any]) -> str:
+    """What a resting order waits for, in one line (empty for a market order)."""
+    if order.get("orderType") == "sniper":
+        price = order.get("maxPrice")
+        per = f" {order.get('tokenIn')}/{order.get('tokenOut')}"
+        return (
+            f"sniper {order.get('tokenOut')}, max price {display.price(price)}{per}"
+            if (price is not None)
+            else f"sniper {order.get('tokenOut')}"
+        )
+    named = (
+        ("limit", "limitPrice"),
+        ("trigger", "triggerPrice"),
+        ("take profit", "takeProfitPrice"),
+        ("stop loss", "stopLossPrice"),
+    )
+    kind = order.get("orderType")
+    if not kind or kind == "market":
+        return ""
+    prices = [
+        display.price(order[key]) if label == kind else f"{label} {display.price(order[key])}"
+        for label, key in named
+        if order.get(key)
+    ]
+    if order.get("trailingBps"):
+        prices.append(f"{order['trailingBps']} bps")
+    return " ".join([str(kind), *prices])
+
+
 def order_view(order: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> RenderableType:
-    """`oee order show`: the read model's row, then its timeline from the stored events."""
+    """`oee order show`: the read model's row, then its timeline from the stored events.
+    A sniper also shows its max price and checks, and if it failed, the rug-check code and the
+    values the chain showed (its error names each failed check, what it wanted and saw)."""
+    events = list(events)
+    order = with_sniper_terms(order, events)
+    sniper = order.get("orderType") == "sniper"
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
     summary.add_column()
@@ -255,6 +327,11 @@ def order_view(order: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) ->
         ("pair", f"{order.get('tokenIn')} → {order.get('tokenOut')}"),
         ("amount", display.amount(order.get("amount"), order.get("tokenIn"))),
         ("slippage", order.get("slippage")),
+        ("type", terms_text(order) or None),
+        ("checks", checks_text(order.get("checks"), order.get("tokenIn")) if sniper else None),
+        ("only at launch", "yes" if sniper and order.get("onlyAtLaunch") else None),
+        ("auto sell", _auto_sell_text(order.get("autoSell")) if sniper else None),
+        ("priority", order.get("priority") if order.get("priority") == "high" else None),
         ("status", status_text(str(order.get("status")))),
         ("venue", venue_name(order.get("selectedDex"))),
         ("amount out", display.amount(order.get("amountOut"), order.get("tokenOut"))),
@@ -280,6 +357,15 @@ def order_view(order: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) ->
     return Group(summary, Text(""), progress_view(progress))
 
 
+def _auto_sell_text(auto_sell: Mapping[str, Any] | None) -> str | None:
+    if not auto_sell:
+        return None
+    return (
+        f"take profit +{auto_sell.get('takeProfitPct')} %, "
+        f"stop loss -{auto_sell.get('stopLossPct')} %"
+    )
+
+
 def orders_table(page: Mapping[str, Any]) -> RenderableType:
     """`oee orders list`: one row per order, newest first, with the paging hint."""
     table = Table(show_edge=False)
@@ -287,6 +373,7 @@ def orders_table(page: Mapping[str, Any]) -> RenderableType:
         ("order", "left"),
         ("pair", "left"),
         ("amount", "right"),
+        ("type", "left"),
         ("status", "left"),
         ("venue", "left"),
         ("amount out", "right"),
@@ -298,6 +385,7 @@ def orders_table(page: Mapping[str, Any]) -> RenderableType:
             str(order.get("id")),
             f"{order.get('tokenIn')}→{order.get('tokenOut')}",
             str(order.get("amount")),
+            terms_text(order),
             status_text(str(order.get("status"))),
             venue_name(order.get("selectedDex")),
             str(order.get("amountOut") or ""),

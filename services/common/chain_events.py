@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from schemas.chain import UndecodableChainRecord, decode_chain
-from services.common.kafka import log_reader
+from services.common.kafka import log_reader, unreachable
 from services.domain.launches import (
     NO_LAUNCHES,
     LaunchedToken,
@@ -64,11 +64,15 @@ class ChainEventsFollower:
     async def start(self) -> int:
         """Fold the topic from its start to its end now, then follow it; the records folded."""
         self._consumer = log_reader(self._servers, client_id=self.client_id)
-        await self._consumer.start()
         partition = TopicPartition(self.topic, 0)
-        self._consumer.assign([partition])
-        await self._consumer.seek_to_beginning(partition)
-        end = (await self._consumer.end_offsets([partition]))[partition]
+        try:
+            await self._consumer.start()
+            self._consumer.assign([partition])
+            await self._consumer.seek_to_beginning(partition)
+            end = (await self._consumer.end_offsets([partition]))[partition]
+        except (KafkaError, OSError) as exc:
+            await self._consumer.stop()
+            raise unreachable(self._servers, exc) from None
         records = 0
         while await self._consumer.position(partition) < end:
             batches = await self._consumer.getmany(partition, timeout_ms=500, max_records=5000)

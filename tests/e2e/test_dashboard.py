@@ -1,9 +1,10 @@
 """The dashboard in a real browser (Debian's Chromium driven by Playwright) on the real processes.
 
-One system (authentication on, the market process running) and one test that walks a
-newcomer's visit: the first minute without a key, the `#key=` link `oee up` prints, the
-market list and the live chart, an order submitted on the page, an API error shown. One
-test rather than several because a system takes ~20 s to start on 2 cores.
+One system (authentication on, the market process and the trigger engine running) and one test
+that walks a newcomer's visit: the first minute without a key, the `#key=` link `oee up` prints,
+the market list and the live chart, an order submitted on the page, a token launch with two
+snipers (one filled on the new pool's chart, one failed by its rug check), an API error shown.
+One test rather than several because a system takes ~20 s to start on 2 cores.
 
 Playwright cannot download its own browser here, so it drives /usr/bin/chromium;
 `make install` installs that package when it is missing, and so does this module
@@ -26,6 +27,7 @@ import psycopg
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from services.api.auth.principal import ADMIN
 from services.api.auth.store import create_key
 from tests.e2e.system import System
 from tests.fixtures.settings import unique
@@ -82,9 +84,11 @@ async def browser(chromium_path: str) -> AsyncIterator[Browser]:
 async def system(start_system: Any) -> System:
     """The real processes with authentication on, and the market process moving prices."""
     started: System = await start_system(
-        processes=("chain", "projector", "router", "api", "market"),
+        processes=("chain", "projector", "router", "api", "market", "triggers"),
         own_database=True,  # the market tables then hold this system's market only
         auth="enabled",
+        chain_events_topic=unique("chain.events"),  # this system's launches only
+        triggers_metrics_port=0,
         market_ticks_topic=unique("market.ticks"),
         market_trades_topic=unique("market.trades"),
         market_commands_topic=unique("market.commands"),
@@ -205,6 +209,67 @@ async def fills_and_open_orders_on_the_chart(
         raise AssertionError(f"no fill marked; {problems}\n{system.logs()}") from None
 
 
+def sniper(amount: str, **checks: Any) -> dict[str, Any]:
+    return {"orderType": "sniper", "tokenIn": "SOL", "tokenOut": "MEME", "amount": amount,
+            "maxPrice": "0.01", "checks": checks}  # fmt: skip
+
+
+async def a_launch_and_its_snipers(
+    page: Page, system: System, key: str, admin_key: str, problems: list[str], tmp_path: Path
+) -> None:
+    """Two snipers armed before a launch: listed armed with their max price and checks; the
+    launch shown (authorities, LP, liquidity, then open); one fails its liquidity check with
+    its code and what it saw, the other fills and its fill is on the new pool's chart."""
+    trader = {"Authorization": f"Bearer {key}"}
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    async with httpx.AsyncClient(base_url=system.base_url, timeout=30) as client:
+        buyer = await client.post(
+            "/api/orders/execute", headers=trader, json=sniper("0.1", lpBurned=True)
+        )
+        careful = await client.post(
+            "/api/orders/execute", headers=trader, json=sniper("0.1", minLiquidity="500")
+        )
+        assert buyer.status_code == careful.status_code == 202, (buyer.text, careful.text)
+        buyer_row = page.locator(f'#snipers tr[data-order-id="{buyer.json()["orderId"]}"]')
+        careful_row = page.locator(f'#snipers tr[data-order-id="{careful.json()["orderId"]}"]')
+        await expect(buyer_row.locator(".status")).to_have_text("armed", timeout=20_000)
+        await expect(buyer_row.locator(".max-price")).to_have_text("0.01 SOL")
+        await expect(buyer_row.locator(".checks")).to_have_text(
+            "mint renounced, freeze renounced, LP burned"
+        )
+        await expect(careful_row.locator(".checks")).to_contain_text("liquidity ≥ 500 SOL")
+
+        launched = await client.post(
+            "/api/markets/launches",
+            headers=admin,
+            json={"symbol": "MEME", "quote": "SOL", "liquidity": "200", "openIn": "4s"},
+        )
+        assert launched.status_code == 201, launched.text
+    launch = page.locator('#launches tr[data-symbol="MEME"]')
+    await expect(launch).to_contain_text("MEME-SOL")
+    await expect(launch.locator(".liquidity")).to_have_text("200 SOL")
+    await expect(launch.locator(".mint")).to_have_text("renounced")
+    await expect(launch.locator(".freeze")).to_have_text("renounced")
+    await expect(launch.locator(".lp")).to_have_text("burned")
+    await launch.click()
+    await expect(page.locator("#chart-pair")).to_have_text("MEME-SOL")
+    await expect(page.locator("#chart-status")).to_contain_text("No trades yet on MEME-SOL")
+
+    await expect(careful_row.locator(".status")).to_have_text("failed RUG_CHECK_LIQUIDITY")
+    await expect(careful_row.locator(".detail")).to_contain_text(
+        "RUG_CHECK_LIQUIDITY: wanted >= 500, saw 200"
+    )
+    try:
+        await expect(buyer_row.locator(".status")).to_have_text("filled", timeout=60_000)
+    except AssertionError:
+        await page.screenshot(path=str(tmp_path / "snipe-failed.png"), full_page=True)
+        raise AssertionError(f"sniper never filled; {problems}\n{system.logs()}") from None
+    await expect(buyer_row.locator(".detail")).to_contain_text("bought ")
+    await expect(launch).to_have_attribute("data-state", "open", timeout=10_000)
+    await expect(launch.locator(".state")).to_contain_text("open since slot")
+    await expect(page.locator("#chart")).to_have_attribute("data-snipe-fills", "1")
+
+
 async def served_at_both_addresses_and_shows_api_errors(page: Page, base_url: str) -> None:
     async with httpx.AsyncClient(base_url=base_url) as client:
         for path in ("/", "/ui"):
@@ -234,12 +299,18 @@ async def test_a_newcomer_signs_in_by_link_watches_the_market_and_trades(
     assert system.settings.database_url
     with psycopg.connect(system.settings.database_url, autocommit=True) as conn:
         _, key = create_key(conn, "dashboard-test")
+        _, admin_key = create_key(conn, "dashboard-launcher", (ADMIN,))
     context = await browser.new_context(viewport={"width": 1400, "height": 1400})
     problems: list[str] = []
     refused: list[str] = []
     context.on(
         "response",
         lambda response: refused.append(response.url) if response.status == 401 else None,
+    )
+    missing: list[str] = []  # a launched pair's chart must not ask what the API does not know
+    context.on(
+        "response",
+        lambda response: missing.append(response.url) if response.status == 404 else None,
     )
     page = await context.new_page()
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
@@ -255,6 +326,7 @@ async def test_a_newcomer_signs_in_by_link_watches_the_market_and_trades(
     await markets_and_live_chart(page)
     await order_completes_in_the_table_and_timeline(page, system, problems, tmp_path)
     await fills_and_open_orders_on_the_chart(page, system, key, problems, tmp_path)
+    await a_launch_and_its_snipers(page, system, key, admin_key, problems, tmp_path)
 
     shot = tmp_path / "dashboard.png"
     await page.screenshot(path=str(shot), full_page=True)
@@ -263,7 +335,7 @@ async def test_a_newcomer_signs_in_by_link_watches_the_market_and_trades(
         metrics = (await client.get(f"{system.base_url}/metrics")).text
     assert _metric(metrics, "oee_websocket_clients", '{endpoint="firehose"}') >= 1
     assert _metric(metrics, "oee_stage_latency_seconds_count", '{stage="accept"}') >= 1
-    assert not problems, problems
+    assert not problems, (problems, missing)
 
     await served_at_both_addresses_and_shows_api_errors(page, system.base_url)
     assert refused == []

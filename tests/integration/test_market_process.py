@@ -37,6 +37,7 @@ from tests.integration.test_chain_rpc import (
 )
 
 SEED = 7
+MOVE_SLOTS = 30  # per admin move: 10 of the move, then time to settle
 SLOT_MS = 200  # slow enough for a step (snapshot, blocks, swaps, publish) on 2 shared cores
 
 
@@ -189,10 +190,12 @@ async def test_volatility_zero_is_reproducible_and_moves_of_ten_percent_reach_th
                 try:
                     # 10 slots each; the maker's genesis funds (MAKER_VALUE_USDC) carry both.
                     # With $1M a token the first stalled at ~1.5 % on "insufficient funds".
+                    # 20 slots more to settle: on a loaded machine a slot's swaps can land a
+                    # slot or two late, and the maker trades the rest of the way after.
                     await send_move(settings, "SOL-USDC", Decimal(165), 2.0)
-                    await market.run(asyncio.Event(), slots=20)
+                    await market.run(asyncio.Event(), slots=MOVE_SLOTS)
                     await send_move(settings, "SOL-USDC", Decimal(135), 2.0)
-                    await market.run(asyncio.Event(), slots=20)
+                    await market.run(asyncio.Event(), slots=MOVE_SLOTS)
                 finally:
                     await market.stop()
         runs.append(settings)
@@ -202,7 +205,8 @@ async def test_volatility_zero_is_reproducible_and_moves_of_ten_percent_reach_th
     assert [_content(t) for _, t in first] == [_content(t) for _, t in second[:6]]
     assert all(t.reference == Decimal(150) for _, t in first)  # volatility 0: frozen
 
-    up, down = [t for _, t in second[6:26]], [t for _, t in second[26:]]
+    ends = 6 + MOVE_SLOTS
+    up, down = [t for _, t in second[6:ends]], [t for _, t in second[ends:]]
     for moving, target in ((up, Decimal(165)), (down, Decimal(135))):
         assert moving[-1].reference == target
         early = moving[len(moving) // 6].reference

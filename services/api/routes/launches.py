@@ -1,4 +1,5 @@
-"""`POST /api/markets/launches` (admin scope): launch a token and its pool on the chain.
+"""`POST /api/markets/launches` (admin scope): launch a token and its pool on the chain;
+`GET /api/launches`: the launches so far, as the API's fold of `chain.events` has them.
 
 The same call as `oee market launch`: the request is checked first (a bad field is a 400 and
 nothing is sent to the chain), then the launch lands on the chain and its `TokenAuthorities`
@@ -7,18 +8,20 @@ and `PoolCreated` events are on `chain.events` before the 201.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.api.deps import Administrator, SettingsDep
+from services.api.deps import Administrator, Authenticated, LaunchesDep, SettingsDep
 from services.api.errors import ApiError
 from services.api.models import ErrorBody
 from services.chain.launch import LaunchFailedError, launch_and_publish
 from services.common.errors import DependencyUnavailable
 from services.domain.launch import InvalidLaunchError, LaunchSpec, LaunchVenue, parse_open_in
+from services.domain.launches import LaunchedToken
 from services.pricing.ports import ChainUnreachable
 
 router = APIRouter(tags=["markets"])
@@ -93,3 +96,41 @@ async def launch(
         "quoteLiquidity": str(facts.quote_liquidity),
         "signatures": list(launched.signatures),
     }
+
+
+def launch_view(token: LaunchedToken) -> dict[str, Any]:
+    """One launch as the dashboard shows it: the pool, when it opens, who holds the authorities,
+    the liquidity and whether the LP was burned (null where the chain has not said yet)."""
+    open_at = (
+        datetime.fromtimestamp(token.open_time, UTC).isoformat().replace("+00:00", "Z")
+        if token.open_time is not None
+        else None
+    )
+    return {
+        "symbol": token.symbol,
+        "pair": token.pair if token.quote else None,
+        "quote": token.quote or None,
+        "venue": token.venue or None,
+        "mint": token.mint,
+        "decimals": token.decimals,
+        "pool": token.pool,
+        "openTime": token.open_time,
+        "openAt": open_at,  # on the chain's clock (a test chain's starts in the past)
+        "opened": token.opened_slot is not None,
+        "openedSlot": token.opened_slot,
+        "mintAuthority": token.mint_authority,
+        "freezeAuthority": token.freeze_authority,
+        "mintRenounced": token.mint_authority is None,
+        "freezeRenounced": token.freeze_authority is None,
+        "lpSupply": token.lp_supply,
+        "lpBurned": None if token.lp_supply is None else token.lp_supply == 0,
+        "quoteLiquidity": format(token.quote_liquidity.normalize(), "f"),
+    }
+
+
+@router.get("/api/launches", responses={s: {"model": ErrorBody} for s in (401, 403, 503)})
+async def launches(known: LaunchesDep, _caller: Authenticated) -> dict[str, Any]:
+    """Every launched token, newest open time first (a token whose pool is not created yet
+    last)."""
+    tokens = sorted(known.values(), key=lambda t: -(t.open_time or 0))
+    return {"launches": [launch_view(token) for token in tokens]}

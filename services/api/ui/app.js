@@ -5,7 +5,10 @@
 // GET /api/markets, a chart per pair (the vendored lightweight-charts, ui/vendor/): candles from
 // GET /api/markets/{pair}/candles, each venue's mid live from WS /ws/markets/{pair}, the engine's
 // fills from GET /api/markets/{pair}/trades (source "engine"), open conditional orders' prices
-// as horizontal lines. Opened without a key on an API that needs one, the page says how to get
+// as horizontal lines. Launches: GET /api/launches (the API's fold of chain.events) and the
+// snipers among the orders (armed, triggered, filled or failed with the rug-check code); a
+// launched pair is charted from the market endpoints once they know it, and its snipers' fills
+// are drawn from their orders either way. Opened without a key on an API that needs one, the page says how to get
 // one instead of trying (and failing) to connect; `#key=...` in the URL signs it in.
 "use strict";
 
@@ -22,6 +25,7 @@ const state = {
   nextCursor: null,
   socket: null,
   authRequired: false, // from GET /health: does this API need a key?
+  termsAsked: new Set(), // snipers whose terms were asked of their OrderSubmitted
   started: false,
 };
 
@@ -39,10 +43,14 @@ const market = {
   socket: null,
   lastTick: null, // the newest tick of the charted pair
   conditional: [], // open conditional orders (GET /api/orders?status=open|partiallyFilled)
+  launches: new Map(), // symbol -> GET /api/launches line
+  snipeFills: null, // the snipers' fills on the chart (points, from their orders)
   generation: 0, // bumped on every pair/interval change: late answers for the old one are dropped
 };
 const VENUE_COLORS = { RAYDIUM: "#7c3aed", METEORA: "#d97706" };
 const INTERVAL_SECONDS = { "1s": 1, "1m": 60, "1h": 3600 };
+// A sniper's terms: on its row (read model since migration 0011) or in its OrderSubmitted.
+const SNIPER_TERMS = ["orderType", "maxPrice", "checks", "onlyAtLaunch", "autoSell", "priority"];
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -93,6 +101,16 @@ function short(value, digits = 6) {
   if (!Number.isFinite(number)) return String(value);
   return number.toLocaleString(undefined, { maximumFractionDigits: digits });
 }
+
+// A price to 6 significant digits: a new token's (0.000000201 SOL) stays readable.
+function priceText(value) {
+  const number = Number(value);
+  if (!Number.isFinite(number)) return String(value);
+  if (Math.abs(number) >= 1) return short(number, 6);
+  return number.toLocaleString(undefined, { maximumSignificantDigits: 6 });
+}
+// The price scale's step: fine enough for a launched token's price.
+const PRICE_FORMAT = { type: "custom", formatter: priceText, minMove: 1e-12 };
 
 function clock(iso) {
   return iso ? new Date(iso).toLocaleTimeString() : "";
@@ -234,6 +252,9 @@ function applyLive(message) {
       slippage: message.slippage,
       createdAt: message.timestamp,
     });
+    for (const name of SNIPER_TERMS) {
+      if (message[name] !== undefined && message[name] !== null) change[name] = message[name];
+    }
     state.submittedAt.push(Date.now());
   } else if (message.type === "OrderRouted") {
     change.selectedDex = message.selectedDex;
@@ -393,6 +414,8 @@ function render() {
   renderOrders();
   renderTimeline();
   renderFigures();
+  renderSnipers();
+  drawSnipeFills();
 }
 
 // --- the form -----------------------------------------------------------------------------
@@ -470,8 +493,10 @@ function renderMarkets() {
 
 async function loadMarkets() {
   const body = await api("/api/markets");
+  const wasLaunchedOnly = launchedOnly(market.pair);
   for (const line of body.markets) market.markets.set(line.pair, line);
   renderMarkets();
+  if (wasLaunchedOnly && market.markets.has(market.pair)) selectPair(market.pair);
 }
 
 // --- markets: the chart ----------------------------------------------------------------------
@@ -510,10 +535,11 @@ function makeChart() {
     layout: { background: { color: "#ffffff" }, textColor: "#1d2330" },
     grid: { vertLines: { color: "#eef0f3" }, horzLines: { color: "#eef0f3" } },
     timeScale: { timeVisible: true, secondsVisible: true },
-    localization: { priceFormatter: (price) => short(price, 6) },
+    localization: { priceFormatter: priceText },
   });
   market.candles = chart.addSeries(charts.CandlestickSeries, {
     autoscaleInfoProvider: withOrderLevels,
+    priceFormat: PRICE_FORMAT,
     upColor: "#13795b",
     downColor: "#b42318",
     wickUpColor: "#13795b",
@@ -533,6 +559,16 @@ function makeChart() {
     );
   }
   market.markers = charts.createSeriesMarkers(market.candles, []);
+  market.snipeFills = chart.addSeries(charts.LineSeries, {
+    color: "#0e7490",
+    lineVisible: false,
+    pointMarkersVisible: true,
+    pointMarkersRadius: 4,
+    priceLineVisible: false,
+    lastValueVisible: false,
+    title: "snipes",
+    priceFormat: PRICE_FORMAT,
+  });
   market.chart = chart;
   return true;
 }
@@ -565,6 +601,7 @@ function candleOf(row) {
 }
 
 async function loadCandles(generation) {
+  if (launchedOnly(market.pair)) return; // not in the market data (yet): it would 404
   const query = new URLSearchParams({ interval: market.interval });
   if (market.lastCandle !== null) query.set("from", new Date(market.lastCandle * 1000).toISOString());
   const body = await api(`/api/markets/${market.pair}/candles?${query}`);
@@ -577,11 +614,13 @@ async function loadCandles(generation) {
   }
   if (rows.length) market.lastCandle = rows[rows.length - 1].time;
   chartCounts().set("candles", market.candles.data().length);
+  if (market.candles.data().length) clearNote();
+  else noTradesYet();
   chartCounts().set("lastCandle", market.lastCandle === null ? "" : market.lastCandle);
 }
 
 async function loadFills(generation) {
-  if (!market.markers) return;
+  if (!market.markers || launchedOnly(market.pair)) return;
   const body = await api(`/api/markets/${market.pair}/trades?limit=1000`);
   if (generation !== market.generation) return;
   const step = INTERVAL_SECONDS[market.interval];
@@ -646,11 +685,30 @@ async function selectPair(pair) {
   market.lastTick = null;
   $("#chart-pair").textContent = pair;
   $("#chart-status").textContent = "";
+  $("#chart-status").className = "result";
+  delete $("#chart-status").dataset.note;
   for (const line of market.lines.values()) line.setData([]);
   market.candles.setData([]);
   market.markers.setMarkers([]);
   chartCounts().set("ticks", 0);
+  chartCounts().set("candles", 0);
+  chartCounts().set("markers", 0);
   renderMarkets();
+  renderLaunches();
+  drawSnipeFills();
+  if (launchedOnly(pair)) {
+    // The market endpoints do not know this pair yet: no socket, no candles; its snipers'
+    // fills and max prices still show.
+    if (market.socket) market.socket.close();
+    market.socket = null;
+    noTradesYet();
+    try {
+      await loadConditional();
+    } catch (error) {
+      chartError(error);
+    }
+    return;
+  }
   connectMarket(generation);
   try {
     await loadCandles(generation);
@@ -670,12 +728,15 @@ function levelsOf(order) {
     ["trigger", order.triggerPrice],
     ["take profit", order.takeProfitPrice],
     ["stop loss", order.stopLossPrice],
+    ["max price", order.maxPrice],
   ];
   return named.filter(([, price]) => price !== null && price !== undefined);
 }
 
 // An order's prices are tokenOut per tokenIn; the chart's are quote per base.
+// A sniper's maxPrice is tokenIn (the quote) per tokenOut (the new token): already the chart's.
 function onChart(order, price) {
+  if (order.orderType === "sniper") return Number(price);
   const [base] = market.pair.split("-");
   return order.tokenIn === base ? Number(price) : 1 / Number(price);
 }
@@ -717,8 +778,8 @@ function renderConditional() {
         el("td", {}, order.orderType + (order.trailingBps ? ` ${order.trailingBps} bps` : "")),
         el("td", {}, order.tokenIn === base ? `sell ${base}` : `buy ${base}`),
         el("td", {}, `${short(order.amount)} ${order.tokenIn}`),
-        el("td", {}, levels.map(([name, price]) => `${name} ${short(onChart(order, price))}`).join(", ")),
-        el("td", {}, now === null ? "" : short(now)),
+        el("td", {}, levels.map(([name, price]) => `${name} ${priceText(onChart(order, price))}`).join(", ")),
+        el("td", {}, now === null ? "" : priceText(now)),
         el("td", { class: "distance" }, distances.join(", ")),
       );
     }),
@@ -755,9 +816,228 @@ async function loadConditional() {
     const page = await api(`/api/orders?${new URLSearchParams({ status, limit: "100" })}`);
     found.push(...page.orders);
   }
-  market.conditional = found.filter((o) => o.orderType && o.orderType !== "market");
+  market.conditional = found.filter((o) => o.orderType && o.orderType !== "market").map(withTerms);
   renderConditional();
   drawOrderLines();
+}
+
+// --- launches and snipers ------------------------------------------------------------------------
+
+function launchOf(pair) {
+  return [...market.launches.values()].find((launch) => launch.pair === pair) || null;
+}
+
+// A launched pair the market endpoints do not list (yet): charting it from them would only 404.
+function launchedOnly(pair) {
+  return !market.markets.has(pair) && launchOf(pair) !== null;
+}
+
+function utcClock(iso) {
+  return iso ? new Date(iso).toISOString().slice(11, 19) : "";
+}
+
+function clearNote() {
+  const status = $("#chart-status");
+  if (status.dataset.note !== "no-trades") return;
+  delete status.dataset.note;
+  status.textContent = "";
+}
+
+// The chart of a pair with no candles: say so, rather than show an empty grid.
+function noTradesYet() {
+  const status = $("#chart-status");
+  if (status.className.includes("error")) return;
+  const launch = launchOf(market.pair);
+  let text = `No trades yet on ${market.pair}`;
+  if (launch && !launch.opened) text += `: its pool opens at ${utcClock(launch.openAt)} UTC (chain clock)`;
+  else if (launch && snipeFillsOf(market.pair).length) text += " in the market data; dots: the snipers' fills";
+  status.dataset.note = "no-trades";
+  status.textContent = text;
+}
+
+async function loadLaunches() {
+  const body = await api("/api/launches");
+  market.launches = new Map(body.launches.map((launch) => [launch.symbol, launch]));
+  renderLaunches();
+  renderSnipers();
+  if (launchedOnly(market.pair)) noTradesYet();
+}
+
+function authorityCell(holder, name) {
+  if (holder === null || holder === undefined) return el("td", { class: `safe ${name}` }, "renounced");
+  return el("td", { class: `kept ${name}`, title: holder }, `kept (${holder.slice(0, 8)}…)`);
+}
+
+function renderLaunches() {
+  const launches = [...market.launches.values()];
+  $("#launches tbody").replaceChildren(
+    ...launches.map((launch) => {
+      const stateName = launch.opened ? "open" : launch.pool ? "created" : "minted";
+      const row = el(
+        "tr",
+        {
+          dataset: { symbol: launch.symbol, pair: launch.pair || "", state: stateName },
+          class: launch.pair && launch.pair === market.pair ? "selected" : "",
+        },
+        el("td", {}, launch.pair || launch.symbol),
+        el("td", {}, VENUE_NAMES[launch.venue] || launch.venue || ""),
+        el("td", { class: "id", title: launch.pool || "" }, launch.pool ? `${launch.pool.slice(0, 8)}…` : "not created yet"),
+        el("td", { class: "opens" }, utcClock(launch.openAt)),
+        el(
+          "td",
+          { class: "state" },
+          launch.opened
+            ? `open since slot ${launch.openedSlot}`
+            : launch.pool
+              ? "pool created, not open yet"
+              : "token minted, no pool yet",
+        ),
+        el("td", { class: "liquidity" }, launch.quote ? `${short(launch.quoteLiquidity)} ${launch.quote}` : ""),
+        authorityCell(launch.mintAuthority, "mint"),
+        authorityCell(launch.freezeAuthority, "freeze"),
+        launch.lpBurned === null
+          ? el("td", { class: "lp" }, launch.pool ? "no LP token" : "")
+          : el("td", { class: launch.lpBurned ? "safe lp" : "kept lp" }, launch.lpBurned ? "burned" : `kept (${short(launch.lpSupply, 0)} units)`),
+      );
+      if (launch.pair) row.addEventListener("click", () => selectPair(launch.pair));
+      return row;
+    }),
+  );
+  $("#launches-empty").hidden = launches.length > 0;
+}
+
+// A sniper's life in the words of the issue: armed until its launch, triggered while it buys.
+function sniperStatus(order) {
+  switch (order.status) {
+    case "open":
+      return "armed";
+    case "completed":
+      return "filled";
+    case "failed":
+    case "cancelled":
+    case "expired":
+      return order.status;
+    default:
+      return "triggered"; // triggered, then routing .. submitted: the buy under way
+  }
+}
+
+function checksText(checks, quote) {
+  if (!checks) return "";
+  const wanted = [];
+  if (checks.mintRenounced) wanted.push("mint renounced");
+  if (checks.freezeRenounced) wanted.push("freeze renounced");
+  if (checks.lpBurned) wanted.push("LP burned");
+  if (checks.minLiquidity !== null && checks.minLiquidity !== undefined) {
+    wanted.push(`liquidity ≥ ${short(checks.minLiquidity)} ${quote}`);
+  }
+  return wanted.join(", ") || "none";
+}
+
+// What the sniper paid per token: tokenIn (the quote) per tokenOut, as its maxPrice.
+function paidPerToken(order) {
+  return Number(order.amount) / Number(order.amountOut);
+}
+
+function sniperDetail(order) {
+  if (order.status === "failed") return order.error || order.errorCode || ""; // names each check
+  if (order.status === "completed") {
+    return `bought ${short(order.amountOut)} ${order.tokenOut} at ${priceText(paidPerToken(order))} ${order.tokenIn} each on ${venueName(order.selectedDex)}`;
+  }
+  if (order.status === "open") {
+    const launch = market.launches.get(order.tokenOut);
+    return launch && launch.pool ? `waiting for ${launch.pair}` : `waiting for ${order.tokenOut} to launch`;
+  }
+  return order.status === "triggered" ? "waiting for the pool to open" : `buying (${order.status})`;
+}
+
+// Rows from GET /api/orders before migration 0011 lack a sniper's terms: its submission has them.
+function askSniperTerms(order) {
+  if (order.maxPrice !== undefined && order.maxPrice !== null) return;
+  if (state.termsAsked.has(order.id)) return;
+  state.termsAsked.add(order.id);
+  api(`/api/orders/${order.id}/events`)
+    .then((body) => {
+      const submitted = body.events.find((event) => event.type === "OrderSubmitted");
+      const known = state.orders.get(order.id);
+      if (!submitted || !known) return;
+      const terms = {};
+      for (const name of SNIPER_TERMS) {
+        if (known[name] == null && submitted.payload[name] != null) terms[name] = submitted.payload[name];
+      }
+      upsertOrder({ ...known, ...terms });
+      renderSnipers();
+    })
+    .catch(showError);
+}
+
+function withTerms(order) {
+  const known = state.orders.get(order.id) || {};
+  const terms = {};
+  for (const name of SNIPER_TERMS) {
+    if (order[name] == null && known[name] != null) terms[name] = known[name];
+  }
+  return { ...order, ...terms };
+}
+
+function renderSnipers() {
+  const snipers = [...state.orders.values()]
+    .filter((order) => order.orderType === "sniper")
+    .sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+  $("#snipers tbody").replaceChildren(
+    ...snipers.map((order) => {
+      askSniperTerms(order);
+      const status = sniperStatus(order);
+      return el(
+        "tr",
+        { dataset: { orderId: order.id, status } },
+        el("td", { class: "id", title: order.id }, order.id.slice(0, 8)),
+        el("td", {}, order.tokenOut),
+        el("td", {}, `${short(order.amount)} ${order.tokenIn}`),
+        el("td", { class: "max-price" }, order.maxPrice ? `${priceText(order.maxPrice)} ${order.tokenIn}` : ""),
+        el("td", { class: "checks" }, checksText(order.checks, order.tokenIn)),
+        el(
+          "td",
+          {},
+          el("span", { class: `status ${status}` }, status === "failed" && order.errorCode ? `failed ${order.errorCode}` : status),
+        ),
+        el("td", { class: "detail" }, sniperDetail(order)),
+      );
+    }),
+  );
+  $("#snipers-count").textContent = `(${snipers.length})`;
+}
+
+function snipeFillsOf(pair) {
+  const [base, quote] = pair.split("-");
+  return [...state.orders.values()].filter(
+    (order) =>
+      order.orderType === "sniper" &&
+      order.status === "completed" &&
+      order.tokenOut === base &&
+      order.tokenIn === quote &&
+      Number(order.amountOut) > 0,
+  );
+}
+
+// The snipers' fills on the launched pair's chart, from their orders: a point per second (the
+// mean price of the fills in it), so they show even before the market data has the pair.
+function drawSnipeFills() {
+  if (!market.snipeFills) return;
+  const fills = snipeFillsOf(market.pair);
+  const bySecond = new Map();
+  for (const order of fills) {
+    const time = unixSeconds(order.completedAt || order.updatedAt);
+    const prices = bySecond.get(time) || [];
+    prices.push(paidPerToken(order));
+    bySecond.set(time, prices);
+  }
+  const points = [...bySecond]
+    .sort((a, b) => a[0] - b[0])
+    .map(([time, prices]) => ({ time, value: prices.reduce((a, b) => a + b, 0) / prices.length }));
+  market.snipeFills.setData(points);
+  chartCounts().set("snipeFills", fills.length);
+  if (points.length && launchedOnly(market.pair)) market.chart.timeScale().fitContent();
 }
 
 // --- start ----------------------------------------------------------------------------------
@@ -811,12 +1091,14 @@ function go() {
     }
     selectPair(market.pair);
     loadMarkets().catch(chartError);
+    loadLaunches().catch(chartError);
     return;
   }
   state.started = true;
   connectFeed();
   loadOrders().catch(showError);
   loadMarkets().catch(chartError);
+  loadLaunches().catch(chartError);
   selectPair(market.pair);
   setInterval(() => {
     loadMarkets().catch(chartError);
@@ -825,6 +1107,7 @@ function go() {
   }, 5000);
   setInterval(() => {
     if (market.candles) loadCandles(market.generation).catch(chartError);
+    loadLaunches().catch(chartError);
   }, 2000);
 }
 

@@ -4,6 +4,8 @@ and a launch lands on the chain and its events on `chain.events`, where the fold
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -138,3 +140,36 @@ async def test_launch_lands_on_the_chain_and_its_events_fold(
     assert facts.lp_supply == launched["lpSupply"] > 0
     assert facts.quote_liquidity == Decimal(200)
     assert fold_all(events + events) == fold_all(events)  # replaying folds to the same launches
+
+    # The API's own fold serves it to the dashboard: GET /api/launches.
+    reader = {"Authorization": f"Bearer {make_key(database_url)}"}
+    deadline = time.monotonic() + 10
+    while True:
+        listed = (await api.http.get("/api/launches", headers=reader)).json()["launches"]
+        if listed or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert listed == [
+        {
+            "symbol": "MEME",
+            "pair": "MEME-SOL",
+            "quote": "SOL",
+            "venue": "RAYDIUM",
+            "mint": launched["mint"],
+            "decimals": launched["decimals"],
+            "pool": launched["pool"],
+            "openTime": launched["openTime"],
+            "openAt": listed[0]["openAt"],
+            "opened": False,
+            "openedSlot": None,
+            "mintAuthority": launched["mintAuthority"],
+            "freezeAuthority": None,
+            "mintRenounced": False,
+            "freezeRenounced": True,
+            "lpSupply": launched["lpSupply"],
+            "lpBurned": False,
+            "quoteLiquidity": "200",
+        }
+    ]
+    assert listed[0]["openAt"].endswith("Z")
+    assert (await api.http.get("/api/launches")).status_code == 401

@@ -180,3 +180,54 @@ def test_expires_takes_durations_and_times() -> None:
     assert client_cli.expires_at("30m", now) == "2026-03-01T00:30:00+00:00"
     assert client_cli.expires_at("2026-04-01T00:00:00Z", now) == "2026-04-01T00:00:00Z"
     assert client_cli.expires_at(None, now) is None
+
+
+SNIPER = "4f6b2a40-0000-4000-8000-000000000018"
+SNIPER_SUBMITTED = {
+    "type": "OrderSubmitted",
+    "sequence": 0,
+    "status": "open",
+    "occurredAt": "2025-01-01T00:00:00Z",
+    "payload": {
+        "tokenIn": "SOL",
+        "tokenOut": "MEME",
+        "amount": "2",
+        "orderType": "sniper",
+        "maxPrice": "0.0004",
+        "checks": {"mintRenounced": True, "freezeRenounced": True, "lpBurned": False},
+    },
+}
+
+
+def _sniper_api(request: httpx.Request) -> httpx.Response:
+    """A read model before migration 0011: the sniper's row has no maxPrice or checks."""
+    row = {"id": SNIPER, "orderType": "sniper", "tokenIn": "SOL", "tokenOut": "MEME",
+           "amount": "2", "slippage": "0.15", "status": "open", "attempts": 0,
+           "createdAt": "2025-01-01T00:00:00Z"}  # fmt: skip
+    if request.url.path == "/api/orders":
+        return httpx.Response(200, json={"orders": [row], "total": 1, "nextCursor": None})
+    if request.url.path == f"/api/orders/{SNIPER}":
+        return httpx.Response(200, json=row)
+    if request.url.path == f"/api/orders/{SNIPER}/events":
+        return httpx.Response(200, json={"orderId": SNIPER, "events": [SNIPER_SUBMITTED]})
+    return httpx.Response(404, json={"error": "NOT_FOUND"})
+
+
+def test_open_snipers_are_listed_with_their_token_and_max_price(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = _serve(monkeypatch, _sniper_api)
+    monkeypatch.setenv("COLUMNS", "200")
+    result = CliRunner().invoke(app, ["orders", "list", "--status", "open"])
+    assert result.exit_code == 0, result.output
+    assert "sniper MEME, max price 0.0004 SOL/MEME" in result.stdout
+    assert [r.url.path for r in seen] == ["/api/orders", f"/api/orders/{SNIPER}/events"]
+
+
+def test_order_show_gives_a_snipers_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    _serve(monkeypatch, _sniper_api)
+    monkeypatch.setenv("COLUMNS", "200")
+    result = CliRunner().invoke(app, ["order", "show", SNIPER])
+    assert result.exit_code == 0, result.output
+    assert "mint renounced, freeze renounced" in result.stdout
+    assert "max price 0.0004" in result.stdout

@@ -10,6 +10,7 @@ from services.client.render import (
     OrderProgress,
     ProcessState,
     StatusReport,
+    checks_text,
     clock,
     elapsed,
     flatten_event,
@@ -19,6 +20,7 @@ from services.client.render import (
     quotes_table,
     status_view,
     venue_name,
+    with_sniper_terms,
 )
 
 ORDER_ID = "5b4e2f8e-0000-4000-8000-000000000001"
@@ -267,3 +269,89 @@ def test_status_says_what_it_could_not_read() -> None:
     )
     assert "(Kafka not readable)" in shown
     assert "(API not readable)" in shown
+
+
+SNIPER_ID = "4f6b2a40-0000-4000-8000-000000000018"
+SNIPER_TERMS = {
+    "maxPrice": "0.0004",
+    "checks": {
+        "mintRenounced": True,
+        "freezeRenounced": True,
+        "lpBurned": True,
+        "minLiquidity": "50",
+    },
+    "onlyAtLaunch": False,
+    "autoSell": {"takeProfitPct": "100", "stopLossPct": "30"},
+    "priority": "normal",
+}
+
+
+def sniper_row(**changes: Any) -> dict[str, Any]:
+    return {
+        "id": SNIPER_ID,
+        "orderType": "sniper",
+        "tokenIn": "SOL",
+        "tokenOut": "MEME",
+        "amount": "2",
+        "slippage": "0.15",
+        "status": "open",
+        "attempts": 0,
+        "createdAt": "2025-01-01T00:00:00Z",
+    } | changes
+
+
+def submitted(**payload: Any) -> dict[str, Any]:
+    return {
+        "type": "OrderSubmitted",
+        "sequence": 0,
+        "status": "open",
+        "occurredAt": "2025-01-01T00:00:00Z",
+        "payload": {"tokenIn": "SOL", "tokenOut": "MEME", "amount": "2", **payload},
+    }
+
+
+def test_an_armed_sniper_is_listed_with_its_token_and_max_price() -> None:
+    rows = [sniper_row(**SNIPER_TERMS), {**sniper_row(), "id": ORDER_ID, "orderType": "limit",
+                                        "tokenOut": "USDC", "limitPrice": "150"}]  # fmt: skip
+    shown = text(orders_table({"orders": rows, "total": 2}), width=200)
+    assert "sniper MEME, max price 0.0004 SOL/MEME" in shown
+    assert "limit 150 " in shown
+    assert "open" in shown
+
+
+def test_a_sniper_row_without_its_terms_takes_them_from_its_submission() -> None:
+    """A read model before migration 0011 has no maxPrice column: the submission has it."""
+    filled = with_sniper_terms(sniper_row(), [submitted(**SNIPER_TERMS)])
+    assert filled["maxPrice"] == "0.0004"
+    assert filled["checks"]["minLiquidity"] == "50"
+    row_has_it = sniper_row(maxPrice="0.0005")
+    assert with_sniper_terms(row_has_it, [submitted(**SNIPER_TERMS)])["maxPrice"] == "0.0005"
+    market = {"id": ORDER_ID, "orderType": "market"}
+    assert with_sniper_terms(market, [submitted(maxPrice="1")]) == market
+
+
+def test_a_sniper_shows_its_checks_and_auto_sell() -> None:
+    shown = text(order_view(sniper_row(), [submitted(**SNIPER_TERMS)]), width=200)
+    assert "sniper MEME, max price 0.0004 SOL/MEME" in shown
+    assert "mint renounced, freeze renounced, LP burned, liquidity ≥ 50 SOL" in shown
+    assert "take profit +100 %, stop loss -30 %" in shown
+    assert checks_text({"mintRenounced": False, "freezeRenounced": False}) == "none"
+
+
+def test_a_failed_sniper_shows_the_rug_check_code_and_what_the_chain_showed() -> None:
+    error = (
+        "rug check failed (RUG_CHECK_MINT_AUTHORITY: wanted renounced, saw DM6Wmo; "
+        "RUG_CHECK_LIQUIDITY: wanted >= 50, saw 20)"
+    )
+    failed = {
+        "type": "OrderFailed",
+        "sequence": 1,
+        "status": "failed",
+        "occurredAt": "2025-01-01T00:00:05Z",
+        "payload": {"code": "RUG_CHECK_MINT_AUTHORITY", "error": error, "attempts": 0},
+    }
+    row = sniper_row(status="failed", errorCode="RUG_CHECK_MINT_AUTHORITY", error=error)
+    shown = text(order_view(row, [submitted(**SNIPER_TERMS), failed]), width=240)
+    assert f"RUG_CHECK_MINT_AUTHORITY: {error}" in shown
+    assert "saw DM6Wmo" in shown
+    assert "RUG_CHECK_LIQUIDITY: wanted >= 50, saw 20" in shown
