@@ -44,7 +44,7 @@ class TokenRegistry:
     """The tokens one process knows: the seeded market's, and those launched on the chain since
     genesis that the process has learnt of.
 
-    Launched tokens are learnt from `chain.events` (`services/chain/events.py` folds the topic
+    Launched tokens are learnt from `chain.events` (`services/common/chain_events.py` folds it
     from its start at a process's start, then follows it) and, in the router, from the launch a
     sniper's trigger names. It only grows, and a symbol keeps its first mint: a launch cannot
     take over a seeded symbol, nor a second launch an earlier one's.
