@@ -19,7 +19,6 @@ from services.api.auth.principal import ADMIN, ORDERS_READ, ORDERS_WRITE, Princi
 from services.api.auth.ratelimit import ConnectionLimiter, retry_after
 from services.api.errors import ApiError
 from services.api.feed import LiveFeed
-from services.api.launch_feed import LaunchFeed
 from services.api.market_feed import MarketFeed
 from services.api.market_read import MarketReadModel
 from services.api.publisher import OrderPublisher
@@ -27,6 +26,7 @@ from services.api.quotes import Quoter
 from services.api.read_model import ReadModel
 from services.api.runtime import ApiRuntime
 from services.common.settings import Settings
+from services.domain.launches import Launches
 
 
 async def _runtime(connection: HTTPConnection) -> ApiRuntime:
@@ -62,8 +62,8 @@ async def _market_feed(runtime: Runtime) -> MarketFeed:
     return runtime.market_feed
 
 
-async def _launch_feed(runtime: Runtime) -> LaunchFeed:
-    return runtime.launch_feed
+async def _launches(runtime: Runtime) -> Launches:
+    return runtime.chain_events.launches
 
 
 Runtime = Annotated[ApiRuntime, Depends(_runtime)]
@@ -74,7 +74,8 @@ FeedDep = Annotated[LiveFeed, Depends(_feed)]
 QuoterDep = Annotated[Quoter, Depends(_quoter)]
 MarketReadDep = Annotated[MarketReadModel, Depends(_market_read)]
 MarketFeedDep = Annotated[MarketFeed, Depends(_market_feed)]
-LaunchFeedDep = Annotated[LaunchFeed, Depends(_launch_feed)]
+LaunchesDep = Annotated[Launches, Depends(_launches)]
+"""The launches folded from `chain.events` so far (services/common/chain_events.py)."""
 
 
 # Declared so that /docs offers both ways in; the credential itself is read from the

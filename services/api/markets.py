@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, Protocol
 
@@ -18,6 +18,7 @@ from schemas.events import VenueQuote
 from schemas.market import MarketTick, pair_name
 from services.api.read_model import ReadModelUnavailable
 from services.domain import display
+from services.domain.launches import LaunchedToken, Launches
 from services.domain.tokens import get_token
 from services.pricing.quote import Quote, VenuesUnavailable
 from services.pricing.routing import RoutingError
@@ -25,7 +26,32 @@ from services.venues.market import DEFAULT_PAIRS
 from services.venues.pool import SwapError, Venue, display_name
 
 PAIRS: dict[str, tuple[str, str]] = {pair_name(s.base, s.quote): s.pair for s in DEFAULT_PAIRS}
-"""Every pair the engine trades ("SOL-USDC" -> ("SOL", "USDC")), in the seeded market's order."""
+"""The seeded market's pairs ("SOL-USDC" -> ("SOL", "USDC")), in its order."""
+
+
+def market_pairs(launches: Launches) -> dict[str, tuple[str, str]]:
+    """Every pair the engine trades now: the seeded market's, then each launched token's pool
+    once the chain created it (by symbol; before its open time it lists, but does not trade)."""
+    pairs = dict(PAIRS)
+    for symbol, token in sorted(launches.items()):
+        if token.pool is not None:
+            pairs.setdefault(token.pair, (symbol, token.quote))
+    return pairs
+
+
+def launch_json(token: LaunchedToken) -> dict[str, Any]:
+    """A launched pair's launch: its pool, when it opens (chain time, UTC) and whether it has."""
+    assert token.open_time is not None  # listed once the pool exists
+    opens_at = datetime.fromtimestamp(token.open_time, UTC)
+    return {
+        "pool": token.pool,
+        "venue": token.venue,
+        "opensAt": iso(opens_at),
+        "open": token.opened_slot is not None,
+        "openedSlot": token.opened_slot,
+        "display": {"opensAt": f"opens at {opens_at:%H:%M:%S} UTC"},
+    }
+
 
 LADDER_SIZES = (Decimal(1), Decimal(10), Decimal(100), Decimal(1000), Decimal(10000))
 _BPS = Decimal(10_000)
@@ -184,12 +210,15 @@ async def ladder(
 
 def summary(
     pair: str,
+    pair_tokens: tuple[str, str],
     latest: tuple[int, MarketTick] | None,
     stats: Mapping[str, Any] | None,
     best: Mapping[str, str | None] | None,
+    launch: LaunchedToken | None = None,
 ) -> dict[str, Any]:
-    """One market's line: mids per venue, best venue, 24 h change and volume."""
-    base, quote = PAIRS[pair]
+    """One market's line: mids per venue, best venue, 24 h change and volume (and for a
+    launched token's pair, its launch)."""
+    base, quote = pair_tokens
     change: Decimal | None = None
     if stats and stats.get("first_open"):
         change = (stats["last_close"] - stats["first_open"]) / stats["first_open"]
@@ -208,6 +237,7 @@ def summary(
         "change24h": str(change) if change is not None else None,
         "volume24h": {"base": plain(volume_base), "quote": plain(volume_quote)},
         "trades24h": int(stats["trades"]) if stats else 0,
+        "launch": launch_json(launch) if launch is not None else None,
         "display": {
             "reference": display.price(latest[1].reference, quote, base) if latest else "",
             "mids": {v.venue: display.price(v.mid) for v in (latest[1].venues if latest else ())},

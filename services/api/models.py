@@ -89,6 +89,12 @@ class OrderOut(CamelModel):
     triggered_slot: int | None = None
     triggered_price: Decimal | None = None
     filled_amount: Decimal = Decimal(0)
+    # Sniper orders and the priority lane (issue 18, migration 0011); others have the defaults.
+    max_price: Decimal | None = None
+    checks: dict[str, Any] | None = None
+    only_at_launch: bool = False
+    auto_sell: dict[str, Any] | None = None
+    priority: str = "normal"
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> OrderOut:
@@ -97,6 +103,8 @@ class OrderOut(CamelModel):
                 **row,
                 "quotes": camelize(row.get("quotes") or []),
                 "route": camelize(row["route"]) if row.get("route") else None,
+                "checks": camelize(row["checks"]) if row.get("checks") else None,
+                "auto_sell": camelize(row["auto_sell"]) if row.get("auto_sell") else None,
             }
         )
 

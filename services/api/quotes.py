@@ -36,6 +36,11 @@ class Quoter:
     async def close(self) -> None:
         await self._source.close()
 
+    async def list_pools_again(self) -> None:
+        """List the chain's pools afresh (a launched pool now exists) and read them anew."""
+        await self._source.discover()
+        self._source.expire_snapshot()
+
     async def quote(
         self,
         token_in: str,

@@ -11,7 +11,6 @@ from services.api.auth.ratelimit import ConnectionLimiter, RateLimiter
 from services.api.auth.store import PostgresKeys
 from services.api.auth.tokens import JwtVerifier
 from services.api.feed import LiveFeed
-from services.api.launch_feed import LaunchFeed
 from services.api.market_feed import MarketFeed
 from services.api.market_read import MarketReadModel
 from services.api.models import DependencyHealth
@@ -19,6 +18,7 @@ from services.api.publisher import OrderPublisher
 from services.api.quotes import Quoter
 from services.api.read_model import ReadModel, ReadModelUnavailable, open_read_pool
 from services.chain.rpc_venues import RpcFailure
+from services.common.chain_events import ChainEventsFollower
 from services.common.kafka import (
     RenewingProducer,
     ensure_topics,
@@ -46,7 +46,7 @@ class ApiRuntime:
     socket_limits: ConnectionLimiter
     market_feed: MarketFeed
     market_read: MarketReadModel
-    launch_feed: LaunchFeed
+    chain_events: ChainEventsFollower
     started_at: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -59,23 +59,34 @@ class ApiRuntime:
         await producer.start()
         feed = LiveFeed(servers, settings.orders_topic, settings.ws_queue_size)
         market_feed = MarketFeed(servers, settings.market_ticks_topic, settings.ws_queue_size)
-        launch_feed = LaunchFeed(servers, settings.chain_events_topic)
         try:
             # The producer waits for the topic's metadata, which a fresh consumer may not have yet.
             await feed.start(await producer.current.partitions_for(settings.orders_topic))
             try:
                 ticks = settings.market_ticks_topic
                 await market_feed.start(sorted(await producer.current.partitions_for(ticks)))
-                try:
-                    await launch_feed.start()
-                except BaseException:
-                    await market_feed.stop()
-                    raise
             except BaseException:
                 await feed.stop()
                 raise
         except BaseException:
             await producer.stop()
+            raise
+        quoter = Quoter(settings.solana_rpc_url, split_threshold_bps=settings.split_threshold_bps)
+        # Launched tokens: validation, quotes, the market list and GET /api/launches know them
+        # (the topic folded from its start now, then followed).
+        chain_events = ChainEventsFollower(
+            servers,
+            settings.chain_events_topic,
+            client_id="oee-api-chain",
+            on_launch=lambda _token: quoter.list_pools_again(),
+        )
+        try:
+            await chain_events.start()
+        except BaseException:
+            await market_feed.stop()
+            await feed.stop()
+            await producer.stop()
+            await quoter.close()
             raise
         pool = open_read_pool(settings.postgres_url, settings.read_pool_size)
         # Without waiting: the pool keeps trying in the background while PostgreSQL is down.
@@ -90,7 +101,6 @@ class ApiRuntime:
             read_model=ReadModel(pool),
             market_feed=market_feed,
             market_read=MarketReadModel(pool),
-            launch_feed=launch_feed,
             auth=Authenticator(
                 PostgresKeys(pool),
                 enabled=settings.auth == "enabled",
@@ -101,13 +111,12 @@ class ApiRuntime:
                 settings.rate_limit_orders_per_second, settings.rate_limit_burst
             ),
             socket_limits=ConnectionLimiter(settings.ws_max_connections_per_key),
-            quoter=Quoter(
-                settings.solana_rpc_url, split_threshold_bps=settings.split_threshold_bps
-            ),
+            quoter=quoter,
+            chain_events=chain_events,
         )
 
     async def stop(self) -> None:
-        await self.launch_feed.stop()
+        await self.chain_events.stop()
         await self.market_feed.stop()
         await self.feed.stop()
         await self.producer.stop()

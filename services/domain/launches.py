@@ -14,7 +14,9 @@ from decimal import Decimal
 from types import MappingProxyType
 
 from schemas.chain import ChainEvent, PoolCreated, PoolOpened, TokenAuthorities
+from schemas.events import LaunchTarget
 from services.domain.launch import LaunchFacts
+from services.domain.tokens import Token, TokenRegistry
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,20 @@ class LaunchedToken:
     @property
     def pair(self) -> str:
         return f"{self.symbol}-{self.quote}"
+
+    def target(self) -> LaunchTarget | None:
+        """The launch as the order log names it (a sniper's trigger), once the pool exists."""
+        if self.pool is None or self.open_time is None:
+            return None
+        return LaunchTarget(
+            symbol=self.symbol,
+            mint=self.mint,
+            decimals=self.decimals,
+            quote=self.quote,
+            venue="RAYDIUM" if self.venue == "RAYDIUM" else "METEORA",
+            pool=self.pool,
+            open_time=self.open_time,
+        )
 
     def facts(self) -> LaunchFacts | None:
         """What the rug checks read, once the pool exists."""
@@ -117,3 +133,18 @@ def fold_all(events: Iterable[ChainEvent], launches: Launches = NO_LAUNCHES) -> 
     for event in events:
         launches = fold_chain(launches, event)
     return launches
+
+
+def tradeable_tokens(launches: Launches) -> list[Token]:
+    """The launched tokens whose pool exists, in symbol order: what a process learns from the
+    fold (`TokenRegistry.learn`). A token with only its authorities known has no market yet."""
+    return [
+        Token(t.symbol, t.decimals, t.mint)
+        for _, t in sorted(launches.items())
+        if t.pool is not None
+    ]
+
+
+def learn_launched(tokens: TokenRegistry, launches: Launches) -> list[LaunchedToken]:
+    """Teach `tokens` every tradeable launched token; the launches it did not know before."""
+    return [launches[t.symbol] for t in tradeable_tokens(launches) if tokens.learn(t)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, Rounded
 from types import MappingProxyType
@@ -39,35 +40,72 @@ TOKENS = MappingProxyType(
 )
 
 
-# Tokens launched on the chain since genesis that this process has been told of (issue 18: the
-# router, when a sniper fires on a launch the log names). Grows only; TOKENS stays the seeded
-# market's, which genesis funds and the API quotes.
-_LAUNCHED: dict[str, Token] = {}
+class TokenRegistry:
+    """The tokens one process knows: the seeded market's, and those launched on the chain since
+    genesis that the process has learnt of.
+
+    Launched tokens are learnt from `chain.events` (`services/common/chain_events.py` folds it
+    from its start at a process's start, then follows it) and, in the router, from the launch a
+    sniper's trigger names. It only grows, and a symbol keeps its first mint: a launch cannot
+    take over a seeded symbol, nor a second launch an earlier one's.
+
+    One registry per process, because the venue math and the pricing core look decimals up by
+    symbol deep inside pure functions; what changes it is the two feeds above, nothing else.
+    """
+
+    def __init__(self, seeded: Mapping[str, Token]) -> None:
+        self._seeded = seeded
+        self._launched: dict[str, Token] = {}
+        self._by_mint: dict[str, Token] = {}
+
+    def get(self, symbol: str) -> Token:
+        """A token by symbol, failing with a typed error the API can map to a 400."""
+        token = self._seeded.get(symbol) or self._launched.get(symbol)
+        if token is None:
+            raise UnknownTokenError(symbol)
+        return token
+
+    def learn(self, token: Token) -> bool:
+        """Know a launched token from now on; True when it is new, False when already known.
+
+        A different token under a known symbol is refused (ValueError)."""
+        known = self._seeded.get(token.symbol) or self._launched.get(token.symbol)
+        if known is not None:
+            if known != token:
+                msg = f"{token.symbol} is already {known.mint}, not {token.mint}"
+                raise ValueError(msg)
+            return False
+        self._launched[token.symbol] = token
+        self._by_mint[token.mint] = token
+        return True
+
+    def launched_by_mint(self, mint: str) -> Token | None:
+        """A launched token learnt here, by its mint."""
+        return self._by_mint.get(mint)
+
+    @property
+    def launched(self) -> Mapping[str, Token]:
+        """The launched tokens learnt so far, by symbol (a read-only view)."""
+        return MappingProxyType(self._launched)
+
+
+REGISTRY = TokenRegistry(TOKENS)
+"""This process's registry (see `TokenRegistry` for who feeds it)."""
 
 
 def register_launched(token: Token) -> None:
-    """Make a launched token known here; the same token again is a no-op."""
-    known = TOKENS.get(token.symbol) or _LAUNCHED.get(token.symbol)
-    if known is not None and known != token:
-        msg = f"{token.symbol} is already {known.mint}, not {token.mint}"
-        raise ValueError(msg)
-    _LAUNCHED[token.symbol] = token
+    """Make a launched token known in this process; the same token again is a no-op."""
+    REGISTRY.learn(token)
 
 
 def launched_by_mint(mint: str) -> Token | None:
-    """A launched token registered here, by its mint."""
-    return next((t for t in _LAUNCHED.values() if t.mint == mint), None)
+    """A launched token known in this process, by its mint."""
+    return REGISTRY.launched_by_mint(mint)
 
 
 def get_token(symbol: str) -> Token:
     """Look a token up by symbol, failing with a typed error the API can map to a 400."""
-    try:
-        return TOKENS[symbol]
-    except KeyError:
-        launched = _LAUNCHED.get(symbol)
-        if launched is None:
-            raise UnknownTokenError(symbol) from None
-        return launched
+    return REGISTRY.get(symbol)
 
 
 def to_base_units(symbol: str, amount: Decimal) -> int:

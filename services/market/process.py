@@ -50,9 +50,11 @@ from schemas.market import (
     pair_name,
 )
 from services.chain.genesis import wallet_keypair
+from services.chain.launch import LaunchGate
 from services.chain.rpc_venues import RpcFailure, RpcPoolSource, cpmm_keys, dlmm_keys
 from services.chain.solana_client import load_keypair
 from services.chain.svm.vm import DEFAULT_COMPUTE_UNITS, CpmmSwap, DlmmSwap, SolanaVm
+from services.common.chain_events import ChainEventsFollower
 from services.common.kafka import (
     durable_producer,
     ensure_topics,
@@ -61,6 +63,7 @@ from services.common.kafka import (
     topic_specs,
 )
 from services.common.settings import Settings
+from services.domain.launches import LaunchedToken
 from services.domain.tokens import get_token
 from services.market.commands import (
     MAX_COMMAND_AGE_SECONDS,
@@ -70,7 +73,7 @@ from services.market.commands import (
 )
 from services.market.flow import FlowTrade, depth, flow_trade, pool_mid
 from services.market.trades import Vault, decode_trades, vaults
-from services.market.walk import Move, Walk, slot_sigma
+from services.market.walk import LAUNCH_VOLATILITY_MULTIPLE, Move, Walk, slot_sigma
 from services.pricing.accounts.pools import PoolRegistry, orient
 from services.pricing.ports import PoolSnapshot
 from services.venues.market import DEFAULT_PAIRS
@@ -193,6 +196,14 @@ class MarketProcess:
         self.walk = Walk(
             settings.market_seed, slot_sigma(settings.market_volatility, settings.slot_ms)
         )
+        self.launch_walk = self.walk.scaled(LAUNCH_VOLATILITY_MULTIPLE)
+        self.launched: set[str] = set()  # launched tokens' pairs, traded once their pool opens
+        self.chain_events = ChainEventsFollower(
+            self._servers,
+            settings.chain_events_topic,
+            client_id="oee-market-chain",
+            on_launch=self._launched,
+        )
         self.source = RpcPoolSource(settings.solana_rpc_url, max_age=0.0)
         self.maker = wallet_keypair(settings.chain_seed, settings.market_maker_wallet)
         self.engine = engine_keys(settings)
@@ -221,6 +232,7 @@ class MarketProcess:
         await start_producer(self._producer, self._servers)
         self.registry = await self.source.discover()
         self._vaults = vaults(self.registry)
+        await self.chain_events.start()  # lists the pools again for every launch so far
         names = [pair_name(*p) for p in self.pairs]
         ticks = await read_tail(self._servers, s.market_ticks_topic, names)
         trades = await read_tail(self._servers, s.market_trades_topic, names)
@@ -238,9 +250,10 @@ class MarketProcess:
             if trade.slot > last_tick_slot:
                 self._skip_trades.add((trade.signature, trade.venue, trade.pair))
         snapshot = await self.source.snapshot()
+        self._start_launched_pairs(snapshot)
         for pair in self.pairs:
             name = pair_name(*pair)
-            if name not in self.references:
+            if name not in self.references and name not in self.launched:
                 self.references[name] = self._starting_price(pair, snapshot)
         self.slot = last_tick_slot if last_tick_slot >= 0 else snapshot.slot
         self._blocks_done = self.slot
@@ -265,6 +278,31 @@ class MarketProcess:
             maker=str(self.maker.pubkey()),
         )
 
+    async def _launched(self, token: LaunchedToken) -> None:
+        """A launched token's pool exists: list the pools again and trade it once it opens.
+
+        The router's launch preparation, with the market maker's wallet: the token known, the
+        maker's account for it (a swap cannot create the account it pays into), the pools
+        listed again. Its reference starts at the pool's own price on the first step that sees
+        the pool open (`_start_launched_pairs`); until then the program refuses swaps."""
+        target = token.target()
+        assert target is not None  # announced once its pool exists
+        await LaunchGate(self.source, self.maker).prepare(target)
+        self.registry = await self.source.registry()
+        self._vaults = vaults(self.registry)
+        self.launched.add(token.pair)
+
+    def _start_launched_pairs(self, snapshot: PoolSnapshot) -> None:
+        """Launched pairs whose pool the snapshot shows open start at its price."""
+        for name in self.launched - set(self.references):
+            pair = _pair_key(name)
+            pool = snapshot.pools.get((Venue.RAYDIUM, pair)) or snapshot.pools.get(
+                (Venue.METEORA, pair)
+            )
+            if pool is not None:
+                self.references[name] = _DIGITS.plus(pool_mid(pool))
+                log.info("launched pair trading", pair=name, reference=str(self.references[name]))
+
     @property
     def pairs(self) -> list[Pair]:
         assert self.registry is not None
@@ -284,6 +322,7 @@ class MarketProcess:
         return _DIGITS.plus(pool_mid(pool))
 
     async def stop(self) -> None:
+        await self.chain_events.stop()
         if self._commands is not None:
             await self._commands.stop()
         if self._producer is not None:
@@ -317,11 +356,17 @@ class MarketProcess:
         slot = snapshot.slot
         now = self._clock()
         trades = await self._read_trades(slot, now)
+        self._start_launched_pairs(snapshot)
         await self._apply_commands(slot)
         for name in list(self.references):
             self.references[name] = self._reference(name, slot)
         sent = await self._send_flow(snapshot, slot)
-        ticks = [self._tick(pair, snapshot, slot, now) for pair in self.pairs]
+        # A launched pair ticks from its open on (before it, it has no price anyone can trade).
+        ticks = [
+            self._tick(pair, snapshot, slot, now)
+            for pair in self.pairs
+            if pair_name(*pair) in self.references
+        ]
         await self._publish(trades, ticks)
         self.slot = slot
         stats = StepStats(slot, len(ticks), len(trades), sent, time.process_time() - began)
@@ -334,7 +379,10 @@ class MarketProcess:
             if move.finished(slot):
                 del self.moves[name]
             return move.price(slot)
-        return self.walk.advance(self.references[name], name, self.slot, slot)
+        return self._walk(name).advance(self.references[name], name, self.slot, slot)
+
+    def _walk(self, name: str) -> Walk:
+        return self.launch_walk if name in self.launched else self.walk
 
     # --- trades from the chain's blocks --------------------------------------------------------
 
@@ -406,8 +454,11 @@ class MarketProcess:
             reference = self.references.get(name)
             if reference is None:
                 continue
-            target = self.walk.venue_target(reference, venue.value, name, slot)
+            walk = self._walk(name)
+            target = walk.venue_target(reference, venue.value, name, slot)
             cap = self.settings.market_max_move_bps
+            if walk is self.launch_walk:  # the flow must keep up with the faster walk
+                cap *= Decimal(repr(LAUNCH_VOLATILITY_MULTIPLE))
             move = self.moves.get(name)
             if move is not None:
                 cap = max(cap, 2 * move.step_bps)

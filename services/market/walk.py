@@ -23,12 +23,16 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Context, Decimal
 
 SECONDS_PER_YEAR = 365 * 24 * 3600
 DIGITS = Context(prec=12)  # prices are kept to 12 significant digits, so they do not grow
 KNOT_SLOTS = 50
+# A launched token's pair walks this many times as fast as the seeded market's (about 0.5 % a
+# slot at the default volatility): a new token's first hours move tens of percent, and its
+# autoSell take-profit or stop-loss must be reachable in a session, not a year.
+LAUNCH_VOLATILITY_MULTIPLE = 50.0
 VENUE_SPREAD = 2.0  # venue noise over the walk's own move per knot interval (see above)
 
 
@@ -57,6 +61,10 @@ class Walk:
     sigma: float
     knot_slots: int = KNOT_SLOTS
     venue_spread: float = VENUE_SPREAD
+
+    def scaled(self, multiple: float) -> Walk:
+        """The same seeded walk, `multiple` times as volatile (a launched token's pair)."""
+        return replace(self, sigma=self.sigma * multiple)
 
     def step(self, price: Decimal, pair: str, slot: int) -> Decimal:
         """The reference after slot `slot`'s shock."""

@@ -133,6 +133,11 @@ def order_row(state: OrderState) -> dict[str, Any]:
         "triggered_slot": state.triggered_slot,
         "triggered_price": state.triggered_price,
         "filled_amount": state.filled_amount,
+        "max_price": state.max_price,
+        "checks": state.checks.model_dump(mode="json") if state.checks else None,
+        "only_at_launch": state.only_at_launch,
+        "auto_sell": state.auto_sell.model_dump(mode="json") if state.auto_sell else None,
+        "priority": state.priority,
     }
 
 
@@ -142,5 +147,6 @@ ORDER_COLUMNS: tuple[str, ...] = (
     "error_code", "error", "attempts", "last_sequence", "created_at", "updated_at",
     "order_type", "limit_price", "trigger_price", "take_profit_price", "stop_loss_price",
     "trailing_bps", "expires_at", "allow_partial", "triggered_leg", "triggered_slot",
-    "triggered_price", "filled_amount",
+    "triggered_price", "filled_amount", "max_price", "checks", "only_at_launch", "auto_sell",
+    "priority",
 )  # fmt: skip

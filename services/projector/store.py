@@ -20,7 +20,7 @@ from services.common.db import LIVE_SCHEMA
 from services.domain.order import OrderState, evolve
 from services.projector.projection import ORDER_COLUMNS, EventRow, Projection, order_row
 
-_JSON_COLUMNS = {"route", "quotes"}
+_JSON_COLUMNS = {"route", "quotes", "checks", "auto_sell"}
 
 
 class ReadModelStore:

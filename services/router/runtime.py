@@ -17,9 +17,11 @@ from services.chain.genesis import wallet_keypair
 from services.chain.launch import LaunchGate
 from services.chain.rpc_venues import RpcPoolSource, rpc_venues
 from services.chain.solana_client import AsyncClientRpc, SolanaChain, load_keypair
+from services.common.chain_events import ChainEventsFollower
 from services.common.db import open_pool
 from services.common.kafka import RenewingProducer
 from services.common.settings import Settings
+from services.domain.launches import LaunchedToken
 from services.pricing.ports import VenueAdapter
 from services.router.catchup import catch_up
 from services.router.emitter import Emitter
@@ -48,6 +50,7 @@ class RouterRuntime:
         self.positions: ResumePositions | None = None
         self.rpc: AsyncClientRpc | None = None
         self.pools: RpcPoolSource | None = None
+        self.chain_events: ChainEventsFollower | None = None
         self._started = asyncio.Lock()
 
     async def start(self) -> OrderRouter:
@@ -63,6 +66,16 @@ class RouterRuntime:
             await self.producer.start()
             emitter = Emitter(self.producer, self.settings)
             venues, chain, launches = self._solana()
+            # Launched tokens trade like any once their pool exists: every order type, not
+            # only a sniper whose trigger names the launch (the gate's preparation is the one
+            # for both: the token known, the wallet's account for it, the pools listed again).
+            self.chain_events = ChainEventsFollower(
+                self.servers,
+                self.settings.chain_events_topic,
+                client_id="oee-router-chain",
+                on_launch=lambda token: _prepare(launches, self.pools, token),
+            )
+            await self.chain_events.start()
             policy = ExecutionPolicy(
                 retry_delays=self.settings.retry_delays_seconds,
                 quote_ttl_seconds=self.settings.quote_ttl_seconds,
@@ -135,6 +148,8 @@ class RouterRuntime:
         return self.settings.orders_topic_partitions - fresh
 
     async def stop(self) -> None:
+        if self.chain_events is not None:
+            await self.chain_events.stop()
         if self.router is not None:
             # Not a drain: while this router stops, a rebalance (another router leaving or
             # joining) hands its partitions on without telling it (faust skips the revoke
@@ -153,3 +168,11 @@ class RouterRuntime:
             await self.pools.close()
         if self.db is not None:
             await self.db.close()
+
+
+async def _prepare(gate: LaunchGate, pools: RpcPoolSource | None, token: LaunchedToken) -> None:
+    target = token.target()
+    assert target is not None  # the follower announces tokens whose pool exists
+    await gate.prepare(target)
+    if pools is not None:
+        pools.expire_snapshot()  # a snapshot of this slot was read without the new pool

@@ -63,7 +63,9 @@ from services.common.logging import configure_logging
 from services.common.metrics import start_metrics_server
 from services.common.process import retry_while_down, stop_event_on_signals
 from services.common.settings import Settings
+from services.domain.launches import learn_launched
 from services.domain.order import OrderState
+from services.domain.tokens import REGISTRY
 from services.pricing.accounts.pools import CLOCK_SYSVAR, decode_clock
 from services.triggers.core import TriggerCore
 
@@ -103,8 +105,9 @@ _RESTING_SQL = (
     " WHERE o.order_type NOT IN ('market', 'sniper')"
     "   AND o.status NOT IN ('completed', 'failed', 'cancelled', 'expired')"
 )
-# Snipers' own fields (max price, checks, autoSell, ...) are not read-model columns, so an
-# unfinished sniper is folded from its submission on the log instead (they are few).
+# An unfinished sniper is folded from its submission on the log instead (they are few): its own
+# fields (max price, checks, autoSell, ...) are read-model columns only since migration 0011, and
+# a row projected before it holds the defaults (no checks) until its next event or a rebuild.
 _SNIPER_STARTS_SQL = (
     "SELECT e.log_partition, min(e.log_offset)"
     " FROM read_model.orders o JOIN read_model.order_events e"
@@ -261,6 +264,9 @@ class TriggerEngine:
         if isinstance(event, PoolCreated):
             self._created[event.symbol] = event
         await self._append(self.core.on_chain_event(event, now(), propose=propose))
+        # The engine folds the topic itself (it dead-letters for every follower): what it
+        # folded also teaches this process's token registry, as `ChainEventsFollower` does.
+        learn_launched(REGISTRY, self.core.launches)
 
     async def _chain_loop(self) -> None:
         while True:

@@ -74,16 +74,8 @@ def decide_snipe(
             f"{token.pair} opened at slot {token.opened_slot}, before this onlyAtLaunch order",
         )
     assert state.max_price is not None  # a sniper carries one (the contract)
-    assert token.open_time is not None  # the pool exists
-    target = LaunchTarget(
-        symbol=token.symbol,
-        mint=token.mint,
-        decimals=token.decimals,
-        quote=token.quote,
-        venue="RAYDIUM" if token.venue == "RAYDIUM" else "METEORA",
-        pool=token.pool,
-        open_time=token.open_time,
-    )
+    target = token.target()
+    assert target is not None  # the pool exists
     return Fire(pair=token.pair, slot=token.opened_slot or 0, level=state.max_price, launch=target)
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.api.deps import Administrator, Authenticated, LaunchFeedDep, SettingsDep
+from services.api.deps import Administrator, Authenticated, LaunchesDep, SettingsDep
 from services.api.errors import ApiError
 from services.api.models import ErrorBody
 from services.chain.launch import LaunchFailedError, launch_and_publish
@@ -129,8 +129,8 @@ def launch_view(token: LaunchedToken) -> dict[str, Any]:
 
 
 @router.get("/api/launches", responses={s: {"model": ErrorBody} for s in (401, 403, 503)})
-async def launches(feed: LaunchFeedDep, _caller: Authenticated) -> dict[str, Any]:
+async def launches(known: LaunchesDep, _caller: Authenticated) -> dict[str, Any]:
     """Every launched token, newest open time first (a token whose pool is not created yet
     last)."""
-    tokens = sorted(feed.launches.values(), key=lambda t: -(t.open_time or 0))
+    tokens = sorted(known.values(), key=lambda t: -(t.open_time or 0))
     return {"launches": [launch_view(token) for token in tokens]}

@@ -8,6 +8,7 @@ as in URLs, `SOL-USDC`; an unknown one is 404 `UNKNOWN_PAIR` with the valid ones
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.api.deps import (
     Administrator,
     Authenticated,
+    LaunchesDep,
     MarketFeedDep,
     MarketReadDep,
     QuoterDep,
@@ -33,6 +35,7 @@ from services.api.markets import (
     best_venues,
     iso,
     ladder,
+    market_pairs,
     plain,
     spot_price,
     summary,
@@ -56,11 +59,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _MOVE_ERRORS: dict[int | str, dict[str, Any]] = {**_ERRORS, 403: {"model": ErrorBody}}
 
 
-def known_pair(pair: str) -> str:
+def known_pair(pair: str, pairs: Mapping[str, tuple[str, str]]) -> str:
     """The pair as the tables key it, or 404 UNKNOWN_PAIR naming the valid ones."""
-    if pair.upper() in PAIRS:
+    if pair.upper() in pairs:
         return pair.upper()
-    valid = list(PAIRS)
+    valid = list(pairs)
     raise ApiError(
         404,
         {
@@ -84,31 +87,41 @@ def _moment(value: str | None, name: str) -> datetime | None:
 
 
 @router.get("/api/markets", responses=_ERRORS)
-async def markets(read: MarketReadDep, quoter: QuoterDep, _caller: Authenticated) -> dict[str, Any]:
-    """Every pair the engine trades: mid per venue, best venue now, 24 h change and volume."""
-    pairs = list(PAIRS)
-    latest = await read.latest_ticks(pairs)
-    stats = await read.day_stats(pairs, datetime.now(UTC))
+async def markets(
+    read: MarketReadDep, quoter: QuoterDep, launches: LaunchesDep, _caller: Authenticated
+) -> dict[str, Any]:
+    """Every pair the engine trades (launched ones once their pool exists): mid per venue, best
+    venue now, 24 h change and volume, and a launched pair's launch (when it opens)."""
+    pairs = market_pairs(launches)
+    latest = await read.latest_ticks(list(pairs))
+    stats = await read.day_stats(list(pairs), datetime.now(UTC))
     found = []
-    for pair, (base, quote) in PAIRS.items():
+    for pair, (base, quote) in pairs.items():
         reference = latest[pair][1].reference if pair in latest else None
         best = await best_venues(quoter, base, quote, reference)
-        found.append(summary(pair, latest.get(pair), stats.get(pair), best))
+        launch = launches.get(base) if pair not in PAIRS else None
+        found.append(summary(pair, (base, quote), latest.get(pair), stats.get(pair), best, launch))
     return {"markets": found}
 
 
 @router.get("/api/markets/{pair}", responses=_ERRORS)
 async def market(
-    pair: str, read: MarketReadDep, quoter: QuoterDep, _caller: Authenticated
+    pair: str,
+    read: MarketReadDep,
+    quoter: QuoterDep,
+    launches: LaunchesDep,
+    _caller: Authenticated,
 ) -> dict[str, Any]:
     """One market: its summary plus the depth ladder (1 to 10,000 of the base, both sides)."""
-    pair = known_pair(pair)
-    base, quote = PAIRS[pair]
+    pairs = market_pairs(launches)
+    pair = known_pair(pair, pairs)
+    base, quote = pairs[pair]
     latest = (await read.latest_ticks([pair])).get(pair)
     stats = (await read.day_stats([pair], datetime.now(UTC))).get(pair)
     reference = latest[1].reference if latest else None
     best = await best_venues(quoter, base, quote, reference)
-    body = summary(pair, latest, stats, best)
+    launch = launches.get(base) if pair not in PAIRS else None
+    body = summary(pair, (base, quote), latest, stats, best, launch)
     if reference is None:  # no tick yet: price the ladder's buys at what one unit sells for
         reference = await spot_price(quoter, base, quote)
     body["ladder"] = await ladder(quoter, base, quote, reference) if reference else None
@@ -119,13 +132,14 @@ async def market(
 async def candles(
     pair: str,
     read: MarketReadDep,
+    launches: LaunchesDep,
     _caller: Authenticated,
     interval: str = "1m",
     start: Annotated[str | None, Query(alias="from", description="ISO 8601, inclusive")] = None,
     end: Annotated[str | None, Query(alias="to", description="ISO 8601, exclusive")] = None,
 ) -> dict[str, Any]:
     """OHLCV candles (1s, 1m, 1h, 1d; UTC buckets), oldest first; by default the last 1,000."""
-    pair = known_pair(pair)
+    pair = known_pair(pair, market_pairs(launches))
     if interval not in INTERVALS:
         raise ApiError.bad_request(
             "INVALID_INTERVAL",
@@ -171,13 +185,15 @@ async def candles(
 async def trades(
     pair: str,
     read: MarketReadDep,
+    launches: LaunchesDep,
     _caller: Authenticated,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: Annotated[int | None, Query(ge=1, description="Only sequences below this")] = None,
 ) -> dict[str, Any]:
     """The pair's trades (the engine's and the background's), newest first."""
-    pair = known_pair(pair)
-    base, quote = PAIRS[pair]
+    pairs = market_pairs(launches)
+    pair = known_pair(pair, pairs)
+    base, quote = pairs[pair]
     rows = await read.trades(pair, limit, before)
     return {
         "pair": pair,
@@ -208,6 +224,7 @@ async def market_socket(
     pair: str,
     feed: MarketFeedDep,
     read: MarketReadDep,
+    launches: LaunchesDep,
     principal: SocketPrincipal,
     limits: SocketLimits,
 ) -> None:
@@ -215,11 +232,12 @@ async def market_socket(
     async with admitted(websocket, principal, limits) as admitted_as:
         if admitted_as is None:
             return
-        if pair.upper() not in PAIRS:
+        pairs = market_pairs(launches)
+        if pair.upper() not in pairs:
             await refuse(
                 websocket,
                 "UNKNOWN_PAIR",
-                f"No market {pair!r}; the engine trades {', '.join(PAIRS)}",
+                f"No market {pair!r}; the engine trades {', '.join(pairs)}",
                 CLOSE_NOT_FOUND,
             )
             return
@@ -250,7 +268,8 @@ async def move(
     Writes the same `MarketMove` command to `market.commands`; the running market process
     applies it. 202 once the broker confirmed the write (the move itself takes `over`).
     """
-    pair = known_pair(pair)
+    pairs = market_pairs(runtime.chain_events.launches)
+    pair = known_pair(pair, pairs)
     try:
         price = parse_price(str(body.to))
     except ValueError as exc:
@@ -274,7 +293,7 @@ async def move(
             {"error": "LOG_UNAVAILABLE", "message": f"The move was not sent: {reason}; retry"},
             {"Retry-After": "5"},
         ) from None
-    base, quote = PAIRS[pair]
+    base, quote = pairs[pair]
     return {
         "pair": pair,
         "to": str(price),

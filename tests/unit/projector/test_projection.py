@@ -16,11 +16,14 @@ from hypothesis import strategies as st
 from schemas import codec
 from schemas.envelope import record_hash
 from schemas.events import (
+    AutoSell,
     FailureCode,
     OrderEvent,
     OrderRetrying,
     OrderStatus,
     OrderSubmitted,
+    OrderType,
+    SniperChecks,
     TransactionBuilt,
 )
 from services.domain.order import OrderState
@@ -187,6 +190,32 @@ def test_order_row_has_exactly_the_order_columns_as_plain_data() -> None:
         {"venue": "RAYDIUM", "amount_out": "375", "fee": "0", "price_impact": "0", "error": None}
     ]
     orjson.dumps(row["route"])  # JSON columns must serialise as they are
+
+
+def test_order_row_carries_a_sniper_s_fields_as_plain_data() -> None:
+    sniper = OrderSubmitted(
+        token_in="SOL", token_out="MEME", amount=Decimal(2), slippage=Decimal("0.15"),
+        order_type=OrderType.SNIPER, max_price=Decimal("0.0003"),
+        checks=SniperChecks(lp_burned=True, min_liquidity=Decimal(50)), only_at_launch=True,
+        auto_sell=AutoSell(take_profit_pct=Decimal(100), stop_loss_pct=Decimal(30)),
+        priority="high",
+    )  # fmt: skip
+    row = order_row(project(records(history(A, [sniper])), {}).states[A])
+    assert tuple(row) == ORDER_COLUMNS
+    assert (row["order_type"], row["max_price"]) == ("sniper", Decimal("0.0003"))
+    assert row["checks"] == {
+        "mint_renounced": True, "freeze_renounced": True, "lp_burned": True,
+        "min_liquidity": "50",
+    }  # fmt: skip
+    assert row["auto_sell"] == {"take_profit_pct": "100", "stop_loss_pct": "30"}
+    assert (row["only_at_launch"], row["priority"]) == (True, "high")
+    orjson.dumps(row["checks"])
+
+
+def test_order_row_of_a_market_order_has_the_sniper_defaults() -> None:
+    row = order_row(project(records(history(A)[:1]), {}).states[A])
+    assert (row["max_price"], row["checks"], row["auto_sell"]) == (None, None, None)
+    assert (row["only_at_launch"], row["priority"]) == (False, "normal")
 
 
 def test_order_row_of_a_fresh_order_has_no_route() -> None:
