@@ -68,12 +68,13 @@ async def test_snipers_end_once_across_kills_of_the_trigger_engine_and_the_route
     await launch_and_publish(system.settings, spec)
     system.start("triggers")
 
-    async def some_triggered() -> bool:
-        return count("triggered") > 0
+    async def some_decided() -> bool:
+        return sum(count(s) for s in ("triggered", "routing", "building", "submitted")) > 0
 
-    # The router holds triggered snipers until the pool opens: killed then, its successor
-    # takes them over from the log.
-    await eventually(some_triggered, timeout=60, what="a sniper triggered", system=system)
+    # The router quotes, builds and signs triggered snipers ahead and holds them until the
+    # pool opens (their last status before the send is `submitted`): killed then, its
+    # successor takes them over from the log and sends the same signed bytes at the open.
+    await eventually(some_decided, timeout=60, what="a sniper decided", system=system)
     system.kill("router")
     await asyncio.sleep(0.5)
     system.start("router")
