@@ -6,13 +6,18 @@ persists and replays them like any swap (nothing is written behind the programs'
 1. the mint: `create_account` + SPL `InitializeMint2` (the launcher as mint and freeze
    authority), the launcher's token account, `MintTo` the whole supply, then `SetAuthority` to
    none for each authority the launch renounces;
-2. the pool: Raydium CPMM `initialize` with the launch's `open_time` (the program refuses swaps
-   before it with 6000 NotApproved, mapped to `PoolNotOpenError` / `POOL_NOT_OPEN`), then, for
-   `--lp burn`, SPL `Burn` of every LP token the launcher received.
+2. the pool, either venue's program's own creation with the open time:
+   - raydium: CPMM `initialize` with the launch's `open_time` (the program refuses swaps before
+     it with 6000 NotApproved, mapped to `PoolNotOpenError` / `POOL_NOT_OPEN`), then, for
+     `--lp burn`, SPL `Burn` of every LP token the launcher received;
+   - meteora: DLMM `initialize_customizable_permissionless_lb_pair` activated by unix time
+     (6042 before it, also `POOL_NOT_OPEN`), `initialize_bin_array`s, then per side a position
+     and an `add_liquidity_by_weight`: the supply one-sided above the opening bin, the quote
+     below. A DLMM pair has positions, not LP tokens, so it cannot be LP-burned.
 
-A Meteora DLMM launch pair (`initialize_customizable_permissionless_lb_pair`, activation by
-unix time, 6042 before it) is created on the in-process VM by `launch_on_vm`; it has
-positions, not LP tokens, so it cannot be LP-burned.
+`LaunchPlan.transactions` is the one list of transactions both `launch_over_rpc` (the node) and
+`launch_on_vm` (tests, tools) send; the instructions are packed into as few as fit Solana's
+1,232-byte limit (`pack_steps`), the builders being `services.chain.svm.vm`'s own.
 """
 
 from __future__ import annotations
