@@ -105,7 +105,7 @@ class LaunchSpec:
             raise InvalidLaunchError(msg)
         if self.venue is LaunchVenue.METEORA and self.burn_lp:
             # A DLMM pair has positions, not LP tokens: there is nothing to burn.
-            msg = "a meteora launch has no LP tokens to burn: use --lp keep"
+            msg = "a meteora launch has no LP tokens to burn: leave --lp out (or --lp keep)"
             raise InvalidLaunchError(msg)
 
     @property
