@@ -6,13 +6,18 @@ persists and replays them like any swap (nothing is written behind the programs'
 1. the mint: `create_account` + SPL `InitializeMint2` (the launcher as mint and freeze
    authority), the launcher's token account, `MintTo` the whole supply, then `SetAuthority` to
    none for each authority the launch renounces;
-2. the pool: Raydium CPMM `initialize` with the launch's `open_time` (the program refuses swaps
-   before it with 6000 NotApproved, mapped to `PoolNotOpenError` / `POOL_NOT_OPEN`), then, for
-   `--lp burn`, SPL `Burn` of every LP token the launcher received.
+2. the pool, either venue's program's own creation with the open time:
+   - raydium: CPMM `initialize` with the launch's `open_time` (the program refuses swaps before
+     it with 6000 NotApproved, mapped to `PoolNotOpenError` / `POOL_NOT_OPEN`), then, for
+     `--lp burn`, SPL `Burn` of every LP token the launcher received;
+   - meteora: DLMM `initialize_customizable_permissionless_lb_pair` activated by unix time
+     (6042 before it, also `POOL_NOT_OPEN`), `initialize_bin_array`s, then per side a position
+     and an `add_liquidity_by_weight`: the supply one-sided above the opening bin, the quote
+     below. A DLMM pair has positions, not LP tokens, so it cannot be LP-burned.
 
-A Meteora DLMM launch pair (`initialize_customizable_permissionless_lb_pair`, activation by
-unix time, 6042 before it) is created on the in-process VM by `launch_on_vm`; it has
-positions, not LP tokens, so it cannot be LP-burned.
+`LaunchPlan.transactions` is the one list of transactions both `launch_over_rpc` (the node) and
+`launch_on_vm` (tests, tools) send; the instructions are packed into as few as fit Solana's
+1,232-byte limit (`pack_steps`), the builders being `services.chain.svm.vm`'s own.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from math import isqrt
@@ -28,6 +33,7 @@ from math import isqrt
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 from solana.rpc.models import TxOpts
+from solders.compute_budget import set_compute_unit_limit
 from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
@@ -51,11 +57,21 @@ from services.chain.svm.constants import (
     TOKEN_PROGRAM_ID,
 )
 from services.chain.svm.vm import (
+    DEFAULT_COMPUTE_UNITS,
     CpmmPoolKeys,
-    DlmmFees,
+    DlmmDeposit,
+    DlmmPoolKeys,
     SolanaVm,
     associated_token_address,
     cpmm_initialize_ix,
+    dlmm_add_liquidity_by_weight_ix,
+    dlmm_bin_array_address,
+    dlmm_initialize_bin_array_ix,
+    dlmm_initialize_position_ix,
+    dlmm_launch_pair_ix,
+    dlmm_launch_pair_keys,
+    dlmm_position_keypair,
+    plan_dlmm_deposit,
 )
 from services.common.kafka import durable_producer, ensure_topics, start_producer, topic_specs
 from services.common.settings import Settings
@@ -74,6 +90,8 @@ _MINT_TOKENS, _FREEZE_ACCOUNT = 0, 1  # SPL AuthorityType
 CONFIRM_POLL_SECONDS = 0.1
 DLMM_LAUNCH_BIN_STEP = 100  # 1 % a bin: launch prices move fast
 DLMM_LAUNCH_BINS = 69  # one position's worth of bins above the opening price
+DLMM_LAUNCH_BASE_FACTOR = 10_000  # base fee = base factor x bin step x 1e-8: 1 % a swap
+PACKET_DATA_SIZE = 1232  # Solana's limit on a serialized transaction, in bytes
 
 
 class LaunchFailedError(RuntimeError):
@@ -178,6 +196,171 @@ class LaunchPlan:
             )
         return ixs
 
+    @property
+    def dlmm_active_id(self) -> int:
+        """The launch pair's opening bin: price (quote per token, in base units) = liquidity /
+        supply, on the launch bin step."""
+        price = Decimal(self.spec.quote_units) / Decimal(self.spec.supply_units)
+        step = Decimal(1) + Decimal(DLMM_LAUNCH_BIN_STEP) / Decimal(10_000)
+        return int((price.ln() / step.ln()).to_integral_value())
+
+    def dlmm_deposits(self) -> list[DlmmDeposit]:
+        """The whole supply one-sided in the bins above the opening one, the quote liquidity
+        one-sided below it: before activation a launch pair takes only one-sided deposits, so
+        buyers walk the price up through the token's bins."""
+        active = self.dlmm_active_id
+        above = shape_weights_side(active + 1, DLMM_LAUNCH_BINS)
+        below = shape_weights_side(active - DLMM_LAUNCH_BINS, DLMM_LAUNCH_BINS)
+        step = DLMM_LAUNCH_BIN_STEP
+        return [
+            *plan_dlmm_deposit(above, active, step, self.spec.supply_units, 0),
+            *plan_dlmm_deposit(below, active, step, 0, self.spec.quote_units),
+        ]
+
+    @property
+    def dlmm(self) -> DlmmPoolKeys:
+        """The launch pair (x the new token, y the quote) with the bin arrays its deposits name."""
+        keys = dlmm_launch_pair_keys(self.mint.pubkey(), self.quote_mint)
+        indices = sorted({i for d in self.dlmm_deposits() for i in d.bin_arrays})
+        arrays = tuple((i, dlmm_bin_array_address(keys.lb_pair, i)) for i in indices)
+        return replace(keys, bin_arrays=arrays)
+
+    def dlmm_steps(self) -> list[Step]:
+        """The pair with its activation time, its bin arrays, then per position its account and
+        its deposit: the program's own instructions, in the order they must land."""
+        keys, me = self.dlmm, self.launcher
+        steps = [
+            Step(
+                dlmm_launch_pair_ix(
+                    me,
+                    keys,
+                    active_id=self.dlmm_active_id,
+                    bin_step=DLMM_LAUNCH_BIN_STEP,
+                    base_factor=DLMM_LAUNCH_BASE_FACTOR,
+                    open_time=self.open_time,
+                )
+            ),
+            *(Step(dlmm_initialize_bin_array_ix(keys.lb_pair, i, me)) for i, _ in keys.bin_arrays),
+        ]
+        for deposit in self.dlmm_deposits():
+            position = dlmm_position_keypair(me, keys.lb_pair, deposit.first)
+            steps += [
+                Step(
+                    dlmm_initialize_position_ix(
+                        me, position.pubkey(), keys.lb_pair, deposit.first, deposit.width
+                    ),
+                    (position,),
+                ),
+                Step(
+                    dlmm_add_liquidity_by_weight_ix(
+                        me,
+                        position.pubkey(),
+                        keys,
+                        deposit.weights,
+                        deposit.amount_x,
+                        deposit.amount_y,
+                        self.dlmm_active_id,
+                    )
+                ),
+            ]
+        return steps
+
+    def transactions(self) -> list[Batch]:
+        """Every instruction of the launch, packed into as few transactions as fit.
+
+        The mint goes first on its own (the pool names its accounts); a DLMM launch's pair,
+        bin arrays and positions then share transactions up to Solana's 1,232-byte limit,
+        each with the compute budget of the heaviest (a 69-bin deposit)."""
+        first = Batch(tuple(self.mint_instructions()), (self.mint,))
+        if self.spec.venue is LaunchVenue.RAYDIUM:
+            return [first, Batch(tuple(self.cpmm_instructions()), ())]
+        return [first, *pack_steps(self.dlmm_steps(), self.launcher)]
+
+    def fact_accounts(self) -> list[Pubkey]:
+        """The accounts the rug checks read once the launch landed, in `launched`'s order."""
+        if self.spec.venue is LaunchVenue.RAYDIUM:
+            keys = self.cpmm
+            quote_vault = keys.vault0 if keys.mint0 == self.quote_mint else keys.vault1
+            return [self.mint.pubkey(), keys.pool, keys.lp_mint, quote_vault]
+        pair = self.dlmm
+        return [self.mint.pubkey(), pair.lb_pair, pair.reserve_y]
+
+    def launched(self, accounts: list[bytes], signatures: tuple[str, ...]) -> Launched:
+        """The landed launch, from the raw `fact_accounts` and its transactions' signatures."""
+        spec = self.spec
+        if spec.venue is LaunchVenue.RAYDIUM:
+            mint, pool_state, lp_mint, quote_vault = accounts
+            facts = cpmm_launch_facts(mint, pool_state, lp_mint, quote_vault, spec.quote)
+            pool, lp = self.cpmm.pool, str(self.cpmm.lp_mint)
+        else:
+            mint, lb_pair, quote_reserve = accounts
+            facts = dlmm_launch_facts(mint, lb_pair, quote_reserve, spec.quote)
+            pool, lp = self.dlmm.lb_pair, None
+        return Launched(
+            symbol=spec.symbol,
+            decimals=spec.decimals,
+            mint=str(self.mint.pubkey()),
+            quote=spec.quote,
+            venue=spec.venue,
+            pool=str(pool),
+            lp_mint=lp,
+            open_time=facts.open_time,
+            token_amount=spec.supply_units,
+            quote_amount=spec.quote_units,
+            facts=facts,
+            signatures=signatures,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One instruction of a launch and the keys besides the launcher's that must sign it."""
+
+    instruction: Instruction
+    signers: tuple[Keypair, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The instructions of one launch transaction and its signers besides the launcher."""
+
+    instructions: tuple[Instruction, ...]
+    signers: tuple[Keypair, ...]
+
+    def sign(self, launcher: Keypair, blockhash: Hash) -> Transaction:
+        message = Message.new_with_blockhash(list(self.instructions), launcher.pubkey(), blockhash)
+        return Transaction([launcher, *self.signers], message, blockhash)
+
+
+def pack_steps(steps: list[Step], payer: Pubkey) -> list[Batch]:
+    """Consecutive steps packed greedily into transactions of at most `PACKET_DATA_SIZE`
+    bytes, each led by a compute-budget instruction; the order of the steps is kept."""
+    budget = set_compute_unit_limit(DEFAULT_COMPUTE_UNITS)
+    batches: list[Batch] = []
+    current: list[Step] = []
+
+    def batch(of: list[Step]) -> Batch:
+        signers = tuple(dict.fromkeys(k for s in of for k in s.signers))
+        return Batch((budget, *(s.instruction for s in of)), signers)
+
+    for step in steps:
+        if current and _size(batch([*current, step]), payer) > PACKET_DATA_SIZE:
+            batches.append(batch(current))
+            current = []
+        if _size(batch([step]), payer) > PACKET_DATA_SIZE:
+            msg = "a launch instruction does not fit in one transaction"
+            raise ValueError(msg)
+        current.append(step)
+    if current:
+        batches.append(batch(current))
+    return batches
+
+
+def _size(batch: Batch, payer: Pubkey) -> int:
+    """The serialized size, signatures included (unsigned ones take the same 64 bytes)."""
+    message = Message.new_with_blockhash(list(batch.instructions), payer, Hash.default())
+    return len(bytes(Transaction.new_unsigned(message)))
+
 
 def plan_launch(
     spec: LaunchSpec, launcher: Pubkey, now: int, *, mint: Keypair | None = None
@@ -238,87 +421,16 @@ def dlmm_launch_facts(mint: bytes, lb_pair: bytes, quote_reserve: bytes, quote: 
     )
 
 
-def cpmm_facts_on_vm(vm: SolanaVm, plan: LaunchPlan) -> LaunchFacts:
-    keys = plan.cpmm
-    quote_vault = keys.vault0 if keys.mint0 == plan.quote_mint else keys.vault1
-    return cpmm_launch_facts(
-        vm.account_data(plan.mint.pubkey()),
-        vm.account_data(keys.pool),
-        vm.account_data(keys.lp_mint),
-        vm.account_data(quote_vault),
-        plan.spec.quote,
-    )
-
-
 def launch_on_vm(
     vm: SolanaVm, launcher: Keypair, spec: LaunchSpec, *, mint: Keypair | None = None
 ) -> Launched:
     """Launch on an in-process VM (tests, tools): the same transactions the node would land."""
     plan = plan_launch(spec, launcher.pubkey(), vm.now, mint=mint)
-    signers = [launcher, plan.mint]
-    blockhash = vm.latest_blockhash()
-    first = Transaction(
-        signers, Message.new_with_blockhash(plan.mint_instructions(), launcher.pubkey(), blockhash),
-        blockhash,
-    )  # fmt: skip
-    signatures = [vm.submit(first).signature]
-    if spec.venue is LaunchVenue.RAYDIUM:
-        signatures.append(vm.send(plan.cpmm_instructions(), launcher).signature)
-        keys = plan.cpmm
-        facts = cpmm_facts_on_vm(vm, plan)
-        pool, lp_mint = keys.pool, str(keys.lp_mint)
-    else:
-        pool, facts = _dlmm_launch_on_vm(vm, launcher, plan)
-        lp_mint = None
-    return Launched(
-        symbol=spec.symbol,
-        decimals=spec.decimals,
-        mint=str(plan.mint.pubkey()),
-        quote=spec.quote,
-        venue=spec.venue,
-        pool=str(pool),
-        lp_mint=lp_mint,
-        open_time=facts.open_time,
-        token_amount=spec.supply_units,
-        quote_amount=spec.quote_units,
-        facts=facts,
-        signatures=tuple(signatures),
-    )
-
-
-def _dlmm_launch_on_vm(
-    vm: SolanaVm, launcher: Keypair, plan: LaunchPlan
-) -> tuple[Pubkey, LaunchFacts]:
-    """A DLMM launch pair with the whole supply deposited one-sided above the opening bin.
-
-    Before activation a launch pair takes only one-sided deposits, so the new token (x) sits in
-    the bins above the active one and buyers walk the price up through them; the quote
-    `liquidity` is what the launcher adds as y below the active bin (also one-sided).
-    """
-    spec = plan.spec
-    mint = plan.mint.pubkey()
-    # Opening price (quote per token, in base units) = liquidity / supply: the active bin's id.
-    price = Decimal(spec.quote_units) / Decimal(spec.supply_units)
-    step = Decimal(1) + Decimal(DLMM_LAUNCH_BIN_STEP) / Decimal(10_000)
-    active_id = int((price.ln() / step.ln()).to_integral_value())
-    keys = vm.create_dlmm_pair(
-        mint,
-        plan.quote_mint,
-        active_id=active_id,
-        bin_step=DLMM_LAUNCH_BIN_STEP,
-        fees=DlmmFees(base_factor=10_000),
-        open_time=plan.open_time,
-        creator=launcher,
-    )
-    above = shape_weights_side(active_id + 1, DLMM_LAUNCH_BINS)
-    keys = vm.add_dlmm_liquidity(keys, launcher, above, spec.supply_units, 0)
-    below = shape_weights_side(active_id - DLMM_LAUNCH_BINS, DLMM_LAUNCH_BINS)
-    keys = vm.add_dlmm_liquidity(keys, launcher, below, 0, spec.quote_units)
-    facts = dlmm_launch_facts(
-        vm.account_data(mint), vm.account_data(keys.lb_pair), vm.account_data(keys.reserve_y),
-        spec.quote,
-    )  # fmt: skip
-    return keys.lb_pair, facts
+    signatures = []
+    for batch in plan.transactions():
+        signatures.append(vm.submit(batch.sign(launcher, vm.latest_blockhash())).signature)
+    wanted = plan.fact_accounts()
+    return plan.launched([vm.account_data(key) for key in wanted], tuple(signatures))
 
 
 def shape_weights_side(first: int, count: int) -> dict[int, int]:
@@ -355,42 +467,16 @@ async def launch_over_rpc(
     client: AsyncClient, launcher: Keypair, spec: LaunchSpec, *, timeout: float = 30.0
 ) -> Launched:
     """Launch on a running chain over JSON-RPC (`oee market launch`, the admin API route)."""
-    if spec.venue is not LaunchVenue.RAYDIUM:
-        msg = "a meteora launch runs on the in-process VM only so far; use --venue raydium"
-        raise LaunchFailedError(msg)
     plan = plan_launch(spec, launcher.pubkey(), await chain_time(client))
-    me = launcher.pubkey()
     signatures = []
-    for ixs, signers in (
-        (plan.mint_instructions(), [launcher, plan.mint]),
-        (plan.cpmm_instructions(), [launcher]),
-    ):
+    for batch in plan.transactions():
         blockhash: Hash = (await client.get_latest_blockhash(Confirmed)).value.blockhash
-        tx = Transaction(signers, Message.new_with_blockhash(ixs, me, blockhash), blockhash)
-        signatures.append(await _send_and_confirm(client, tx, timeout))
-    keys = plan.cpmm
-    quote_vault = keys.vault0 if keys.mint0 == plan.quote_mint else keys.vault1
-    wanted = [plan.mint.pubkey(), keys.pool, keys.lp_mint, quote_vault]
-    found = (await client.get_multiple_accounts(wanted, Confirmed)).value
+        signatures.append(await _send_and_confirm(client, batch.sign(launcher, blockhash), timeout))
+    found = (await client.get_multiple_accounts(plan.fact_accounts(), Confirmed)).value
     if any(a is None for a in found):
         msg = "the launched accounts are not all on the chain"
         raise LaunchFailedError(msg)
-    mint_data, pool, lp, vault = (bytes(a.data) for a in found if a is not None)
-    facts = cpmm_launch_facts(mint_data, pool, lp, vault, spec.quote)
-    return Launched(
-        symbol=spec.symbol,
-        decimals=spec.decimals,
-        mint=str(plan.mint.pubkey()),
-        quote=spec.quote,
-        venue=spec.venue,
-        pool=str(keys.pool),
-        lp_mint=str(keys.lp_mint),
-        open_time=facts.open_time,
-        token_amount=spec.supply_units,
-        quote_amount=spec.quote_units,
-        facts=facts,
-        signatures=tuple(signatures),
-    )
+    return plan.launched([bytes(a.data) for a in found if a is not None], tuple(signatures))
 
 
 def launch_events(launched: Launched, slot: int, at: datetime) -> tuple[ChainEvent, ...]:

@@ -53,6 +53,14 @@ def parse_open_in(text: str) -> int:
     return seconds
 
 
+def burns_lp(venue: LaunchVenue, lp: str | None) -> bool:
+    """The `--lp` choice as a flag: burn or keep as asked; unset, a CPMM launch burns (the safe
+    default) and a DLMM one has nothing to burn."""
+    if lp is None:
+        return venue is LaunchVenue.RAYDIUM
+    return lp == "burn"
+
+
 @dataclass(frozen=True, slots=True)
 class LaunchSpec:
     """What to launch: a new token, paired with `liquidity` of an existing quote token."""
@@ -97,7 +105,7 @@ class LaunchSpec:
             raise InvalidLaunchError(msg)
         if self.venue is LaunchVenue.METEORA and self.burn_lp:
             # A DLMM pair has positions, not LP tokens: there is nothing to burn.
-            msg = "a meteora launch has no LP tokens to burn: use --lp keep"
+            msg = "a meteora launch has no LP tokens to burn: leave --lp out (or --lp keep)"
             raise InvalidLaunchError(msg)
 
     @property

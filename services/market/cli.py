@@ -88,24 +88,33 @@ def launch(
     symbol: str = typer.Argument(..., help="The new token's symbol, e.g. MEME."),
     quote: str = typer.Option("SOL", "--quote", help="The token it is paired with."),
     liquidity: str = typer.Option(..., "--liquidity", help="Whole quote tokens deposited."),
-    venue: str = typer.Option("raydium", "--venue", help="raydium (meteora: in-process VM only)."),
+    venue: str = typer.Option("raydium", "--venue", help="raydium (CPMM) or meteora (DLMM)."),
     open_in: str = typer.Option("10s", "--open-in", help="When the pool opens: 10s, 5m, 1h."),
     mint_authority: str = typer.Option("renounce", "--mint-authority", help="keep or renounce."),
     freeze_authority: str = typer.Option(
         "renounce", "--freeze-authority", help="keep or renounce."
     ),
-    lp: str = typer.Option("burn", "--lp", help="burn or keep the LP tokens."),
+    lp: str | None = typer.Option(
+        None, "--lp", help="burn or keep the LP tokens (raydium; default burn)."
+    ),
 ) -> None:
-    """Launch a token on the chain: a real SPL mint and a CPMM pool that opens later."""
+    """Launch a token on the chain: a real SPL mint and a CPMM pool or DLMM launch pair that
+    opens later."""
     from services.chain.launch import LaunchFailedError, launch_and_publish
-    from services.domain.launch import InvalidLaunchError, LaunchSpec, LaunchVenue, parse_open_in
+    from services.domain.launch import (
+        InvalidLaunchError,
+        LaunchSpec,
+        LaunchVenue,
+        burns_lp,
+        parse_open_in,
+    )
     from services.pricing.ports import ChainUnreachable
 
     choices = {
         "--venue": (venue, ("raydium", "meteora")),
         "--mint-authority": (mint_authority, ("keep", "renounce")),
         "--freeze-authority": (freeze_authority, ("keep", "renounce")),
-        "--lp": (lp, ("burn", "keep")),
+        "--lp": (lp or "burn", ("burn", "keep")),
     }
     for flag, (value, allowed) in choices.items():
         if value not in allowed:
@@ -120,7 +129,7 @@ def launch(
             open_in_seconds=parse_open_in(open_in),
             renounce_mint_authority=mint_authority == "renounce",
             renounce_freeze_authority=freeze_authority == "renounce",
-            burn_lp=lp == "burn",
+            burn_lp=burns_lp(LaunchVenue(venue), lp),
         )
     except InvalidOperation:
         raise _fail(f"not an amount: {liquidity!r}", 1) from None
@@ -133,10 +142,11 @@ def launch(
     except LaunchFailedError as exc:
         raise _fail(str(exc), 1) from None
     facts = launched.facts
+    lp_state = {None: "not applicable (DLMM positions)", 0: "burned"}.get(facts.lp_supply, "kept")
     typer.echo(
         f"launched {launched.symbol}-{launched.quote} on {launched.venue.value}:"
         f" mint {launched.mint}, pool {launched.pool}, opens at unix {launched.open_time};"
         f" mint authority {facts.mint_authority or 'renounced'},"
         f" freeze authority {facts.freeze_authority or 'renounced'},"
-        f" LP {'burned' if facts.lp_supply == 0 else 'kept'}"
+        f" LP {lp_state}"
     )

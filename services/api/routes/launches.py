@@ -20,7 +20,13 @@ from services.api.errors import ApiError
 from services.api.models import ErrorBody
 from services.chain.launch import LaunchFailedError, launch_and_publish
 from services.common.errors import DependencyUnavailable
-from services.domain.launch import InvalidLaunchError, LaunchSpec, LaunchVenue, parse_open_in
+from services.domain.launch import (
+    InvalidLaunchError,
+    LaunchSpec,
+    LaunchVenue,
+    burns_lp,
+    parse_open_in,
+)
 from services.domain.launches import LaunchedToken
 from services.pricing.ports import ChainUnreachable
 
@@ -43,7 +49,7 @@ class LaunchRequest(BaseModel):
     freeze_authority: Annotated[Literal["keep", "renounce"], Field(alias="freezeAuthority")] = (
         "renounce"
     )
-    lp: Literal["burn", "keep"] = "burn"
+    lp: Literal["burn", "keep"] | None = None  # unset: burn on raydium, nothing on meteora
 
     def spec(self) -> LaunchSpec:
         return LaunchSpec(
@@ -54,7 +60,7 @@ class LaunchRequest(BaseModel):
             open_in_seconds=parse_open_in(self.open_in),
             renounce_mint_authority=self.mint_authority == "renounce",
             renounce_freeze_authority=self.freeze_authority == "renounce",
-            burn_lp=self.lp == "burn",
+            burn_lp=burns_lp(LaunchVenue(self.venue), self.lp),
         )
 
 
@@ -70,10 +76,6 @@ async def launch(
         spec = request.spec()
     except InvalidLaunchError as exc:
         raise ApiError.bad_request("INVALID_LAUNCH", "ERR_060", str(exc)) from None
-    if spec.venue is not LaunchVenue.RAYDIUM:
-        raise ApiError.bad_request(
-            "INVALID_LAUNCH", "ERR_061", "launches on the chain node are raydium only so far"
-        )
     try:
         launched = await launch_and_publish(settings, spec)
     except (ChainUnreachable, DependencyUnavailable) as exc:

@@ -281,6 +281,224 @@ class DlmmPoolKeys:
     bin_arrays: tuple[tuple[int, Pubkey], ...]  # (bin array index, address)
 
 
+def dlmm_pair_keys(lb_pair: Pubkey, mint_x: Pubkey, mint_y: Pubkey) -> DlmmPoolKeys:
+    """A created pair's accounts, derived as the program derives them (no bin arrays yet)."""
+    return DlmmPoolKeys(
+        lb_pair=lb_pair,
+        mint_x=mint_x,
+        mint_y=mint_y,
+        reserve_x=_dlmm_pda(bytes(lb_pair), bytes(mint_x)),
+        reserve_y=_dlmm_pda(bytes(lb_pair), bytes(mint_y)),
+        oracle=_dlmm_pda(b"oracle", bytes(lb_pair)),
+        token_program_x=TOKEN_PROGRAM_ID,
+        token_program_y=TOKEN_PROGRAM_ID,
+        bin_arrays=(),
+    )
+
+
+def dlmm_launch_pair_keys(mint_x: Pubkey, mint_y: Pubkey) -> DlmmPoolKeys:
+    """The launch pair of two mints: one per pair of mints, at the ILM base key's PDA."""
+    lo, hi = sorted((mint_x, mint_y), key=bytes)
+    return dlmm_pair_keys(_dlmm_pda(bytes(DLMM_ILM_BASE_KEY), bytes(lo), bytes(hi)), mint_x, mint_y)
+
+
+def _dlmm_pair_head(keys: DlmmPoolKeys) -> list[tuple[Pubkey, bool, bool]]:
+    return [
+        (keys.lb_pair, False, True),
+        (DLMM_PROGRAM_ID, False, False),  # no bin array bitmap extension
+        (keys.mint_x, False, False),
+        (keys.mint_y, False, False),
+        (keys.reserve_x, False, True),
+        (keys.reserve_y, False, True),
+        (keys.oracle, False, True),
+    ]
+
+
+def _dlmm_ix(data: bytes, metas: list[tuple[Pubkey, bool, bool]]) -> Instruction:
+    return Instruction(DLMM_PROGRAM_ID, data, [AccountMeta(k, s, w) for k, s, w in metas])
+
+
+def dlmm_initialize_lb_pair_ix(
+    creator: Pubkey, keys: DlmmPoolKeys, preset: Pubkey, active_id: int, bin_step: int
+) -> Instruction:
+    """`initialize_lb_pair` from a preset parameter: a pair that trades at once."""
+    metas = [
+        *_dlmm_pair_head(keys),
+        (preset, False, False),
+        (creator, True, True),
+        (TOKEN_PROGRAM_ID, False, False),
+        (SYSTEM_PROGRAM_ID, False, False),
+        (RENT_SYSVAR_ID, False, False),
+        (DLMM_EVENT_AUTHORITY, False, False),
+        (DLMM_PROGRAM_ID, False, False),
+    ]
+    return _dlmm_ix(_INITIALIZE_LB_PAIR + struct.pack("<iH", active_id, bin_step), metas)
+
+
+def dlmm_launch_pair_ix(
+    creator: Pubkey,
+    keys: DlmmPoolKeys,
+    *,
+    active_id: int,
+    bin_step: int,
+    base_factor: int,
+    open_time: int,
+) -> Instruction:
+    """`initialize_customizable_permissionless_lb_pair`, activated by unix time at `open_time`;
+    the creator's token accounts of both mints prove it is the launcher."""
+    metas = [
+        *_dlmm_pair_head(keys),
+        (associated_token_address(creator, keys.mint_x), False, False),
+        (creator, True, True),
+        (TOKEN_PROGRAM_ID, False, False),
+        (SYSTEM_PROGRAM_ID, False, False),
+        (associated_token_address(creator, keys.mint_y), False, False),
+        (DLMM_EVENT_AUTHORITY, False, False),
+        (DLMM_PROGRAM_ID, False, False),
+    ]
+    # CustomizableParams: active id, bin step, base factor, activation type, no alpha vault,
+    # Some(activation point), no creator on/off control, power factor, function type and fee
+    # mode zero, 60 bytes of padding.
+    data = (
+        _INITIALIZE_LAUNCH_PAIR
+        + struct.pack("<iHHB?", active_id, bin_step, base_factor, _ACTIVATION_BY_TIMESTAMP, False)
+        + struct.pack("<BQ", 1, open_time)
+        + struct.pack("<?BBB", False, 0, 0, 0)
+        + bytes(60)
+    )
+    return _dlmm_ix(data, metas)
+
+
+def dlmm_initialize_bin_array_ix(lb_pair: Pubkey, index: int, funder: Pubkey) -> Instruction:
+    """`initialize_bin_array` for bins `index * 70 ..`; the funder pays its rent."""
+    metas = [
+        (lb_pair, False, False),
+        (dlmm_bin_array_address(lb_pair, index), False, True),
+        (funder, True, True),
+        (SYSTEM_PROGRAM_ID, False, False),
+    ]
+    return _dlmm_ix(_INITIALIZE_BIN_ARRAY + struct.pack("<q", index), metas)
+
+
+def dlmm_position_keypair(owner: Pubkey, lb_pair: Pubkey, first: int, seed: bytes = b"") -> Keypair:
+    """A position's key, from its owner, pair, first bin and a seed: the same call, the same
+    account (a launch or genesis rebuilt from a seed lands the same bytes)."""
+    digest = hashlib.sha256(
+        b"dlmm-position" + bytes(owner) + bytes(lb_pair) + struct.pack("<i", first) + seed
+    ).digest()
+    return Keypair.from_seed(digest)
+
+
+def dlmm_initialize_position_ix(
+    owner: Pubkey, position: Pubkey, lb_pair: Pubkey, first: int, width: int
+) -> Instruction:
+    """`initialize_position` over bins `first .. first + width - 1` (at most 70)."""
+    metas = [
+        (owner, True, True),
+        (position, True, True),
+        (lb_pair, False, False),
+        (owner, True, False),
+        (SYSTEM_PROGRAM_ID, False, False),
+        (RENT_SYSVAR_ID, False, False),
+        (DLMM_EVENT_AUTHORITY, False, False),
+        (DLMM_PROGRAM_ID, False, False),
+    ]
+    return _dlmm_ix(_INITIALIZE_POSITION + struct.pack("<ii", first, width), metas)
+
+
+def dlmm_add_liquidity_by_weight_ix(
+    owner: Pubkey,
+    position: Pubkey,
+    keys: DlmmPoolKeys,
+    weights: Mapping[int, int],
+    amount_x: int,
+    amount_y: int,
+    active_id: int,
+) -> Instruction:
+    """`add_liquidity_by_weight` into one position from the owner's associated accounts, with
+    the active id seen and no slippage allowed; `weights` lie in the position's bins."""
+    lower = bin_array_index(min(weights))
+    metas = [
+        (position, False, True),
+        (keys.lb_pair, False, True),
+        (DLMM_PROGRAM_ID, False, False),  # no bin array bitmap extension
+        (associated_token_address(owner, keys.mint_x, keys.token_program_x), False, True),
+        (associated_token_address(owner, keys.mint_y, keys.token_program_y), False, True),
+        (keys.reserve_x, False, True),
+        (keys.reserve_y, False, True),
+        (keys.mint_x, False, False),
+        (keys.mint_y, False, False),
+        (dlmm_bin_array_address(keys.lb_pair, lower), False, True),
+        (dlmm_bin_array_address(keys.lb_pair, lower + 1), False, True),
+        (owner, True, False),
+        (keys.token_program_x, False, False),
+        (keys.token_program_y, False, False),
+        (DLMM_EVENT_AUTHORITY, False, False),
+        (DLMM_PROGRAM_ID, False, False),
+    ]
+    bins = sorted(weights)
+    data = (
+        _ADD_LIQUIDITY_BY_WEIGHT
+        + struct.pack("<QQiiI", amount_x, amount_y, active_id, 0, len(bins))
+        + b"".join(struct.pack("<iH", b, weights[b]) for b in bins)
+    )
+    return _dlmm_ix(data, metas)
+
+
+@dataclass(frozen=True, slots=True)
+class DlmmDeposit:
+    """One position's share of a deposit: its bins and weights, and the amounts it takes."""
+
+    weights: dict[int, int]
+    amount_x: int
+    amount_y: int
+
+    @property
+    def first(self) -> int:
+        return min(self.weights)
+
+    @property
+    def width(self) -> int:
+        return len(self.weights)
+
+    @property
+    def bin_arrays(self) -> tuple[int, int]:
+        """The lower and upper bin arrays the deposit names (two distinct accounts)."""
+        lower = bin_array_index(self.first)
+        return lower, lower + 1
+
+
+def plan_dlmm_deposit(
+    weights: Mapping[int, int], active_id: int, bin_step: int, amount_x: int, amount_y: int
+) -> list[DlmmDeposit]:
+    """Cut a deposit over contiguous bins into positions of up to 70 bins, the amounts split so
+    the shape runs on across the cut (`split_by_weight`).
+
+    The program scales the whole shape to the scarcer token: a bin that needs a token the
+    deposit lacks makes it deposit nothing, without failing. So one-sided deposits must stay on
+    their side of the active bin, and this refuses those that do not.
+    """
+    bins = sorted(weights)
+    if not bins or bins != list(range(bins[0], bins[-1] + 1)):
+        msg = "weights must cover a contiguous, non-empty range of bins"
+        raise ValueError(msg)
+    if (amount_x == 0 and bins[-1] >= active_id) or (amount_y == 0 and bins[0] <= active_id):
+        msg = f"a one-sided deposit must leave out active bin {active_id} and the far side"
+        raise ValueError(msg)
+    split = split_by_weight(weights, active_id, bin_step, amount_x, amount_y)
+    chunks = [
+        bins[i : i + DLMM_BINS_PER_POSITION] for i in range(0, len(bins), DLMM_BINS_PER_POSITION)
+    ]
+    return [
+        DlmmDeposit(
+            {b: weights[b] for b in chunk},
+            sum(split[b][0] for b in chunk),
+            sum(split[b][1] for b in chunk),
+        )
+        for chunk in chunks
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class CpmmSwap:
     """One `swap_base_input`: exactly `amount_in` of `mint_in`, at least `min_out` back."""
@@ -637,76 +855,29 @@ class SolanaVm:
         The creator (the VM's payer unless given) pays the rent.
         """
         signer = creator or self.payer
-        lo, hi = sorted((mint_x, mint_y), key=bytes)
-        token = TOKEN_PROGRAM_ID
-        w, r = True, False
         if open_time is None:
             preset = self.put_dlmm_preset_parameter(bin_step, fees)
+            lo, hi = sorted((mint_x, mint_y), key=bytes)
             lb_pair = _dlmm_pda(
                 bytes(lo),
                 bytes(hi),
                 struct.pack("<H", bin_step),
                 struct.pack("<H", fees.base_factor),
             )
+            keys = dlmm_pair_keys(lb_pair, mint_x, mint_y)
+            ix = dlmm_initialize_lb_pair_ix(signer.pubkey(), keys, preset, active_id, bin_step)
         else:
-            lb_pair = _dlmm_pda(bytes(DLMM_ILM_BASE_KEY), bytes(lo), bytes(hi))
-        reserve_x = _dlmm_pda(bytes(lb_pair), bytes(mint_x))
-        reserve_y = _dlmm_pda(bytes(lb_pair), bytes(mint_y))
-        oracle = _dlmm_pda(b"oracle", bytes(lb_pair))
-        head = [
-            (lb_pair, False, w),
-            (DLMM_PROGRAM_ID, False, r),  # no bin array bitmap extension
-            (mint_x, False, r),
-            (mint_y, False, r),
-            (reserve_x, False, w),
-            (reserve_y, False, w),
-            (oracle, False, w),
-        ]
-        tail = [(DLMM_EVENT_AUTHORITY, False, r), (DLMM_PROGRAM_ID, False, r)]
-        if open_time is None:
-            metas = [
-                *head,
-                (preset, False, r),
-                (signer.pubkey(), True, w),
-                (token, False, r),
-                (SYSTEM_PROGRAM_ID, False, r),
-                (RENT_SYSVAR_ID, False, r),
-                *tail,
-            ]
-            data = _INITIALIZE_LB_PAIR + struct.pack("<iH", active_id, bin_step)
-        else:
-            metas = [
-                *head,
-                (self.token_account(signer.pubkey(), mint_x), False, r),
-                (signer.pubkey(), True, w),
-                (token, False, r),
-                (SYSTEM_PROGRAM_ID, False, r),
-                (self.token_account(signer.pubkey(), mint_y), False, r),
-                *tail,
-            ]
-            # CustomizableParams: active id, bin step, base factor, activation type, no alpha
-            # vault, Some(activation point), no creator on/off control, power factor, function
-            # type and fee mode zero, 60 bytes of padding.
-            data = (
-                _INITIALIZE_LAUNCH_PAIR
-                + struct.pack("<iHHB?", active_id, bin_step, fees.base_factor, 1, False)
-                + struct.pack("<BQ", 1, open_time)
-                + struct.pack("<?BBB", False, 0, 0, 0)
-                + bytes(60)
+            keys = dlmm_launch_pair_keys(mint_x, mint_y)
+            ix = dlmm_launch_pair_ix(
+                signer.pubkey(),
+                keys,
+                active_id=active_id,
+                bin_step=bin_step,
+                base_factor=fees.base_factor,
+                open_time=open_time,
             )
-        ix = Instruction(DLMM_PROGRAM_ID, data, [AccountMeta(k, s, wr) for k, s, wr in metas])
         self.send([ix], signer)
-        return DlmmPoolKeys(
-            lb_pair=lb_pair,
-            mint_x=mint_x,
-            mint_y=mint_y,
-            reserve_x=reserve_x,
-            reserve_y=reserve_y,
-            oracle=oracle,
-            token_program_x=token,
-            token_program_y=token,
-            bin_arrays=(),
-        )
+        return keys
 
     def ensure_dlmm_bin_arrays(
         self, keys: DlmmPoolKeys, indices: list[int], funder: Keypair | None = None
@@ -722,14 +893,8 @@ class SolanaVm:
                 raise ValueError(msg)
             address = dlmm_bin_array_address(keys.lb_pair, index)
             if self.svm.get_account(address) is None:
-                metas = [
-                    AccountMeta(keys.lb_pair, False, False),
-                    AccountMeta(address, False, True),
-                    AccountMeta(signer.pubkey(), True, True),
-                    AccountMeta(SYSTEM_PROGRAM_ID, False, False),
-                ]
-                data = _INITIALIZE_BIN_ARRAY + struct.pack("<q", index)
-                self.send([Instruction(DLMM_PROGRAM_ID, data, metas)], signer)
+                ix = dlmm_initialize_bin_array_ix(keys.lb_pair, index, signer.pubkey())
+                self.send([ix], signer)
             known[index] = address
         return replace(keys, bin_arrays=tuple(sorted(known.items())))
 
@@ -752,89 +917,30 @@ class SolanaVm:
         keys derive from the provider, the pair, their first bin and `position_seed`, so the
         same call builds the same accounts. Missing bin arrays are created first.
         """
-        bins = sorted(weights)
-        if not bins or bins != list(range(bins[0], bins[-1] + 1)):
-            msg = "weights must cover a contiguous, non-empty range of bins"
-            raise ValueError(msg)
         pair = decode_lb_pair(self.account_data(keys.lb_pair))
-        # The program scales the whole shape to the scarcer token: a bin that needs a token the
-        # deposit lacks makes it deposit nothing, without failing. One-sided deposits must stay
-        # on their side of the active bin.
-        if (amount_x == 0 and bins[-1] >= pair.active_id) or (
-            amount_y == 0 and bins[0] <= pair.active_id
-        ):
-            msg = f"a one-sided deposit must leave out active bin {pair.active_id} and the far side"
-            raise ValueError(msg)
-        split = split_by_weight(weights, pair.active_id, pair.bin_step, amount_x, amount_y)
-        chunks = [
-            bins[i : i + DLMM_BINS_PER_POSITION]
-            for i in range(0, len(bins), DLMM_BINS_PER_POSITION)
-        ]
-        # A deposit names a lower and an upper bin array, two distinct accounts.
-        indices = [i for c in chunks for i in (bin_array_index(c[0]), bin_array_index(c[0]) + 1)]
+        deposits = plan_dlmm_deposit(weights, pair.active_id, pair.bin_step, amount_x, amount_y)
+        indices = [i for d in deposits for i in d.bin_arrays]
         keys = self.ensure_dlmm_bin_arrays(keys, indices, provider)
         owner = provider.pubkey()
-        user_x, user_y = (
-            self.token_account(owner, keys.mint_x),
-            self.token_account(owner, keys.mint_y),
-        )
-        w, r = True, False
-        for chunk in chunks:
-            first, last = chunk[0], chunk[-1]
-            seed = hashlib.sha256(
-                b"dlmm-position"
-                + bytes(owner)
-                + bytes(keys.lb_pair)
-                + struct.pack("<i", first)
-                + position_seed
-            ).digest()
-            position = Keypair.from_seed(seed)
-            metas = [
-                (owner, True, w),
-                (position.pubkey(), True, w),
-                (keys.lb_pair, False, r),
-                (owner, True, r),
-                (SYSTEM_PROGRAM_ID, False, r),
-                (RENT_SYSVAR_ID, False, r),
-                (DLMM_EVENT_AUTHORITY, False, r),
-                (DLMM_PROGRAM_ID, False, r),
-            ]
-            data = _INITIALIZE_POSITION + struct.pack("<ii", first, last - first + 1)
-            ix = Instruction(DLMM_PROGRAM_ID, data, [AccountMeta(k, s, wr) for k, s, wr in metas])
+        for deposit in deposits:
+            position = dlmm_position_keypair(owner, keys.lb_pair, deposit.first, position_seed)
+            ix = dlmm_initialize_position_ix(
+                owner, position.pubkey(), keys.lb_pair, deposit.first, deposit.width
+            )
             blockhash = self.svm.latest_blockhash()
             message = Message.new_with_blockhash(
                 [set_compute_unit_limit(DEFAULT_COMPUTE_UNITS), ix], owner, blockhash
             )
             self.submit(Transaction([provider, position], message, blockhash))
-            chunk_x = sum(split[b][0] for b in chunk)
-            chunk_y = sum(split[b][1] for b in chunk)
-            lower = bin_array_index(first)
-            metas = [
-                (position.pubkey(), False, w),
-                (keys.lb_pair, False, w),
-                (DLMM_PROGRAM_ID, False, r),  # no bin array bitmap extension
-                (user_x, False, w),
-                (user_y, False, w),
-                (keys.reserve_x, False, w),
-                (keys.reserve_y, False, w),
-                (keys.mint_x, False, r),
-                (keys.mint_y, False, r),
-                (dlmm_bin_array_address(keys.lb_pair, lower), False, w),
-                (dlmm_bin_array_address(keys.lb_pair, lower + 1), False, w),
-                (owner, True, r),
-                (keys.token_program_x, False, r),
-                (keys.token_program_y, False, r),
-                (DLMM_EVENT_AUTHORITY, False, r),
-                (DLMM_PROGRAM_ID, False, r),
-            ]
-            # LiquidityParameterByWeight: amounts, the active id seen, no slippage allowed, and
-            # the (bin id, weight) list.
-            data = (
-                _ADD_LIQUIDITY_BY_WEIGHT
-                + struct.pack("<QQiiI", chunk_x, chunk_y, pair.active_id, 0, len(chunk))
-                + b"".join(struct.pack("<iH", b, weights[b]) for b in chunk)
+            ix = dlmm_add_liquidity_by_weight_ix(
+                owner,
+                position.pubkey(),
+                keys,
+                deposit.weights,
+                deposit.amount_x,
+                deposit.amount_y,
+                pair.active_id,
             )
-            ix = Instruction(DLMM_PROGRAM_ID, data, [AccountMeta(k, s, wr) for k, s, wr in metas])
             self.send([ix], provider)
         return keys
 

@@ -14,17 +14,38 @@ from typing import Any
 import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from solana.rpc.core import RPCException
+from solders.compute_budget import set_compute_unit_limit
+from solders.hash import Hash
+from solders.message import Message
 from solders.pubkey import Pubkey
+from solders.transaction import Transaction
 
 from schemas.chain import PoolCreated, TokenAuthorities, decode_chain
 from services.api.auth.principal import ADMIN
 from services.api.auth.store import create_key
+from services.chain.genesis import wallet_keypair
+from services.chain.launch import chain_time, create_ata_idempotent_ix
+from services.chain.rpc_venues import RpcPoolSource, dlmm_keys
+from services.chain.solana_client import failure_code
+from services.chain.svm.constants import DLMM_PROGRAM_ID
+from services.chain.svm.errors import map_error
+from services.chain.svm.vm import DlmmSwap
 from services.common.settings import Settings
 from services.domain.launches import fold_all
+from services.domain.tokens import Token, register_launched
 from services.pricing.accounts.spl import decode_mint
 from tests.fixtures.settings import MakeSettings, unique
 from tests.integration.api.support import RunningApi, running_api
-from tests.integration.test_chain_rpc import GENESIS, Running, fresh_chain_database, running_node
+from tests.integration.test_chain_rpc import (
+    BUILDER,
+    GENESIS,
+    SOL,
+    Running,
+    fresh_chain_database,
+    running_node,
+    wait_landed,
+)
 
 
 def make_key(database_url: str, *scopes: str) -> str:
@@ -84,7 +105,7 @@ BAD_LAUNCHES = [
     ({"quote": "XYZ"}, "unknown quote token"),
     ({"liquidity": "-1"}, "positive"),
     ({"openIn": "tomorrow"}, "not a duration"),
-    ({"venue": "meteora", "lp": "keep"}, "raydium only"),
+    ({"venue": "meteora", "lp": "burn"}, "no LP tokens to burn"),
 ]
 
 
@@ -173,3 +194,83 @@ async def test_launch_lands_on_the_chain_and_its_events_fold(
     ]
     assert listed[0]["openAt"].endswith("Z")
     assert (await api.http.get("/api/launches")).status_code == 401
+
+
+async def test_meteora_launch_lands_over_rpc_and_opens_at_its_activation(
+    api: RunningApi, chain: Running, database_url: str
+) -> None:
+    """A DLMM launch pair created by ordinary transactions on the node: discoverable by the
+    router's pool source, refusing a buy before its activation time with POOL_NOT_OPEN (6042),
+    and selling the new token from then on."""
+    admin = {"Authorization": f"Bearer {make_key(database_url, ADMIN)}"}
+    body = launch_body(symbol="DLMMX", venue="meteora", openIn="4s", freezeAuthority="keep")
+    response = await api.http.post("/api/markets/launches", json=body, headers=admin)
+    assert response.status_code == 201, response.text
+    launched = response.json()
+    assert (launched["venue"], launched["lpMint"], launched["lpSupply"]) == ("meteora", None, None)
+    assert len(launched["signatures"]) > 2  # the mint, then the pair split over several
+    assert Decimal(199) < Decimal(launched["quoteLiquidity"]) <= Decimal(200)
+    mint = Pubkey.from_string(launched["mint"])
+    async with chain.node.committed() as vm:
+        pair = vm.svm.get_account(Pubkey.from_string(launched["pool"]))
+        assert pair is not None
+        assert pair.owner == DLMM_PROGRAM_ID
+        assert decode_mint(vm.account_data(mint)).mint_authority is None
+
+    events = [decode_chain(v) for v in await chain_events(api.settings)]
+    assert [type(e) for e in events] == [TokenAuthorities, PoolCreated]
+    created = events[1]
+    assert isinstance(created, PoolCreated)
+    assert (created.venue, created.pool, created.lp_mint, created.lp_supply) == (
+        "METEORA",
+        launched["pool"],
+        None,
+        None,
+    )
+    facts = fold_all(events)["DLMMX"].facts()
+    assert facts is not None
+    assert facts.freeze_authority == launched["freezeAuthority"] is not None
+    assert facts.open_time == launched["openTime"]
+
+    # The router's view: the pair and its bin arrays found by getProgramAccounts.
+    register_launched(Token("DLMMX", launched["decimals"], launched["mint"]))
+    source = RpcPoolSource(chain.url)
+    try:
+        registry = await source.discover()
+    finally:
+        await source.close()
+    (listing,) = [d for d in registry.dlmm if str(d.address) == launched["pool"]]
+    keys = dlmm_keys(listing)
+    assert keys.bin_arrays
+
+    client, wallet = chain.client, wallet_keypair(GENESIS.seed, 0)
+    owner = wallet.pubkey()
+    buy = [
+        set_compute_unit_limit(400_000),
+        create_ata_idempotent_ix(owner, owner, mint),
+        BUILDER.dlmm_swap_ix(owner, DlmmSwap(keys, SOL, 10**8, 1)),
+    ]
+    programs = [ix.program_id for ix in buy]
+
+    async def signed_buy() -> bytes:
+        blockhash: Hash = (await client.get_latest_blockhash()).value.blockhash
+        return bytes(
+            Transaction([wallet], Message.new_with_blockhash(buy, owner, blockhash), blockhash)
+        )
+
+    assert await chain_time(client) < launched["openTime"]
+    with pytest.raises(RPCException) as refused:
+        await client.send_raw_transaction(await signed_buy())
+    error = refused.value.args[0].data
+    mapped = map_error(error.err, programs, list(error.logs or []))
+    assert (mapped.code, failure_code(mapped)) == (6042, "POOL_NOT_OPEN")
+
+    deadline = time.monotonic() + 10
+    while await chain_time(client) < launched["openTime"]:
+        assert time.monotonic() < deadline, "the chain's clock did not reach the open time"
+        await asyncio.sleep(0.1)
+    sent = (await client.send_raw_transaction(await signed_buy())).value
+    status = await wait_landed(client, str(sent))
+    assert status.err is None
+    bought = await client.get_token_account_balance(BUILDER.token_account(owner, mint))
+    assert int(bought.value.amount) > 0

@@ -12,6 +12,7 @@ from services.domain.launch import (
     LaunchFacts,
     LaunchSpec,
     LaunchVenue,
+    burns_lp,
     parse_open_in,
 )
 from services.domain.rugcheck import RugChecks, run_rug_checks
@@ -34,6 +35,22 @@ def test_open_in_durations(text: str, seconds: int) -> None:
 def test_open_in_refuses_what_is_not_a_duration_or_too_far(text: str) -> None:
     with pytest.raises(InvalidLaunchError):
         parse_open_in(text)
+
+
+@pytest.mark.parametrize(
+    ("venue", "lp", "burn"),
+    [
+        (LaunchVenue.RAYDIUM, None, True),
+        (LaunchVenue.RAYDIUM, "keep", False),
+        (LaunchVenue.METEORA, None, False),
+        (LaunchVenue.METEORA, "keep", False),
+        (LaunchVenue.METEORA, "burn", True),  # asked for: the spec refuses it with a reason
+    ],
+)
+def test_lp_unset_burns_on_raydium_and_means_nothing_on_meteora(
+    venue: LaunchVenue, lp: str | None, burn: bool
+) -> None:
+    assert burns_lp(venue, lp) is burn
 
 
 @pytest.mark.parametrize(

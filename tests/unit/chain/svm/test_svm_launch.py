@@ -6,10 +6,20 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from solders.compute_budget import ID as COMPUTE_BUDGET
+from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from services.chain.launch import Launched, initial_lp, launch_on_vm
+from services.chain.launch import (
+    PACKET_DATA_SIZE,
+    Launched,
+    Step,
+    initial_lp,
+    launch_on_vm,
+    pack_steps,
+    plan_launch,
+)
 from services.chain.solana_client import failure_code
 from services.chain.svm.constants import TOKEN_PROGRAM_ID
 from services.chain.svm.errors import PoolNotOpenError
@@ -128,3 +138,39 @@ def test_meteora_launch_pair_refuses_swaps_until_its_activation(vm: SolanaVm) ->
     assert refused.value.code == 6042
     vm.set_time(launched.open_time)
     assert buy(vm, launched, trader, SOL // 10) > 0
+
+
+def test_meteora_launch_splits_into_transactions_under_the_size_limit(vm: SolanaVm) -> None:
+    """The pair, its bin arrays and two 69-bin deposits do not fit one transaction: each batch
+    fits Solana's 1,232 bytes, and the instructions stay in the order they must land."""
+    me = launcher(vm)
+    plan = plan_launch(spec(LaunchVenue.METEORA, burn_lp=False), me.pubkey(), vm.now)
+    batches = plan.transactions()
+    assert len(batches) > 2
+    for batch in batches:
+        assert len(bytes(batch.sign(me, vm.latest_blockhash()))) <= PACKET_DATA_SIZE
+    # After the mint: each transaction a compute budget, then the steps in order.
+    assert all(b.instructions[0].program_id == COMPUTE_BUDGET for b in batches[1:])
+    sent = [ix for b in batches[1:] for ix in b.instructions[1:]]
+    assert sent == [s.instruction for s in plan.dlmm_steps()]
+    # The plan's keys are the pair the program creates, with every bin array a deposit names.
+    launched = launch_on_vm(vm, me, plan.spec, mint=plan.mint)
+    assert launched.pool == str(plan.dlmm.lb_pair)
+    assert len(launched.signatures) == len(batches)
+    for _, address in plan.dlmm.bin_arrays:
+        assert vm.svm.get_account(address) is not None
+
+
+def test_packing_starts_a_new_transaction_only_when_the_next_step_does_not_fit() -> None:
+    payer = Keypair().pubkey()
+    program = Keypair().pubkey()
+
+    def step(size: int) -> Step:
+        return Step(Instruction(program, bytes(size), [AccountMeta(payer, True, True)]))
+
+    small = [step(100) for _ in range(5)]
+    assert [len(b.instructions) for b in pack_steps(small, payer)] == [6]  # budget + 5
+    big = [step(600), step(600), step(100)]
+    assert [len(b.instructions) for b in pack_steps(big, payer)] == [2, 3]
+    with pytest.raises(ValueError, match="does not fit"):
+        pack_steps([step(PACKET_DATA_SIZE)], payer)
