@@ -4,9 +4,10 @@
   is a block (an empty one lands nothing), so block height equals slot.
 - Received transactions queue; at each slot boundary the queue lands as that slot's block, with
   the VM clock at the slot's time, ordered as a leader's scheduler orders it: by compute-unit
-  price (the priority fee), highest first, ties (every transaction without one) in arrival order. Its landed transactions and the post-state
-  of every account they could write are committed to PostgreSQL in one transaction, and only then
-  do statuses, balances and accounts show them (reads wait for the commit).
+  price (the priority fee), highest first, ties (every transaction without one) in arrival
+  order. Its landed transactions and the post-state of every account they could write are
+  committed to PostgreSQL in one transaction, and only then do statuses, balances and accounts
+  show them (reads wait for the commit).
 - Blockhashes are a function of (seed, slot); one is valid for `MAX_PROCESSING_AGE` (150) slots,
   so `lastValidBlockHeight` is its slot + 150, as on Solana. A transaction whose blockhash has
   expired by its block is dropped, never landed; preflight refuses it with BlockhashNotFound.
