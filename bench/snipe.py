@@ -253,8 +253,14 @@ def main() -> None:
     parser.add_argument("--liquidity", default="200")
     parser.add_argument("--router-max-in-flight", type=int, default=2000)
     parser.add_argument("--partitions", type=int, default=12)
+    # Several routers split the snipers (by partition): their order then rests on priority fees.
+    parser.add_argument("--routers", type=int, default=1)
     args = parser.parse_args()
-    topology = Topology(router_max_in_flight=args.router_max_in_flight, partitions=args.partitions)
+    topology = Topology(
+        router_max_in_flight=args.router_max_in_flight,
+        partitions=args.partitions,
+        routers=args.routers,
+    )
     launched = Launched(topology)
     report = run_launched(launched, lambda: run(launched, args))
     print(json.dumps(report, indent=2))

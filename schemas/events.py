@@ -395,6 +395,9 @@ class LaunchTarget(_Frozen):
     venue: VenueName
     pool: str = Field(pattern=r"^[1-9A-HJ-NP-Za-km-z]{32,44}$")
     open_time: int = Field(ge=0)  # unix seconds on the chain's clock
+    # This sniper's place among its launch's snipers (0: submitted first), which sets its
+    # priority fee so the node lands them in that order whichever router sends them (v3).
+    rank: int | None = Field(default=None, ge=0)
 
 
 class OrderTriggered(_Event):
@@ -402,11 +405,12 @@ class OrderTriggered(_Event):
 
     Proposed with the order's expected next sequence: if a cancel (or anything else) took
     that sequence first, this record is a duplicate every reader drops. v2 (issue 18): a
-    sniper's trigger names the launch it fired on (`launch`); a v1 record has none.
+    sniper's trigger names the launch it fired on (`launch`); a v1 record has none. v3: the
+    launch carries the sniper's `rank` in it; a v2 launch has none.
     """
 
     TYPE: ClassVar[str] = "OrderTriggered"
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
     STATUS: ClassVar[OrderStatus] = OrderStatus.TRIGGERED
 
     leg: TriggerLeg

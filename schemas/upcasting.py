@@ -62,3 +62,9 @@ def _order_submitted_v2_to_v3(payload: Payload) -> Payload:
 def _order_triggered_v1_to_v2(payload: Payload) -> Payload:
     """v1 triggers were price crossings: no launch."""
     return dict(payload)
+
+
+@upcaster("OrderTriggered", 2)
+def _order_triggered_v2_to_v3(payload: Payload) -> Payload:
+    """v2 launches had no rank: such a sniper is sent without a priority fee (arrival order)."""
+    return dict(payload)

@@ -2,10 +2,12 @@
 
 - Slots follow the wall clock from the genesis row's origin (`OEE_SLOT_MS`, 400 ms); every slot
   is a block (an empty one lands nothing), so block height equals slot.
-- Received transactions queue; at each slot boundary the queue lands, in arrival order, as that
-  slot's block, with the VM clock at the slot's time. Its landed transactions and the post-state
-  of every account they could write are committed to PostgreSQL in one transaction, and only then
-  do statuses, balances and accounts show them (reads wait for the commit).
+- Received transactions queue; at each slot boundary the queue lands as that slot's block, with
+  the VM clock at the slot's time, ordered as a leader's scheduler orders it: by compute-unit
+  price (the priority fee), highest first, ties (every transaction without one) in arrival
+  order. Its landed transactions and the post-state of every account they could write are
+  committed to PostgreSQL in one transaction, and only then do statuses, balances and accounts
+  show them (reads wait for the commit).
 - Blockhashes are a function of (seed, slot); one is valid for `MAX_PROCESSING_AGE` (150) slots,
   so `lastValidBlockHeight` is its slot + 150, as on Solana. A transaction whose blockhash has
   expired by its block is dropped, never landed; preflight refuses it with BlockhashNotFound.
@@ -28,11 +30,13 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 import psycopg
 import structlog
 from psycopg_pool import PoolTimeout
 from solders.account import Account
+from solders.compute_budget import ID as COMPUTE_BUDGET_PROGRAM_ID
 from solders.hash import Hash
 from solders.litesvm import LiteSVM
 from solders.message import MessageHeader, MessageV0
@@ -61,6 +65,7 @@ MAX_PROCESSING_AGE = 150  # slots a blockhash stays valid for, as on Solana
 FINALIZED_DEPTH = 32  # a block this deep is reported finalized rather than confirmed
 TOKEN_ACCOUNT_LEN = 165  # an SPL token account's base layout
 _TOKEN_PROGRAMS = (TOKEN_PROGRAM_ID, TOKEN_2022_PROGRAM_ID)
+SET_COMPUTE_UNIT_PRICE = 3  # the ComputeBudget instruction's tag; a u64 (micro-lamports) follows
 STATUS_CACHE_SLOTS = 2 * MAX_PROCESSING_AGE  # recent statuses kept in memory for dedupe
 PERSIST_RETRY_SECONDS = 0.5  # a block's commit is retried this often while PostgreSQL is down
 SAMPLE_SECONDS = 60  # Solana's performance sample period
@@ -147,11 +152,41 @@ def writable_indexes(header: MessageHeader, n_keys: int) -> list[int]:
     ]
 
 
+def compute_unit_price(tx: VersionedTransaction) -> int:
+    """The transaction's priority: its `SetComputeUnitPrice` (micro-lamports per unit), else 0."""
+    message = tx.message
+    keys = message.account_keys
+    for ix in message.instructions:
+        data = bytes(ix.data)
+        if (
+            keys[ix.program_id_index] == COMPUTE_BUDGET_PROGRAM_ID
+            and len(data) == 9
+            and data[0] == SET_COMPUTE_UNIT_PRICE
+        ):
+            return int.from_bytes(data[1:], "little")
+    return 0
+
+
 @dataclass(slots=True)
 class _Pending:
     signature: str
     tx: VersionedTransaction
     raw: bytes
+    compute_unit_price: int = 0
+
+
+class Priced(Protocol):
+    @property
+    def compute_unit_price(self) -> int: ...
+
+
+P = TypeVar("P", bound=Priced)
+
+
+def block_order(queued: Sequence[P]) -> list[P]:
+    """A block's transactions (in arrival order) as a leader schedules them: highest
+    compute-unit price first, equal prices (market orders have none) in arrival order."""
+    return sorted(queued, key=lambda pending: -pending.compute_unit_price)  # a stable sort
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +320,7 @@ class ChainNode:
             queued, self._pending = self._pending, []
             if queued:
                 start = time.process_time()
-                block = self._land(slot, queued)
+                block = self._land(slot, block_order(queued))
                 self.stats.landing_cpu_seconds += time.process_time() - start
                 if block.transactions:
                     began = time.perf_counter()
@@ -455,7 +490,7 @@ class ChainNode:
                     f"Transaction simulation failed: {err_message(simulated.err)}",
                     simulated.as_rpc(),
                 )
-        self._pending.append(_Pending(signature, tx, raw))
+        self._pending.append(_Pending(signature, tx, raw, compute_unit_price(tx)))
         self._pending_signatures.add(signature)
         return signature
 

@@ -48,7 +48,7 @@ from solana.rpc.core import RPCException
 from solana.rpc.models import TxOpts
 from solders.commitment_config import CommitmentLevel
 from solders.compute_budget import ID as COMPUTE_BUDGET_PROGRAM_ID
-from solders.compute_budget import set_compute_unit_limit
+from solders.compute_budget import set_compute_unit_limit, set_compute_unit_price
 from solders.hash import Hash
 from solders.instruction import Instruction
 from solders.keypair import Keypair
@@ -515,16 +515,20 @@ class SolanaChain:
     def build(
         self, tx: Transaction, blockhash: Hash, registry: PoolRegistry | None = None
     ) -> SignedTransaction:
-        """The signed transaction: compute budget, each leg's swap (hops in order), the order's
-        memo (which makes the bytes, so the signature, the order's alone)."""
+        """The signed transaction: compute budget (the unit limit, and the unit price if it
+        has a priority fee), each leg's swap (hops in order), the order's memo (which makes the
+        bytes, so the signature, the order's alone)."""
         owner = self._wallet.pubkey()
         swaps = [
             self._swap_ix(owner, leg, guard.amount_in, guard.min_out, registry)
             for leg, guard in guarded_legs(tx)
         ]
         units = min(1_400_000, SWAP_COMPUTE_UNITS * len(swaps))
+        budget = [set_compute_unit_limit(units)]
+        if tx.compute_unit_price:
+            budget.append(set_compute_unit_price(tx.compute_unit_price))
         message = Message.new_with_blockhash(
-            [set_compute_unit_limit(units), *swaps, order_memo(tx.order_id)], owner, blockhash
+            [*budget, *swaps, order_memo(tx.order_id)], owner, blockhash
         )
         return SignedTransaction([self._wallet], message, blockhash)
 
@@ -610,7 +614,8 @@ class SolanaChain:
     def _programs(self, tx: Transaction) -> list[Pubkey]:
         """The program of each instruction, in the order `build` put them."""
         legs = sorted(tx.instructions, key=lambda i: i.hop)
-        return [COMPUTE_BUDGET_PROGRAM_ID, *(PROGRAMS[i.venue] for i in legs), MEMO_PROGRAM_ID]
+        budget = [COMPUTE_BUDGET_PROGRAM_ID] * _budget_instructions(tx)
+        return [*budget, *(PROGRAMS[i.venue] for i in legs), MEMO_PROGRAM_ID]
 
     def _failed(
         self, tx: Transaction, slot: int, error: SvmTransactionError, prefix: str = ""
@@ -647,10 +652,15 @@ def _on_an_earlier_hop(tx: Transaction, err: TransactionErrorType) -> bool:
     """Whether the instruction that failed is a swap of a hop other than the last one."""
     if not isinstance(err, TransactionErrorInstructionError):
         return False
-    index = err.index
-    legs = sorted(tx.instructions, key=lambda i: i.hop)  # as `build` put them, after the budget
+    index = err.index - _budget_instructions(tx)  # the legs come after the budget
+    legs = sorted(tx.instructions, key=lambda i: i.hop)  # as `build` put them
     last = max(i.hop for i in tx.instructions)
-    return 1 <= index <= len(legs) and legs[index - 1].hop != last
+    return 0 <= index < len(legs) and legs[index].hop != last
+
+
+def _budget_instructions(tx: Transaction) -> int:
+    """How many compute-budget instructions `build` puts first: the limit, and the price."""
+    return 2 if tx.compute_unit_price else 1
 
 
 def failure_code(error: SvmTransactionError) -> str:

@@ -41,6 +41,9 @@ class Transaction:
     amount_in: int
     min_amount_out: int
     instructions: tuple[SwapInstruction, ...]
+    # Priority fee, micro-lamports per compute unit (0: none): a sniper's rank in its launch
+    # (`services.domain.priority_fees`), which orders it in the block.
+    compute_unit_price: int = 0
     wire: bytes | None = None
     blockhash: str | None = None
     last_valid_block_height: int | None = None

@@ -34,6 +34,7 @@ from services.chain.client import (
 from services.chain.transactions import Receipt, SwapInstruction, Transaction
 from services.common.process import retry_while_down
 from services.domain.order import OrderState
+from services.domain.priority_fees import sniper_compute_unit_price
 from services.domain.tokens import UnknownTokenError, from_base_units, get_token, to_base_units
 from services.pricing.ports import ChainUnreachable, VenueAdapter
 from services.pricing.quote import Quote, VenuesUnavailable, quote_order
@@ -455,6 +456,9 @@ def transaction_for(state: OrderState) -> Transaction:
         amount_in=to_base_units(state.token_in, fill_amount(state)),
         min_amount_out=to_base_units(state.token_out, state.min_amount_out),
         instructions=instructions,
+        compute_unit_price=sniper_compute_unit_price(
+            None if state.launch is None else state.launch.rank
+        ),
         wire=b64decode(state.signed_transaction) if recorded and state.signed_transaction else None,
         blockhash=state.blockhash if recorded else None,
         last_valid_block_height=state.last_valid_block_height if recorded else None,

@@ -84,6 +84,9 @@ class TriggerCore:
         # by the token they wait for (ids only; a stale id is skipped when looked at).
         self.launches: Launches = NO_LAUNCHES
         self.snipers: dict[str, dict[uuid.UUID, None]] = {}
+        # The next rank of each launch (by pool): how many of its snipers have fired, here or
+        # (seen on the log, or loaded at recovery) by another engine, so ranks are not reused.
+        self.next_rank: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self.orders)
@@ -127,6 +130,7 @@ class TriggerCore:
             self.in_flight.pop(order_id, None)
             return []
         self.orders[order_id.int] = pack(state, self._share, _kept_fields(state))
+        self._count_rank(state)
         if not state.status.is_resting or order_id in self.in_flight:
             self.book.remove(order_id)
             return []
@@ -143,8 +147,16 @@ class TriggerCore:
         """Take a conditional order not final as the read model recorded it (recovery): no
         proposal yet, later records of the log are folded onto it with `apply`."""
         self.orders[state.order_id.int] = pack(state, self._share, _kept_fields(state))
+        self._count_rank(state)
         if state.status.is_resting:
             self._rest(state, state.updated_at, cross=False, expire=False)
+
+    def _count_rank(self, state: OrderState) -> None:
+        """A fired sniper's rank is taken: the launch's next sniper ranks after it."""
+        launch = state.launch
+        if launch is not None and launch.rank is not None:
+            taken = self.next_rank.get(launch.pool, 0)
+            self.next_rank[launch.pool] = max(taken, launch.rank + 1)
 
     def _rest(
         self, state: OrderState, now: datetime, *, cross: bool = True, expire: bool = True
@@ -182,13 +194,17 @@ class TriggerCore:
                 code=decision.code, error=decision.error, retryable=False, attempts=0
             )
         else:
+            # Its rank in the launch: the snipers of a sweep are decided in submission order,
+            # and one arriving after the launch ranks after every earlier one.
+            rank = self.next_rank.get(decision.launch.pool, 0)
+            self.next_rank[decision.launch.pool] = rank + 1
             event = OrderTriggered(
                 leg="launch",
                 pair=decision.pair,
                 slot=decision.slot,
                 price=decision.level,
                 level=decision.level,
-                launch=decision.launch,
+                launch=decision.launch.model_copy(update={"rank": rank}),
             )
         return self._propose(state, event, now)
 

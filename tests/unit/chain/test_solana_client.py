@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 
 import pytest
 from solders.compute_budget import ID as COMPUTE_BUDGET
+from solders.compute_budget import set_compute_unit_price
 from solders.hash import Hash
 from solders.signature import Signature
 from solders.transaction import Transaction as SolTransaction
+from solders.transaction import VersionedTransaction
 from solders.transaction_status import (
     InstructionErrorCustom,
     TransactionErrorInstructionError,
@@ -29,6 +31,7 @@ from schemas import events
 from schemas.events import OrderStatus
 from services.chain.client import RetryableLandedFailure, UnsignableTransaction
 from services.chain.genesis import wallet_keypair
+from services.chain.node import compute_unit_price
 from services.chain.solana_client import (
     MEMO_PROGRAM_ID,
     BlockhashExpired,
@@ -195,6 +198,22 @@ def test_the_built_transaction_has_compute_budget_then_hops_in_order() -> None:
     assert signed.message.account_keys[0] == WALLET.pubkey()
     assert signed.verify_with_results() == [True]
     assert swaps(signed) == [(10**9, 149_248_115), (149_248_115, 164_340_000)]
+    assert compute_unit_price(VersionedTransaction.from_bytes(bytes(signed))) == 0  # no fee
+
+
+def test_a_priced_transaction_sets_its_compute_unit_price_after_the_limit() -> None:
+    """A sniper's priority fee is a second compute-budget instruction, read back by the node."""
+    chain = client(FakeRpc())
+    priced = dataclasses.replace(
+        tx(leg("SOL", "USDC", 10**9, 151_000_000), min_out=149_490_000),
+        compute_unit_price=101_000,
+    )
+    signed = chain.build(priced, BLOCKHASH)
+    message = signed.message
+    programs = [message.account_keys[ix.program_id_index] for ix in message.instructions]
+    assert programs == [COMPUTE_BUDGET, COMPUTE_BUDGET, CPMM_PROGRAM_ID, MEMO_PROGRAM_ID]
+    assert bytes(message.instructions[1].data) == bytes(set_compute_unit_price(101_000).data)
+    assert compute_unit_price(VersionedTransaction.from_bytes(bytes(signed))) == 101_000
 
 
 # --- sending and confirming -----------------------------------------------------------------
@@ -444,9 +463,13 @@ async def test_two_orders_with_the_same_plan_never_sign_the_same_bytes() -> None
     assert await chain.sign(first) == a  # one order, one blockhash: the same bytes
 
 
-@pytest.mark.parametrize(("failing", "retryable"), [(1, True), (2, False)])
+@pytest.mark.parametrize(
+    ("failing", "retryable", "price"),
+    # With a priority fee the swaps come one instruction later (after the unit price).
+    [(1, True, 0), (2, False, 0), (2, True, 5_000), (3, False, 5_000)],
+)
 async def test_a_first_hops_slippage_is_retryable_the_last_hops_is_the_orders(
-    failing: int, retryable: bool
+    failing: int, retryable: bool, price: int
 ) -> None:
     # A first hop that misses its share of the allowance (the minimum the next hop spends) is
     # not the order's slippage. The transaction landed (failed), so it can never
@@ -457,6 +480,7 @@ async def test_a_first_hops_slippage_is_retryable_the_last_hops_is_the_orders(
         min_out=164_340_000,
         token_out="JUP",
     )
+    two_hop = dataclasses.replace(two_hop, compute_unit_price=price)
     err = TransactionErrorInstructionError(failing, InstructionErrorCustom(6005))
     chain = client(FakeRpc(err=err))
     signed = await chain.sign(two_hop)

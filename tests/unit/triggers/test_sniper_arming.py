@@ -228,6 +228,51 @@ def test_many_snipers_of_one_launch_are_proposed_in_submission_order() -> None:
     assert [p.order_id for p in proposals] == ids
 
 
+def launch_rank(proposal: Envelope) -> int | None:
+    event = proposal.payload
+    assert isinstance(event, OrderTriggered)
+    assert event.launch is not None
+    return event.launch.rank
+
+
+def test_each_sniper_is_ranked_in_submission_order_and_a_late_one_after_them() -> None:
+    """The rank sets the sniper's priority fee, which orders the block whoever sends it."""
+    core = TriggerCore()
+    orders = Orders(core)
+    ids = [uuid.uuid4() for _ in range(5)]
+    for i in reversed(range(5)):
+        orders.write(ids[i], sniper(), at=T0 + timedelta(milliseconds=i))
+    core.on_chain_event(authorities(), T0)
+    proposals = core.on_chain_event(created(), T0)
+    assert [(p.order_id, launch_rank(p)) for p in proposals] == list(
+        zip(ids, range(5), strict=True)
+    )
+    for proposal in proposals:
+        orders.append(proposal)  # the log takes them: the ranks stay taken
+    (late,) = orders.write(uuid.uuid4(), sniper())
+    assert launch_rank(late) == 5
+
+
+def test_a_restarted_engine_ranks_after_the_snipers_fired_before_its_start() -> None:
+    """Ranks are not reused after a restart: the triggered snipers it loads hold theirs."""
+    first = TriggerCore()
+    orders = Orders(first)
+    ids = [uuid.uuid4() for _ in range(3)]
+    for i, order_id in enumerate(ids):
+        orders.write(order_id, sniper(), at=T0 + timedelta(milliseconds=i))
+    first.on_chain_event(authorities(), T0)
+    for proposal in first.on_chain_event(created(), T0):
+        orders.append(proposal)
+    restarted = TriggerCore()
+    for order_id in ids:
+        restarted.load(orders.state(order_id))  # triggered: not final, so recovered
+    for event in (authorities(), created()):
+        restarted.on_chain_event(event, T0, propose=False)
+    orders.core = restarted
+    (late,) = orders.write(uuid.uuid4(), sniper())
+    assert launch_rank(late) == 3
+
+
 def test_a_cancelled_or_expired_sniper_is_not_proposed_and_expiry_works_while_armed() -> None:
     core = TriggerCore()
     orders, cancelled = armed(core, sniper())
