@@ -146,5 +146,19 @@ def tradeable_tokens(launches: Launches) -> list[Token]:
 
 
 def learn_launched(tokens: TokenRegistry, launches: Launches) -> list[LaunchedToken]:
-    """Teach `tokens` every tradeable launched token; the launches it did not know before."""
-    return [launches[t.symbol] for t in tradeable_tokens(launches) if tokens.learn(t)]
+    """Teach `tokens` every tradeable launched token; the launches it did not know before.
+
+    A launch under a symbol another mint already holds is left out (`conflicting_launches`
+    names them): anyone can launch any symbol, and one such launch must not stop a process."""
+    learnt = []
+    for token in tradeable_tokens(launches):
+        if tokens.conflicts(token):
+            continue
+        if tokens.learn(token):
+            learnt.append(launches[token.symbol])
+    return learnt
+
+
+def conflicting_launches(tokens: TokenRegistry, launches: Launches) -> list[LaunchedToken]:
+    """Launched tokens whose symbol `tokens` knows as another mint (never tradeable here)."""
+    return [launches[t.symbol] for t in tradeable_tokens(launches) if tokens.conflicts(t)]

@@ -65,6 +65,11 @@ class TokenRegistry:
             raise UnknownTokenError(symbol)
         return token
 
+    def conflicts(self, token: Token) -> bool:
+        """Whether another token already holds this one's symbol."""
+        known = self._seeded.get(token.symbol) or self._launched.get(token.symbol)
+        return known is not None and known != token
+
     def learn(self, token: Token) -> bool:
         """Know a launched token from now on; True when it is new, False when already known.
 

@@ -63,7 +63,7 @@ from services.common.logging import configure_logging
 from services.common.metrics import start_metrics_server
 from services.common.process import retry_while_down, stop_event_on_signals
 from services.common.settings import Settings
-from services.domain.launches import learn_launched
+from services.domain.launches import conflicting_launches, learn_launched
 from services.domain.order import OrderState
 from services.domain.tokens import REGISTRY
 from services.pricing.accounts.pools import CLOCK_SYSVAR, decode_clock
@@ -267,6 +267,14 @@ class TriggerEngine:
         # The engine folds the topic itself (it dead-letters for every follower): what it
         # folded also teaches this process's token registry, as `ChainEventsFollower` does.
         learn_launched(REGISTRY, self.core.launches)
+        if isinstance(event, PoolCreated) and any(
+            launch.symbol == event.symbol
+            for launch in conflicting_launches(REGISTRY, self.core.launches)
+        ):
+            log.warning(
+                "launch %s-%s (mint %s) not tradeable here: its symbol is another mint's",
+                event.symbol, event.quote, event.mint,
+            )  # fmt: skip
 
     async def _chain_loop(self) -> None:
         while True:

@@ -5,6 +5,8 @@ once), cancelled or expired while armed."""
 
 from __future__ import annotations
 
+import secrets
+import string
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,11 +19,15 @@ from tests.fixtures.projector import eventually
 from tests.fixtures.settings import MakeSettings, unique
 from tests.integration.api.test_conditional_orders import System, running
 
+# A symbol of this module's own: the token registry is per process, and other tests in this
+# process may have launched a MEME of another mint.
+SYMBOL = "S" + "".join(secrets.choice(string.ascii_uppercase) for _ in range(6))
+
 
 async def snipe(system: System, *, armed: bool = True, **body: Any) -> str:
     response = await system.api.http.post(
         "/api/orders/execute",
-        json={"orderType": "sniper", "tokenIn": "SOL", "tokenOut": "MEME", "amount": "0.5",
+        json={"orderType": "sniper", "tokenIn": "SOL", "tokenOut": SYMBOL, "amount": "0.5",
               "maxPrice": "0.01", **body},
     )  # fmt: skip
     assert response.status_code == 202, response.text
@@ -51,7 +57,7 @@ async def test_snipers_are_decided_by_the_launch_on_the_chain(make_settings: Mak
         await system.status_becomes(expiring, "expired")
 
         spec = LaunchSpec(
-            symbol="MEME", quote="SOL", liquidity=Decimal(200), venue=LaunchVenue.RAYDIUM,
+            symbol=SYMBOL, quote="SOL", liquidity=Decimal(200), venue=LaunchVenue.RAYDIUM,
             open_in_seconds=5, renounce_mint_authority=False,
         )  # fmt: skip
         launched = await launch_and_publish(system.api.settings, spec)
@@ -65,7 +71,7 @@ async def test_snipers_are_decided_by_the_launch_on_the_chain(make_settings: Mak
         events = await system.events(lenient)
         trigger = events[1]
         assert (trigger["type"], trigger["payload"]["leg"]) == ("OrderTriggered", "launch")
-        assert trigger["payload"]["pair"] == "MEME-SOL"
+        assert trigger["payload"]["pair"] == f"{SYMBOL}-SOL"
         assert trigger["payload"]["launch"]["pool"] == launched.pool
         # Bought at or under its max price, on the launched pool (whose program refuses any
         # swap before the open time, so a landed buy is one after it).
@@ -75,14 +81,14 @@ async def test_snipers_are_decided_by_the_launch_on_the_chain(make_settings: Mak
         link = f"autosell:{lenient}"
         oco = await system.status_becomes(str(auto_sell_id(uuid.UUID(lenient))), "open")
         assert (oco["orderType"], oco["clientOrderId"]) == ("oco", link)
-        assert (oco["tokenIn"], oco["tokenOut"]) == ("MEME", "SOL")
+        assert (oco["tokenIn"], oco["tokenOut"]) == (SYMBOL, "SOL")
         assert Decimal(oco["amount"]) == Decimal(bought["amountOut"])
         fill = Decimal(bought["amount"]) / Decimal(bought["amountOut"])
         assert Decimal(oco["takeProfitPrice"]) >= fill * 2 > fill > Decimal(oco["stopLossPrice"])
         # Armed after the launch: decided on arrival.
         late = await system.api.http.post(
             "/api/orders/execute",
-            json={"orderType": "sniper", "tokenIn": "SOL", "tokenOut": "MEME", "amount": "0.5",
+            json={"orderType": "sniper", "tokenIn": "SOL", "tokenOut": SYMBOL, "amount": "0.5",
                   "maxPrice": "0.01"},
         )  # fmt: skip
         assert late.status_code == 202

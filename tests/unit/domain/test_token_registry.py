@@ -9,7 +9,12 @@ import pytest
 
 from schemas.chain import ChainEvent
 from services.api.markets import PAIRS, launch_json, market_pairs
-from services.domain.launches import fold_all, learn_launched, tradeable_tokens
+from services.domain.launches import (
+    conflicting_launches,
+    fold_all,
+    learn_launched,
+    tradeable_tokens,
+)
 from services.domain.tokens import TOKENS, Token, TokenRegistry, UnknownTokenError
 from services.market.walk import LAUNCH_VOLATILITY_MULTIPLE, Walk
 from tests.unit.schemas.test_chain_records import AUTHORITIES, CREATED, MINT, OPENED, POOL
@@ -92,3 +97,14 @@ def test_a_launched_pair_walks_faster_on_the_same_seeded_path() -> None:
     fast_moves = [abs(fast.step(start, "MEME-SOL", s) / start - 1) for s in range(200)]
     assert sum(fast_moves) > 20 * sum(slow_moves)
     assert Walk(3, 0.0).scaled(LAUNCH_VOLATILITY_MULTIPLE).step(start, "MEME-SOL", 1) == start
+
+
+def test_a_launch_under_a_symbol_another_mint_holds_is_left_out_not_raised() -> None:
+    """Anyone can launch any symbol: a second MEME must not stop the process folding it."""
+    tokens = TokenRegistry(TOKENS)
+    other = Token("MEME", 6, "So11111111111111111111111111111111111111112")
+    tokens.learn(other)
+    created = fold_all([AUTHORITIES, CREATED])
+    assert learn_launched(tokens, created) == []
+    assert [t.symbol for t in conflicting_launches(tokens, created)] == ["MEME"]
+    assert tokens.get("MEME") == other
