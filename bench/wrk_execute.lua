@@ -1,10 +1,15 @@
--- wrk script for bench/accept.py: POST a SOL -> USDC market order with an API key.
--- The key comes from the environment (OEE_BENCH_KEY), set by bench/accept.py.
+-- wrk script: POST a SOL -> USDC market order, as the original system's clients send it
+-- (amounts as JSON numbers, which both APIs accept). The key comes from the environment
+-- (OEE_BENCH_KEY, set by bench/accept.py); without it no Authorization header is sent, so
+-- the same script measures the original system (`wrk ... http://127.0.0.1:3000`).
 wrk.method = "POST"
 wrk.path = "/api/orders/execute"
-wrk.body = '{"tokenIn":"SOL","tokenOut":"USDC","amount":"0.1","slippage":"0.05"}'
+wrk.body = '{"tokenIn":"SOL","tokenOut":"USDC","amount":0.1,"slippage":0.05}'
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("OEE_BENCH_KEY")
+local key = os.getenv("OEE_BENCH_KEY")
+if key ~= nil and key ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. key
+end
 
 function done(summary, latency, requests)
   io.write(string.format("p50_ms %.2f\np90_ms %.2f\np99_ms %.2f\n",
