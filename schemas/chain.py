@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Annotated, ClassVar, Literal
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.events import Amount, PositiveAmount, TokenSymbol, VenueName
+from schemas.records import read_record
 
 Address = Annotated[str, Field(pattern=r"^[1-9A-HJ-NP-Za-km-z]{32,44}$")]
 """A Solana address in base58."""
@@ -106,23 +107,5 @@ def encode_chain(payload: ChainEvent) -> bytes:
 
 def decode_chain(value: bytes | None) -> ChainEvent:
     """Parse and validate one chain record; every failure is UndecodableChainRecord."""
-    if not value:
-        raise UndecodableChainRecord("empty record value")
-    try:
-        raw = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise UndecodableChainRecord(f"not JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise UndecodableChainRecord("not a JSON object")
-    model = CHAIN_TYPES.get(raw.get("type"))  # type: ignore[arg-type]
-    if model is None:
-        raise UndecodableChainRecord(f"unknown chain record type {raw.get('type')!r}")
-    version = raw.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version > model.VERSION:
-        raise UndecodableChainRecord(f"unreadable {model.TYPE} version {version!r}")
-    try:
-        return model.model_validate(raw.get("payload"))
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
-        raise UndecodableChainRecord(f"{model.TYPE} invalid: {where}: {error['msg']}") from None
+    _, payload = read_record(value, CHAIN_TYPES, UndecodableChainRecord, "chain")
+    return payload

@@ -19,6 +19,7 @@ import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.events import Amount, PositiveAmount, TokenSymbol, VenueName
+from schemas.records import first_error, read_record
 
 PairName = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,10}-[A-Z0-9]{2,10}$")]
 """A pair as people and URLs write it: base-quote, e.g. "SOL-USDC"."""
@@ -106,26 +107,10 @@ def encode_market(sequence: int, payload: MarketTick | MarketTrade) -> bytes:
 
 def decode_market(value: bytes | None) -> MarketRecord:
     """Parse and validate one market record; every failure is UndecodableMarketRecord."""
-    if not value:
-        raise UndecodableMarketRecord("empty record value")
+    raw, payload = read_record(value, MARKET_TYPES, UndecodableMarketRecord, "market")
     try:
-        raw = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise UndecodableMarketRecord(f"not JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise UndecodableMarketRecord("not a JSON object")
-    model = MARKET_TYPES.get(raw.get("type"))  # type: ignore[arg-type]
-    if model is None:
-        raise UndecodableMarketRecord(f"unknown market record type {raw.get('type')!r}")
-    version = raw.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version > model.VERSION:
-        raise UndecodableMarketRecord(f"unreadable {model.TYPE} version {version!r}")
-    try:
-        payload = model.model_validate(raw.get("payload"))
         return MarketRecord(
-            sequence=raw.get("sequence"), type=model.TYPE, version=version, payload=payload
+            sequence=raw.get("sequence"), type=payload.TYPE, version=raw["version"], payload=payload
         )
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
-        raise UndecodableMarketRecord(f"{model.TYPE} invalid: {where}: {error['msg']}") from None
+        raise UndecodableMarketRecord(f"{payload.TYPE} invalid: {first_error(exc)}") from None
