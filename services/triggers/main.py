@@ -29,6 +29,7 @@ import base64
 import gc
 import logging
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -169,6 +170,21 @@ async def load_from_read_model(
     return {p: min(offset, snipers.get(p, offset)) for p, offset in positions.items()}
 
 
+async def polled(
+    consumer: AIOKafkaConsumer, what: str, *, max_records: int
+) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
+    """Each poll's records, forever; a failed read is logged and tried again a second later
+    (the three loops of the engine read their topics alike)."""
+    while True:
+        try:
+            batches = await consumer.getmany(timeout_ms=500, max_records=max_records)
+        except KafkaError as exc:
+            log.warning("%s read failed (%s); retrying", what, exc)
+            await asyncio.sleep(1)
+            continue
+        yield [record for batch in batches.values() for record in batch]
+
+
 class TriggerEngine:
     """The process around the core: consumers, the producer, the clock."""
 
@@ -277,16 +293,9 @@ class TriggerEngine:
             )  # fmt: skip
 
     async def _chain_loop(self) -> None:
-        while True:
-            try:
-                batches = await self.chain.getmany(timeout_ms=500, max_records=500)
-            except KafkaError as exc:
-                log.warning("chain event read failed (%s); retrying", exc)
-                await asyncio.sleep(1)
-                continue
-            for batch in batches.values():
-                for record in batch:
-                    await self._chain_record(record, propose=True)
+        async for records in polled(self.chain, "chain event", max_records=500):
+            for record in records:
+                await self._chain_record(record, propose=True)
 
     async def _open_watch_loop(self) -> None:
         """Publish `PoolOpened` for each launched pool once the chain's clock reaches its open
@@ -411,43 +420,29 @@ class TriggerEngine:
         return proposals
 
     async def _order_loop(self) -> None:
-        while True:
-            try:
-                batches = await self.orders.getmany(timeout_ms=500, max_records=2000)
-            except KafkaError as exc:
-                log.warning("order log read failed (%s); retrying", exc)
-                await asyncio.sleep(1)
-                continue
+        async for records in polled(self.orders, "order log", max_records=2000):
             proposals: list[Envelope] = []
-            for batch in batches.values():
-                for record in batch:
-                    proposals += self._fold(record.value, propose=True)
+            for record in records:
+                proposals += self._fold(record.value, propose=True)
             await self._append(proposals)
 
     async def _tick_loop(self) -> None:
-        while True:
-            try:
-                batches = await self.ticks.getmany(timeout_ms=500, max_records=500)
-            except KafkaError as exc:
-                log.warning("market tick read failed (%s); retrying", exc)
-                await asyncio.sleep(1)
-                continue
-            for batch in batches.values():
-                for record in batch:
-                    try:
-                        market = decode_market(record.value)
-                    except UndecodableMarketRecord as exc:
-                        log.warning("unreadable market record skipped: %s", exc)
-                        continue
-                    if not isinstance(market.payload, MarketTick):
-                        continue
-                    began = time.process_time()
-                    proposals = self.core.on_tick(market.payload, now())
-                    TICK_CPU.observe(time.process_time() - began)
-                    RESTING.set(self.core.resting)
-                    if proposals:
-                        await self._append(proposals)
-                        TICK_TO_TRIGGER.observe(max(0.0, time.time() - record.timestamp / 1000))
+        async for records in polled(self.ticks, "market tick", max_records=500):
+            for record in records:
+                try:
+                    market = decode_market(record.value)
+                except UndecodableMarketRecord as exc:
+                    log.warning("unreadable market record skipped: %s", exc)
+                    continue
+                if not isinstance(market.payload, MarketTick):
+                    continue
+                began = time.process_time()
+                proposals = self.core.on_tick(market.payload, now())
+                TICK_CPU.observe(time.process_time() - began)
+                RESTING.set(self.core.resting)
+                if proposals:
+                    await self._append(proposals)
+                    TICK_TO_TRIGGER.observe(max(0.0, time.time() - record.timestamp / 1000))
 
     async def _clock_loop(self) -> None:
         while True:
