@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ import orjson
 
 from bench.launcher import REPO, Launched, Topology, run_launched
 from bench.report import machine
-from bench.samplers import children_of
+from bench.samplers import ProcessSampler, children_of
 
 SCRIPT = Path(__file__).with_name("wrk_execute.lua")
 
@@ -82,9 +83,17 @@ async def run(args: argparse.Namespace, launched: Launched) -> dict[str, Any]:
             *spy, "--output", str(args.py_spy), cwd=REPO
         )
     cpu_before = cpu_ticks(api)
-    done = await asyncio.to_thread(
-        subprocess.run, command, cwd=REPO, env=env, capture_output=True, text=True, check=True
-    )
+    # Where the two cores go meanwhile: the API, and the processes working through the
+    # orders it accepts (broker, router, chain, projector, PostgreSQL).
+    sampler = ProcessSampler([p for p in launched.processes() if p.name != "loadgen"])
+    await sampler.start()
+    began = time.time()
+    try:
+        done = await asyncio.to_thread(
+            subprocess.run, command, cwd=REPO, env=env, capture_output=True, text=True, check=True
+        )
+    finally:
+        await sampler.stop()
     if profiler is not None:
         await profiler.wait()
     api_cpu_seconds = (cpu_ticks(api) - cpu_before) / tick
@@ -100,6 +109,10 @@ async def run(args: argparse.Namespace, launched: Launched) -> dict[str, Any]:
         # The API's own CPU per answer: what the 202 path costs, whatever else the cores do
         # (the machine is shared, so requests/s and latency move with its load).
         "api_cpu_ms_per_request": round(api_cpu_seconds * 1000 / requests, 3) if requests else None,
+        "cpu_percent_during_wrk": {
+            name: figures["cpu_percent_mean"]
+            for name, figures in sampler.summary(began, time.time(), requests).items()
+        },
         "loadavg_1m_end": os.getloadavg()[0],
     }
 

@@ -45,36 +45,42 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return _json(exc.status, exc.body, exc.headers)
+def error_response(exc: Exception) -> JSONResponse | None:
+    """The answer for an error the API knows (None for any other): the exception handlers'
+    and the submission route's (which runs in front of FastAPI, `routes/orders.py`) one map."""
+    if isinstance(exc, ApiError):
+        return _json(exc.status, exc.body, exc.headers)
+    if isinstance(exc, LogUnavailable):
+        return _json(
+            503,
+            {
+                "error": "LOG_UNAVAILABLE",
+                "message": f"The order was not accepted: {exc}; retry later",
+            },
+            {"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    if isinstance(exc, ReadModelUnavailable):
+        return _json(
+            503,
+            {
+                "error": "READ_MODEL_UNAVAILABLE",
+                "message": f"Order data is unavailable: {exc}; retry later",
+            },
+            {"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    if isinstance(exc, ChainUnavailableError):
+        return _json(
+            503,
+            {"error": "CHAIN_UNAVAILABLE", "message": f"No quote: {exc}; retry later"},
+            {"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    return None
 
 
-async def _log_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    return _json(
-        503,
-        {"error": "LOG_UNAVAILABLE", "message": f"The order was not accepted: {exc}; retry later"},
-        {"Retry-After": RETRY_AFTER_SECONDS},
-    )
-
-
-async def _read_model_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    return _json(
-        503,
-        {
-            "error": "READ_MODEL_UNAVAILABLE",
-            "message": f"Order data is unavailable: {exc}; retry later",
-        },
-        {"Retry-After": RETRY_AFTER_SECONDS},
-    )
-
-
-async def _chain_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    return _json(
-        503,
-        {"error": "CHAIN_UNAVAILABLE", "message": f"No quote: {exc}; retry later"},
-        {"Retry-After": RETRY_AFTER_SECONDS},
-    )
+async def _known_error(request: Request, exc: Exception) -> JSONResponse:
+    response = error_response(exc)
+    assert response is not None  # installed only for the classes error_response maps
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -110,9 +116,7 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(LogUnavailable, _log_unavailable)
-    app.add_exception_handler(ReadModelUnavailable, _read_model_unavailable)
-    app.add_exception_handler(ChainUnavailableError, _chain_unavailable)
+    for known in (ApiError, LogUnavailable, ReadModelUnavailable, ChainUnavailableError):
+        app.add_exception_handler(known, _known_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)

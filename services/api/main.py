@@ -14,11 +14,13 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 from uvicorn.loops.auto import auto_loop_factory
 
 from services.api.auth.mode import startup_problem, warn_if_disabled
 from services.api.errors import install_error_handlers
 from services.api.routes import health, launches, markets, metrics, orders, quote, ui
+from services.api.routes.intake import OrderIntake
 from services.api.routes.ws import OrderSockets
 from services.api.runtime import ApiRuntime
 from services.common.logging import configure_logging
@@ -27,9 +29,10 @@ from services.common.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, runtime: ApiRuntime | None = None) -> OrderSockets:
-    """The app (order sockets in front of FastAPI, see `routes/ws.py`); its lifespan starts a
-    runtime unless given one (which the caller then owns)."""
+def create_app(settings: Settings, runtime: ApiRuntime | None = None) -> ASGIApp:
+    """The app: the submission route (`routes/intake.py`) and the order sockets
+    (`routes/ws.py`) in front of FastAPI, which serves the rest; CORS, when configured, in
+    front of them all. Its lifespan starts a runtime unless given one (the caller's then)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,14 +51,6 @@ def create_app(settings: Settings, runtime: ApiRuntime | None = None) -> OrderSo
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
-            expose_headers=["Retry-After"],
-        )
     app.include_router(health.router)
     app.include_router(orders.router)
     app.include_router(quote.router)
@@ -63,7 +58,16 @@ def create_app(settings: Settings, runtime: ApiRuntime | None = None) -> OrderSo
     app.include_router(launches.router)
     app.include_router(metrics.router)
     app.include_router(ui.router)
-    return OrderSockets(app)
+    served: ASGIApp = OrderIntake(OrderSockets(app), app)
+    if settings.cors_origins:
+        served = CORSMiddleware(
+            served,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Retry-After"],
+        )
+    return served
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
