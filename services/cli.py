@@ -17,6 +17,7 @@ from services.api.auth.cli import development_key_notice, keys_app
 from services.client.cli import order_app, orders_app, status
 from services.client.markets import markets
 from services.common.errors import DependencyUnavailable
+from services.common.process import settle_heap
 from services.common.settings import get_settings
 from services.market.cli import market_app
 from services.replay.cli import replay_app
@@ -71,6 +72,7 @@ def api() -> None:
     """Serve the HTTP and WebSocket API."""
     from services.api.main import serve
 
+    settle_heap()
     serve(get_settings().with_local_servers())
 
 
@@ -84,6 +86,7 @@ def router(
     """Route and execute submitted orders (a faust-streaming worker)."""
     from services.router.main import serve
 
+    settle_heap()
     settings = get_settings().with_local_servers()
     if dry_run:
         settings = settings.model_copy(update={"chain_dry_run": True})
@@ -96,6 +99,7 @@ def projector() -> None:
     """Build the PostgreSQL read models from the order event log."""
     from services.projector.main import serve
 
+    settle_heap()
     serve(get_settings().with_local_servers())
 
 
@@ -105,6 +109,7 @@ def triggers() -> None:
     """Watch market ticks and expiries for resting conditional orders; propose their triggers."""
     from services.triggers.main import serve
 
+    settle_heap()
     serve(get_settings().with_local_servers())
 
 
@@ -114,6 +119,7 @@ def chain() -> None:
     """Run the chain: a Solana VM that lands a block per slot and answers Solana JSON-RPC."""
     from services.chain.main import serve
 
+    settle_heap()
     serve(get_settings().with_local_servers())
 
 

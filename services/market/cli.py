@@ -11,6 +11,7 @@ from typer.core import TyperGroup
 
 from services.client.markets import show_market
 from services.common.errors import DependencyUnavailable
+from services.common.process import settle_heap
 from services.common.settings import get_settings
 
 
@@ -53,6 +54,7 @@ def market(ctx: typer.Context) -> None:
         return
     from services.market.main import serve
 
+    settle_heap()
     try:
         serve(get_settings().with_local_servers())
     except DependencyUnavailable as exc:
