@@ -49,8 +49,13 @@ class Subscriber:
     error: str | None = None
 
     def complete_for(self, orders: dict[str, int]) -> bool:
-        """Every order's events 1..n exactly once, in order (n from the submitter's view)."""
-        return all(self.sequences.get(o) == list(range(1, n + 1)) for o, n in orders.items())
+        """Every order's events 1..n exactly once, in order (n from the submitter's view);
+        never for a subscriber that failed or a run with no order (nothing to be complete)."""
+        return (
+            self.error is None
+            and bool(orders)
+            and all(self.sequences.get(o) == list(range(1, n + 1)) for o, n in orders.items())
+        )
 
 
 async def subscribe(

@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.api.deps import Administrator, Authenticated, LaunchesDep, SettingsDep
 from services.api.errors import ApiError
 from services.api.models import ErrorBody
-from services.chain.launch import LaunchFailedError, launch_and_publish
 from services.common.errors import DependencyUnavailable
 from services.domain.launch import (
     InvalidLaunchError,
@@ -76,6 +75,11 @@ async def launch(
         spec = request.spec()
     except InvalidLaunchError as exc:
         raise ApiError.bad_request("INVALID_LAUNCH", "ERR_060", str(exc)) from None
+    # Imported here, by the one admin route that sends transactions: the launch machinery
+    # (solana-py's client and models, the SVM's transaction builders) was 20 MB of every
+    # API process's memory, which otherwise never signs anything (bench.sockets).
+    from services.chain.launch import LaunchFailedError, launch_and_publish
+
     try:
         launched = await launch_and_publish(settings, spec)
     except (ChainUnreachable, DependencyUnavailable) as exc:
