@@ -36,8 +36,11 @@ class ReadModelStore:
         )
         self._types: dict[tuple[str, tuple[str, ...]], list[str]] = {}
         self._upsert_orders_sql: sql.Composed | None = None
-        self._upsert_position = sql.SQL(
-            "INSERT INTO {table} (topic, partition, next_offset) VALUES (%s, %s, %s)"
+        # Every partition of a batch in one statement (not one per partition: a batch spans
+        # most of the 12 partitions, and each statement is a round of parsing and planning).
+        self._upsert_positions = sql.SQL(
+            "INSERT INTO {table} (topic, partition, next_offset)"
+            " SELECT %s, * FROM unnest(%s::integer[], %s::bigint[])"
             " ON CONFLICT (topic, partition) DO UPDATE"
             # A projector that lost the partition in a rebalance must not move it back.
             " SET next_offset = GREATEST({table}.next_offset, EXCLUDED.next_offset)"
@@ -116,8 +119,8 @@ class ReadModelStore:
 
         `orders` are the order rows to write, by default every state the projection
         changed (a rebuild defers some, see `Rebuilder`). Event rows go in with one
-        binary COPY and order rows with one upsert over arrays (one per column): a
-        batch costs three statements whatever its size, where row-by-row
+        binary COPY, order rows with one upsert over arrays (one per column) and positions
+        with another: a batch costs three statements whatever its size, where row-by-row
         `executemany` cost more client CPU than folding the events.
         """
         async with conn.cursor() as cursor:
@@ -128,10 +131,11 @@ class ReadModelStore:
                     for row in projection.events:
                         await copy.write_row(_event_values(row))
             await self.write_orders(conn, projection.states.values() if orders is None else orders)
-            await cursor.executemany(
-                self._upsert_position,
-                [(topic, partition, offset) for partition, offset in projection.positions.items()],
-            )
+            if projection.positions:
+                await cursor.execute(
+                    self._upsert_positions,
+                    (topic, list(projection.positions), list(projection.positions.values())),
+                )
 
     async def write_orders(self, conn: AsyncConnection, states: Iterable[OrderState]) -> None:
         """Insert or update the `orders` rows of these states."""

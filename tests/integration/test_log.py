@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import aiokafka.consumer.consumer
 import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -23,7 +24,16 @@ from schemas.envelope import Envelope, genesis_hash
 from schemas.events import OrderSubmitted
 from services.common.db import connect, load_migrations, migrate
 from services.common.errors import DependencyUnavailable
-from services.common.kafka import durable_producer, ensure_topics, start_producer, topic_specs
+from services.common.kafka import (
+    BUSY_FETCH_MAX_WAIT_MS,
+    BUSY_FETCH_MIN_BYTES,
+    BatchingWhileBusyFetcher,
+    FetchWait,
+    durable_producer,
+    ensure_topics,
+    start_producer,
+    topic_specs,
+)
 from services.common.settings import Settings
 from tests.fixtures.settings import MakeSettings, unique
 
@@ -289,3 +299,66 @@ def test_migrating_twice_applies_nothing_the_second_time(empty_database: str) ->
 def test_the_session_database_is_fully_migrated(database_url: str) -> None:
     assert migrate(database_url) == []
     assert [r[0] for r in migration_rows(database_url)] == [m.version for m in load_migrations()]
+
+
+class RecordingFetcher(BatchingWhileBusyFetcher):
+    """The fetcher the engine's processes use, noting what each of its fetches waited for."""
+
+    asked: list[FetchWait]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.asked = []
+
+    async def _proc_fetch_request(self, assignment: Any, node_id: int, request: Any) -> bool:
+        # The request was built from these (one fetch in flight per broker).
+        self.asked.append(FetchWait(self._fetch_min_bytes, self._fetch_max_wait_ms))
+        return await super()._proc_fetch_request(assignment, node_id, request)
+
+
+async def test_a_live_reader_batches_its_fetches_only_while_records_flow(
+    topics: Settings, producer: AIOKafkaProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(aiokafka.consumer.consumer, "Fetcher", RecordingFetcher)
+    topic = topics.orders_topic
+    tps = [TopicPartition(topic, p) for p in range(topics.orders_topic_partitions)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers(topics), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+        fetcher = consumer._fetcher
+        assert isinstance(fetcher, RecordingFetcher)
+        idle = FetchWait(1, 500)  # aiokafka's defaults, which this consumer keeps
+
+        await asyncio.sleep(1.2)
+        assert 1 <= len(fetcher.asked) <= 4, "an idle reader polls as rarely as before"
+        assert set(fetcher.asked) == {idle}
+
+        sent = [
+            await producer.send(topic, value=f"{i}".encode(), key=f"k{i % 7}".encode())
+            for i in range(300)
+        ]
+        await producer.flush()
+        metadata = [await s for s in sent]
+        before_records = len(fetcher.asked)
+        received = await drain(consumer, 300)
+        await asyncio.sleep(1.2)
+        after = fetcher.asked[before_records:]
+        busy = FetchWait(BUSY_FETCH_MIN_BYTES, BUSY_FETCH_MAX_WAIT_MS)
+        # The fetch in flight when records came had the idle wait (the first record after a
+        # quiet spell is not held back); the next one waited for more; an empty one ended it.
+        assert after[0] == busy, "records flowing make the next fetch wait for more"
+        assert after[-1] == idle
+        assert len(after) <= 6, f"back to idle polling, not {len(after)} fetches in 1.2 s"
+    finally:
+        await consumer.stop()
+    by_partition: dict[int, list[int]] = {}
+    for record in received:
+        by_partition.setdefault(record.partition, []).append(record.offset)
+    assert sorted((m.partition, m.offset) for m in metadata) == sorted(
+        (p, o) for p, offsets in by_partition.items() for o in offsets
+    )
+    assert all(offsets == sorted(offsets) for offsets in by_partition.values())
