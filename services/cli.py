@@ -33,15 +33,6 @@ app.command("status")(status)
 app.command("markets")(markets)
 
 
-@app.callback()
-def every_command() -> None:
-    """Order execution engine for Solana DEXs, event-sourced on Kafka."""
-    from services.common.kafka import batch_fetches_while_busy
-
-    # Before any process builds a consumer: live readers gather records while they flow.
-    batch_fetches_while_busy()
-
-
 P = ParamSpec("P")
 R = TypeVar("R")
 

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import aiokafka.consumer.consumer
 import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -27,8 +26,8 @@ from services.common.errors import DependencyUnavailable
 from services.common.kafka import (
     BUSY_FETCH_MAX_WAIT_MS,
     BUSY_FETCH_MIN_BYTES,
-    BatchingWhileBusyFetcher,
     FetchWait,
+    batch_fetches_while_busy,
     durable_producer,
     ensure_topics,
     start_producer,
@@ -301,25 +300,24 @@ def test_the_session_database_is_fully_migrated(database_url: str) -> None:
     assert [r[0] for r in migration_rows(database_url)] == [m.version for m in load_migrations()]
 
 
-class RecordingFetcher(BatchingWhileBusyFetcher):
-    """The fetcher the engine's processes use, noting what each of its fetches waited for."""
+def record_fetch_waits(consumer: AIOKafkaConsumer) -> list[FetchWait]:
+    """What each fetch of a started consumer waits for, from now on (one in flight at once)."""
+    fetcher = consumer._fetcher
+    asked: list[FetchWait] = []
+    fetch = fetcher._proc_fetch_request
 
-    asked: list[FetchWait]
+    async def recording(assignment: Any, node_id: int, request: Any) -> bool:
+        # The request was built from these.
+        asked.append(FetchWait(fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms))
+        return bool(await fetch(assignment, node_id, request))
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.asked = []
-
-    async def _proc_fetch_request(self, assignment: Any, node_id: int, request: Any) -> bool:
-        # The request was built from these (one fetch in flight per broker).
-        self.asked.append(FetchWait(self._fetch_min_bytes, self._fetch_max_wait_ms))
-        return await super()._proc_fetch_request(assignment, node_id, request)
+    fetcher._proc_fetch_request = recording
+    return asked
 
 
-async def test_a_live_reader_batches_its_fetches_only_while_records_flow(
-    topics: Settings, producer: AIOKafkaProducer, monkeypatch: pytest.MonkeyPatch
+async def test_the_projectors_reader_batches_its_fetches_only_while_records_flow(
+    topics: Settings, producer: AIOKafkaProducer
 ) -> None:
-    monkeypatch.setattr(aiokafka.consumer.consumer, "Fetcher", RecordingFetcher)
     topic = topics.orders_topic
     tps = [TopicPartition(topic, p) for p in range(topics.orders_topic_partitions)]
     consumer = AIOKafkaConsumer(bootstrap_servers=servers(topics), enable_auto_commit=False)
@@ -329,13 +327,13 @@ async def test_a_live_reader_batches_its_fetches_only_while_records_flow(
         await consumer.seek_to_end(*tps)
         for tp in tps:
             await consumer.position(tp)
-        fetcher = consumer._fetcher
-        assert isinstance(fetcher, RecordingFetcher)
+        batch_fetches_while_busy(consumer)
+        asked = record_fetch_waits(consumer)
         idle = FetchWait(1, 500)  # aiokafka's defaults, which this consumer keeps
 
         await asyncio.sleep(1.2)
-        assert 1 <= len(fetcher.asked) <= 4, "an idle reader polls as rarely as before"
-        assert set(fetcher.asked) == {idle}
+        assert 1 <= len(asked) <= 4, "an idle reader polls as rarely as before"
+        assert set(asked) == {idle}
 
         sent = [
             await producer.send(topic, value=f"{i}".encode(), key=f"k{i % 7}".encode())
@@ -343,10 +341,10 @@ async def test_a_live_reader_batches_its_fetches_only_while_records_flow(
         ]
         await producer.flush()
         metadata = [await s for s in sent]
-        before_records = len(fetcher.asked)
+        before_records = len(asked)
         received = await drain(consumer, 300)
         await asyncio.sleep(1.2)
-        after = fetcher.asked[before_records:]
+        after = asked[before_records:]
         busy = FetchWait(BUSY_FETCH_MIN_BYTES, BUSY_FETCH_MAX_WAIT_MS)
         # The fetch in flight when records came had the idle wait (the first record after a
         # quiet spell is not held back); the next one waited for more; an empty one ended it.

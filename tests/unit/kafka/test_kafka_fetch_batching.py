@@ -1,17 +1,8 @@
-"""Live consumers gather records into fewer fetches while records flow, and only then."""
+"""The projector's reader gathers records into fewer fetches while they flow, and only then."""
 
 from __future__ import annotations
 
-import aiokafka.consumer.consumer
-import pytest
-
-from services.common.kafka import (
-    BUSY_FETCH_MAX_WAIT_MS,
-    BUSY_FETCH_MIN_BYTES,
-    BatchingWhileBusyFetcher,
-    FetchWait,
-    batch_fetches_while_busy,
-)
+from services.common.kafka import BUSY_FETCH_MAX_WAIT_MS, BUSY_FETCH_MIN_BYTES, FetchWait
 from services.common.kafka import next_fetch_wait as wait_after
 
 AIOKAFKA_DEFAULT = FetchWait(min_bytes=1, max_wait_ms=500)
@@ -34,9 +25,3 @@ def test_an_empty_fetch_restores_the_consumers_own_settings() -> None:
 def test_a_consumer_asking_for_more_bytes_keeps_asking_for_them() -> None:
     big = FetchWait(min_bytes=4 * BUSY_FETCH_MIN_BYTES, max_wait_ms=500)
     assert wait_after(True, big).min_bytes == big.min_bytes
-
-
-def test_installing_it_makes_new_consumers_use_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aiokafka.consumer.consumer, "Fetcher", aiokafka.consumer.consumer.Fetcher)
-    batch_fetches_while_busy()
-    assert aiokafka.consumer.consumer.Fetcher is BatchingWhileBusyFetcher
