@@ -86,7 +86,7 @@ async def run_case(servers: str, pid: int, case: Case, rate: int, seconds: float
             counts["produce"] += 1
         return await send(node_id, request, **kwargs)
 
-    producer.client.send = counted_send  # type: ignore[method-assign]
+    producer.client.send = counted_send
     readers = [
         AIOKafkaConsumer(
             topic,

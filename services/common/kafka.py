@@ -299,10 +299,11 @@ def next_fetch_wait(got_records: bool, idle: FetchWait) -> FetchWait:
 def batch_fetches_while_busy(consumer: AIOKafkaConsumer) -> None:
     """Choose each fetch's wait of a started consumer by `next_fetch_wait`.
 
-    Only for readers that gather records anyway (the projector): with every engine
-    process fetching this way (the router's faust consumer and the API's feed too) the
-    completions at 150 orders/s fell from 105-121/s to 62-67/s in two runs each, the
-    router's backlog peaking at 7,600 records instead of 2,000-4,300.
+    Only for readers that gather records anyway (the projector). With every engine
+    process fetching this way (the router's faust consumer and the API's feed too), two
+    runs at 150 orders/s completed 67 and 62 orders/s against 121 and 105 for main run
+    between them, routing p50 17 s against 2-7 s; later runs of main alone spread from 79
+    to 121/s, so not proven harmful, but not shown safe for the router's latency either.
     """
     fetcher = consumer._fetcher
     assert fetcher is not None, "start the consumer first: it makes its fetcher then"

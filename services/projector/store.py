@@ -73,6 +73,16 @@ class ReadModelStore:
         cursor = await conn.execute(query, (topic,))
         return dict(await cursor.fetchall())
 
+    async def locked_positions_and_last_sequences(
+        self, conn: AsyncConnection, topic: str, order_ids: Iterable[uuid.UUID]
+    ) -> tuple[dict[int, int], dict[uuid.UUID, int]]:
+        """`positions(lock=True)` and `last_sequences`, the two reads a batch starts with, in
+        one round trip (a pipeline): each round trip is event-loop turns in the projector."""
+        async with conn.pipeline():
+            positions = await conn.execute(self._lock_positions, (topic,))
+            sequences = await conn.execute(self._select_last_sequences, (list(order_ids),))
+        return dict(await positions.fetchall()), dict(await sequences.fetchall())
+
     async def last_sequences(
         self, conn: AsyncConnection, order_ids: Iterable[uuid.UUID]
     ) -> dict[uuid.UUID, int]:
@@ -137,12 +147,16 @@ class ReadModelStore:
                     copy.set_types(types)
                     for row in projection.events:
                         await copy.write_row(_event_values(row))
-            await self.write_orders(conn, projection.states.values() if orders is None else orders)
-            if projection.positions:
-                await cursor.execute(
-                    self._upsert_positions,
-                    (topic, list(projection.positions), list(projection.positions.values())),
+            # The two upserts in one round trip.
+            async with conn.pipeline():
+                await self.write_orders(
+                    conn, projection.states.values() if orders is None else orders
                 )
+                if projection.positions:
+                    await cursor.execute(
+                        self._upsert_positions,
+                        (topic, list(projection.positions), list(projection.positions.values())),
+                    )
 
     async def write_orders(self, conn: AsyncConnection, states: Iterable[OrderState]) -> None:
         """Insert or update the `orders` rows of these states."""
