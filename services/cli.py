@@ -32,7 +32,6 @@ app.add_typer(market_app, name="market")
 app.command("status")(status)
 app.command("markets")(markets)
 
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
