@@ -17,6 +17,7 @@ from services.common.db import migrate, open_pool
 from services.common.kafka import (
     DeadLetter,
     RenewingProducer,
+    batch_fetches_while_busy,
     ensure_topics,
     send_to_dead_letter,
     topic_specs,
@@ -106,6 +107,8 @@ class Projector:
         except (KafkaError, OSError) as exc:
             await self.producer.stop()
             raise unreachable(servers, exc) from None
+        # It waits BATCH_LINGER_SECONDS for more records anyway: fewer, fuller fetches.
+        batch_fetches_while_busy(self.consumer)
 
     async def stop(self) -> None:
         await self.consumer.stop()
@@ -116,11 +119,13 @@ class Projector:
         async with self.pool.connection() as conn, conn.transaction():
             # Records below the stored positions were applied already: a consumer may fetch
             # from an older offset (e.g. before the seek on assignment has taken effect).
-            positions = await self.store.positions(conn, self.topic, lock=True)
+            positions, stored = await self.store.locked_positions_and_last_sequences(
+                conn, self.topic, order_ids_in(records)
+            )
             records = [r for r in records if r.offset >= positions.get(r.partition, 0)]
             if not records:
                 return 0
-            prior = await self._prior_states(conn, order_ids_in(records))
+            prior = await self._prior_states(conn, stored, order_ids_in(records))
             projection = project(records, prior)
             for rejected in projection.rejected:
                 record = rejected.record
@@ -146,7 +151,7 @@ class Projector:
         return len(projection.events)
 
     async def _prior_states(
-        self, conn: AsyncConnection, order_ids: set[uuid.UUID]
+        self, conn: AsyncConnection, last_sequences: dict[uuid.UUID, int], order_ids: set[uuid.UUID]
     ) -> dict[uuid.UUID, OrderState]:
         """The orders' states as stored: from the cache when it holds the stored sequence.
 
@@ -154,7 +159,7 @@ class Projector:
         events since, after a rebalance, or a rebuild been switched in); a cached
         state that does not match it, or a missing one, is folded from `order_events`.
         """
-        stored = await self.store.last_sequences(conn, order_ids)
+        stored = {i: last_sequences[i] for i in order_ids if i in last_sequences}
         cached, _ = self.cache.lookup(stored)
         prior = {
             order_id: state

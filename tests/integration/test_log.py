@@ -23,7 +23,16 @@ from schemas.envelope import Envelope, genesis_hash
 from schemas.events import OrderSubmitted
 from services.common.db import connect, load_migrations, migrate
 from services.common.errors import DependencyUnavailable
-from services.common.kafka import durable_producer, ensure_topics, start_producer, topic_specs
+from services.common.kafka import (
+    BUSY_FETCH_MAX_WAIT_MS,
+    BUSY_FETCH_MIN_BYTES,
+    FetchWait,
+    batch_fetches_while_busy,
+    durable_producer,
+    ensure_topics,
+    start_producer,
+    topic_specs,
+)
 from services.common.settings import Settings
 from tests.fixtures.settings import MakeSettings, unique
 
@@ -289,3 +298,65 @@ def test_migrating_twice_applies_nothing_the_second_time(empty_database: str) ->
 def test_the_session_database_is_fully_migrated(database_url: str) -> None:
     assert migrate(database_url) == []
     assert [r[0] for r in migration_rows(database_url)] == [m.version for m in load_migrations()]
+
+
+def record_fetch_waits(consumer: AIOKafkaConsumer) -> list[FetchWait]:
+    """What each fetch of a started consumer waits for, from now on (one in flight at once)."""
+    fetcher = consumer._fetcher
+    asked: list[FetchWait] = []
+    fetch = fetcher._proc_fetch_request
+
+    async def recording(assignment: Any, node_id: int, request: Any) -> bool:
+        # The request was built from these.
+        asked.append(FetchWait(fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms))
+        return bool(await fetch(assignment, node_id, request))
+
+    fetcher._proc_fetch_request = recording
+    return asked
+
+
+async def test_the_projectors_reader_batches_its_fetches_only_while_records_flow(
+    topics: Settings, producer: AIOKafkaProducer
+) -> None:
+    topic = topics.orders_topic
+    tps = [TopicPartition(topic, p) for p in range(topics.orders_topic_partitions)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers(topics), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+        batch_fetches_while_busy(consumer)
+        asked = record_fetch_waits(consumer)
+        idle = FetchWait(1, 500)  # aiokafka's defaults, which this consumer keeps
+
+        await asyncio.sleep(1.2)
+        assert 1 <= len(asked) <= 4, "an idle reader polls as rarely as before"
+        assert set(asked) == {idle}
+
+        sent = [
+            await producer.send(topic, value=f"{i}".encode(), key=f"k{i % 7}".encode())
+            for i in range(300)
+        ]
+        await producer.flush()
+        metadata = [await s for s in sent]
+        before_records = len(asked)
+        received = await drain(consumer, 300)
+        await asyncio.sleep(1.2)
+        after = asked[before_records:]
+        busy = FetchWait(BUSY_FETCH_MIN_BYTES, BUSY_FETCH_MAX_WAIT_MS)
+        # The fetch in flight when records came had the idle wait (the first record after a
+        # quiet spell is not held back); the next one waited for more; an empty one ended it.
+        assert after[0] == busy, "records flowing make the next fetch wait for more"
+        assert after[-1] == idle
+        assert len(after) <= 6, f"back to idle polling, not {len(after)} fetches in 1.2 s"
+    finally:
+        await consumer.stop()
+    by_partition: dict[int, list[int]] = {}
+    for record in received:
+        by_partition.setdefault(record.partition, []).append(record.offset)
+    assert sorted((m.partition, m.offset) for m in metadata) == sorted(
+        (p, o) for p, offsets in by_partition.items() for o in offsets
+    )
+    assert all(offsets == sorted(offsets) for offsets in by_partition.values())
