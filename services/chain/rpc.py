@@ -349,7 +349,7 @@ def _transaction_json(
 async def get_transaction(node: ChainNode, params: Params) -> object:
     signature = str(_param(params, 0))
     config = _config(params, 1)
-    stored = await node.store.transaction(signature)
+    stored = await node.transaction(signature)
     if stored is None:
         return None
     tx_row = stored.landed

@@ -127,6 +127,9 @@ class FakeRpc:
             return Landed(1001, self.err, self.logs, None, None)
         return Landed(1001, None, self.logs, balances(10**10, 0), balances(9 * 10**9, 151_000_000))
 
+    async def transactions(self, signatures: Sequence[Signature]) -> list[Landed | None]:
+        return [await self.transaction(signature) for signature in signatures]
+
     async def simulate(self, wire: bytes) -> Simulated:
         self.simulated.append(wire)
         return Simulated(self.err, self.logs, 41_000)
