@@ -490,7 +490,10 @@ def make_app(node: ChainNode) -> web.Application:
         except orjson.JSONDecodeError:
             answer: object = _error(None, -32700, "Parse error")
         else:
-            if isinstance(body, list):
+            if body == []:  # JSON-RPC 2.0: an empty batch is one invalid request
+                answer = _error(None, -32600, "Invalid request: an empty batch")
+            elif isinstance(body, list):
+                # A batch's calls in order, one answer each (the router's polls and sends).
                 answer = [await dispatch(node, item) for item in body]
             else:
                 answer = await dispatch(node, body)

@@ -249,7 +249,13 @@ def transaction_error(raw: object) -> TransactionErrorType | None:
     solders' type, which `svm.errors.map_error` reads; None for success."""
     if raw is None:
         return None
-    status = {"slot": 0, "confirmations": None, "err": raw, "confirmationStatus": None}
+    status = {
+        "slot": 0,
+        "confirmations": None,
+        "err": raw,
+        "status": {"Err": raw},
+        "confirmationStatus": None,
+    }
     return TransactionStatus.from_json(orjson.dumps(status).decode()).err
 
 
@@ -478,17 +484,20 @@ class LandingWatcher:
 
     @contextlib.asynccontextmanager
     async def watching(self, signature: Signature) -> AsyncIterator[asyncio.Future[Landed]]:
-        """A future of the signature's landed transaction, polled for while the block lasts."""
+        """A future of the signature's landed transaction, polled for while the block lasts.
+        Each watcher gets its own (a shield of the shared one): cancelling it leaves the others
+        waiting."""
         watch = self._watched.get(signature)
         if watch is None:
             watch = self._watched[signature] = _Watch(asyncio.get_running_loop().create_future())
-            # Retrieve a failure nobody awaits (the waiter left meanwhile) so it is not logged.
-            watch.landed.add_done_callback(lambda f: f.cancelled() or f.exception())
+            watch.landed.add_done_callback(_retrieved)
         watch.watchers += 1
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll())
+        landing = asyncio.shield(watch.landed)
+        landing.add_done_callback(_retrieved)
         try:
-            yield watch.landed
+            yield landing
         finally:
             watch.watchers -= 1
             if watch.watchers == 0 and self._watched.get(signature) is watch:
@@ -504,11 +513,14 @@ class LandingWatcher:
                 statuses = await self._rpc.statuses(asked)
                 landed = [s for s, status in zip(asked, statuses, strict=True) if status]
                 fills = await self._rpc.transactions(landed) if landed else []
-            except ChainUnreachable as exc:
+            except Exception as exc:  # every waiter sees it, as its own poll's would have been
                 for signature in asked:
                     watch = self._watched.pop(signature, None)
                     if watch is not None and not watch.landed.done():
-                        watch.landed.set_exception(ChainUnreachable(str(exc)))
+                        unreachable = isinstance(exc, ChainUnreachable)
+                        watch.landed.set_exception(
+                            ChainUnreachable(str(exc)) if unreachable else exc
+                        )
                 continue
             for signature, fill in zip(landed, fills, strict=True):
                 if fill is None:
@@ -516,6 +528,12 @@ class LandingWatcher:
                 watch = self._watched.pop(signature, None)
                 if watch is not None and not watch.landed.done():
                     watch.landed.set_result(fill)
+
+
+def _retrieved(future: asyncio.Future[Landed]) -> None:
+    """Mark a failure as seen: the waiter may have left (an expired blockhash) before it came."""
+    if not future.cancelled():
+        future.exception()
 
 
 @dataclass(slots=True)

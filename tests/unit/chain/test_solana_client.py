@@ -43,6 +43,7 @@ from services.chain.solana_client import (
     describe,
     failure_code,
     guarded_legs,
+    transaction_error,
 )
 from services.chain.svm.constants import CPMM_PROGRAM_ID, DLMM_PROGRAM_ID
 from services.chain.svm.errors import map_error
@@ -494,3 +495,28 @@ async def test_a_first_hops_slippage_is_retryable_the_last_hops_is_the_orders(
     else:
         receipt = await chain.send_and_confirm(signed, 1)
         assert (receipt.status, receipt.error_code) == ("failed", "SLIPPAGE_EXCEEDED")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (None, None),
+        ({"InstructionError": [1, {"Custom": 6005}]}, "SLIPPAGE_EXCEEDED"),
+        ({"InstructionError": [2, {"Custom": 6000}]}, "POOL_NOT_OPEN"),
+        ({"InstructionError": [1, "InvalidAccountData"]}, "INVALID_TRANSACTION"),
+        ("BlockhashNotFound", "INVALID_TRANSACTION"),
+    ],
+)
+def test_a_json_transaction_error_reads_as_the_librarys_type(
+    raw: object, expected: str | None
+) -> None:
+    # The router's batched reads parse statuses and fills with orjson; the error must still be
+    # solders' type, which the program-error mapping reads (a failed swap under load once
+    # stopped every order's poll when this did not parse).
+    err = transaction_error(raw)
+    if expected is None:
+        assert err is None
+        return
+    assert err is not None
+    programs = [COMPUTE_BUDGET, CPMM_PROGRAM_ID, CPMM_PROGRAM_ID, MEMO_PROGRAM_ID]
+    assert failure_code(map_error(err, programs, [])) == expected
