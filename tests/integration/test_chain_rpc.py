@@ -395,7 +395,7 @@ async def test_the_routers_batched_calls_read_what_the_library_reads(chain: Runn
             await rpc.batch([("getSlot", []), ("getNothing", [])])
         slot, health = await rpc.batch([("getSlot", []), ("getHealth", [])])
         assert isinstance(slot, int)
-        assert slot >= statuses[0].slot
+        assert slot >= fills[0].slot
         assert health == "ok"
         async with httpx.AsyncClient() as http:
             empty = (await http.post(chain.url, json=[])).json()
