@@ -305,6 +305,16 @@ class AsyncClientRpc:
 
         Raises `ChainUnreachable` when the request fails or any call answers an error: the
         callers treat every RPC failure as the chain being unreachable."""
+        results = []
+        for answer in await self._answers(calls):
+            if isinstance(answer, ChainUnreachable):
+                raise answer
+            results.append(answer)
+        return results
+
+    async def _answers(self, calls: Sequence[tuple[str, list[object]]]) -> list[object]:
+        """Each call's result, or its error as a `ChainUnreachable`, from one HTTP request;
+        raises `ChainUnreachable` when the request itself fails."""
         body = orjson.dumps(
             [
                 {"jsonrpc": "2.0", "id": n, "method": method, "params": params}
@@ -319,13 +329,15 @@ class AsyncClientRpc:
             raise ChainUnreachable(f"Solana RPC: the batch was refused: {answers!r}"[:300])
         # A server may answer a batch in any order (JSON-RPC 2.0): match by id.
         by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
-        results = []
+        results: list[object] = []
         for n, (method, _) in enumerate(calls):
             answer = by_id.get(n)
             if answer is None or "error" in answer:
                 error = None if answer is None else answer["error"]
-                raise ChainUnreachable(f"Solana RPC: {method}: {error or 'no answer'}"[:300])
-            results.append(answer.get("result"))
+                message = f"Solana RPC: {method}: {error or 'no answer'}"[:300]
+                results.append(ChainUnreachable(message))
+            else:
+                results.append(answer.get("result"))
         return results
 
     async def close(self) -> None:
@@ -361,14 +373,16 @@ class AsyncClientRpc:
                 ("sendTransaction", [b64encode(wire).decode(), config]) for wire, _ in sending
             ]
             try:
-                await self.batch(calls)
+                # One send's error is that send's alone: the others went through.
+                answers = await self._answers(calls)
             except ChainUnreachable as exc:
-                for _, future in sending:
-                    if not future.done():
-                        future.set_exception(ChainUnreachable(str(exc)))
-                continue
-            for _, future in sending:
-                if not future.done():
+                answers = [ChainUnreachable(str(exc)) for _ in sending]
+            for (_, future), answer in zip(sending, answers, strict=True):
+                if future.done():
+                    continue
+                if isinstance(answer, ChainUnreachable):
+                    future.set_exception(answer)
+                else:
                     future.set_result(None)
 
     async def status(self, signature: Signature) -> Status | None:

@@ -400,6 +400,16 @@ async def test_the_routers_batched_calls_read_what_the_library_reads(chain: Runn
         async with httpx.AsyncClient() as http:
             empty = (await http.post(chain.url, json=[])).json()
         assert empty["error"]["code"] == -32600
+
+        # Sends sharing a request: a refused one fails alone, the other lands.
+        another = swap_tx(wallet, SOL, 10**8 + 2, 0, blockhash)
+        refused, sent = await asyncio.gather(
+            rpc.send(b"not a transaction"), rpc.send(another), return_exceptions=True
+        )
+        assert isinstance(refused, ChainUnreachable)
+        assert "invalid transaction" in str(refused)
+        assert sent is None
+        await wait_landed(client, str(Transaction.from_bytes(another).signatures[0]))
     finally:
         await rpc.close()
 
