@@ -116,9 +116,15 @@ def err_message(err: ErrJson) -> str:
     return str(err)
 
 
-def token_balances(svm: LiteSVM, keys: Sequence[Pubkey]) -> list[TokenBalance]:
+def token_balances(
+    svm: LiteSVM, keys: Sequence[Pubkey], decimals: dict[Pubkey, int] | None = None
+) -> list[TokenBalance]:
     """Every SPL token account among `keys` with its mint, owner and amount: a node's
-    `preTokenBalances`/`postTokenBalances`, read before and after a transaction runs."""
+    `preTokenBalances`/`postTokenBalances`, read before and after a transaction runs.
+
+    `decimals` caches each mint's decimals: a token account exists only for an initialized
+    mint, whose decimals never change, and reading the mint again for every token account of
+    every transaction, twice, was a share of the node's landing."""
     found: list[TokenBalance] = []
     for index, key in enumerate(keys):
         account = svm.get_account(key)
@@ -128,8 +134,12 @@ def token_balances(svm: LiteSVM, keys: Sequence[Pubkey]) -> list[TokenBalance]:
         if len(data) < TOKEN_ACCOUNT_LEN:
             continue  # a mint, not a token account
         mint = Pubkey.from_bytes(data[:32])
-        mint_account = svm.get_account(mint)
-        decimals = bytes(mint_account.data)[44] if mint_account is not None else 0
+        known = None if decimals is None else decimals.get(mint)
+        if known is None:
+            mint_account = svm.get_account(mint)
+            known = bytes(mint_account.data)[44] if mint_account is not None else 0
+            if mint_account is not None and decimals is not None:
+                decimals[mint] = known
         found.append(
             {
                 "accountIndex": index,
@@ -137,7 +147,7 @@ def token_balances(svm: LiteSVM, keys: Sequence[Pubkey]) -> list[TokenBalance]:
                 "owner": str(Pubkey.from_bytes(data[32:64])),
                 "programId": str(account.owner),
                 "amount": str(decode_token_amount(data)),
-                "decimals": decimals,
+                "decimals": known,
             }
         )
     return found
@@ -249,6 +259,7 @@ class ChainNode:
         self._commit = asyncio.Lock()  # held from landing a block until it is committed
         self._stopping = asyncio.Event()
         self._vm: SolanaVm | None = None
+        self._mint_decimals: dict[Pubkey, int] = {}  # `token_balances`' cache
 
     @property
     def vm(self) -> SolanaVm:
@@ -427,7 +438,7 @@ class ChainNode:
                 continue
             keys = message.account_keys
             pre = [svm.get_balance(key) or 0 for key in keys]
-            pre_tokens = token_balances(svm, keys)
+            pre_tokens = token_balances(svm, keys, self._mint_decimals)
             result = svm.send_transaction(pending.tx)
             if isinstance(result, FailedTransactionMetadata):
                 err = result.err()
@@ -453,7 +464,7 @@ class ChainNode:
                     post_balances=[svm.get_balance(key) or 0 for key in keys],
                     raw=pending.raw,
                     pre_token_balances=pre_tokens,
-                    post_token_balances=token_balances(svm, keys),
+                    post_token_balances=token_balances(svm, keys, self._mint_decimals),
                 )
             )
             seen.add(signature)
