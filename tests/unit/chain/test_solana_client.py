@@ -520,3 +520,18 @@ def test_a_json_transaction_error_reads_as_the_librarys_type(
     assert err is not None
     programs = [COMPUTE_BUDGET, CPMM_PROGRAM_ID, CPMM_PROGRAM_ID, MEMO_PROGRAM_ID]
     assert failure_code(map_error(err, programs, [])) == expected
+
+
+async def test_orders_signed_on_a_fresh_blockhash_send_without_asking_if_it_is_valid() -> None:
+    # The blockhash fetched for signing is valid for a slot at least: asking isBlockhashValid
+    # before each order's first send was a request per order. A "dead" answer is never reused
+    # (the expiry tests above ask on every re-send).
+    rpc = FakeRpc(lands_after=1)
+    chain = SolanaChain(rpc, WALLET, poll_seconds=0.001, resend_seconds=2.0)
+
+    signed = [await signed_tx(chain) for _ in range(20)]
+    receipts = await asyncio.gather(*(chain.send_and_confirm(s, 1) for s in signed))
+
+    assert rpc.checks == 0
+    assert sorted(rpc.sent) == sorted(s.wire for s in signed)
+    assert {r.status for r in receipts} == {"confirmed"}
