@@ -186,14 +186,14 @@ async def main_async(args: argparse.Namespace, launched: Launched) -> dict[str, 
 async def start_profilers(
     launched: Launched, directory: Path | None, seconds: float
 ) -> list[asyncio.subprocess.Process]:
-    """py-spy (100 Hz, collapsed stacks) on the API, router and projector for `seconds`,
+    """py-spy (100 Hz, collapsed stacks) on the API, router, projector and chain node for `seconds`,
     one `<process>.txt` each in `directory`; none without a directory."""
     if directory is None:
         return []
     os.makedirs(directory, exist_ok=True)
     spy = str(Path(sys.executable).with_name("py-spy"))
     started = []
-    for name in ("api", "router", "projector"):
+    for name in ("api", "router", "projector", "chain"):
         pid = str(launched.children[name].pid)
         started.append(
             await asyncio.create_subprocess_exec(
@@ -270,7 +270,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=None,
         metavar="DIR",
-        help="profile the API, router and projector during the run (py-spy), into DIR",
+        help="profile the API, router, projector and chain node during the run (py-spy), into DIR",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
     args = parser.parse_args(argv)

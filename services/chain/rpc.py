@@ -349,7 +349,7 @@ def _transaction_json(
 async def get_transaction(node: ChainNode, params: Params) -> object:
     signature = str(_param(params, 0))
     config = _config(params, 1)
-    stored = await node.store.transaction(signature)
+    stored = await node.transaction(signature)
     if stored is None:
         return None
     tx_row = stored.landed
@@ -490,7 +490,10 @@ def make_app(node: ChainNode) -> web.Application:
         except orjson.JSONDecodeError:
             answer: object = _error(None, -32700, "Parse error")
         else:
-            if isinstance(body, list):
+            if body == []:  # JSON-RPC 2.0: an empty batch is one invalid request
+                answer = _error(None, -32600, "Invalid request: an empty batch")
+            elif isinstance(body, list):
+                # A batch's calls in order, one answer each (the router's polls and sends).
                 answer = [await dispatch(node, item) for item in body]
             else:
                 answer = await dispatch(node, body)

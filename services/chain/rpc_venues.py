@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import itertools
 import struct
 import time
@@ -349,7 +350,7 @@ def cpmm_keys(listing: CpmmListing) -> CpmmPoolKeys:
     return CpmmPoolKeys(
         pool=listing.address,
         amm_config=s.amm_config,
-        authority=CpmmPoolKeys.derive(s.token_0_mint, s.token_1_mint, s.amm_config).authority,
+        authority=_cpmm_authority(s.token_0_mint, s.token_1_mint, s.amm_config),
         mint0=s.token_0_mint,
         mint1=s.token_1_mint,
         vault0=s.token_0_vault,
@@ -357,6 +358,12 @@ def cpmm_keys(listing: CpmmListing) -> CpmmPoolKeys:
         lp_mint=s.lp_mint,
         observation=s.observation_key,
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _cpmm_authority(mint0: Pubkey, mint1: Pubkey, amm_config: Pubkey) -> Pubkey:
+    """Derived once per pool: each transaction the router builds names it."""
+    return CpmmPoolKeys.derive(mint0, mint1, amm_config).authority
 
 
 def dlmm_keys(listing: DlmmListing) -> DlmmPoolKeys:

@@ -29,11 +29,12 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from base64 import b64encode
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, TypeVar, cast, get_args
@@ -41,11 +42,11 @@ from typing import Protocol, TypeVar, cast, get_args
 import aiohttp
 import base58
 import httpx
+import orjson
 from solana.exceptions import SolanaRpcException
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 from solana.rpc.core import RPCException
-from solana.rpc.models import TxOpts
 from solders.commitment_config import CommitmentLevel
 from solders.compute_budget import ID as COMPUTE_BUDGET_PROGRAM_ID
 from solders.compute_budget import set_compute_unit_limit, set_compute_unit_price
@@ -61,9 +62,9 @@ from solders.signature import Signature
 from solders.transaction import Transaction as SignedTransaction
 from solders.transaction import VersionedTransaction
 from solders.transaction_status import (
-    TransactionConfirmationStatus,
     TransactionErrorInstructionError,
     TransactionErrorType,
+    TransactionStatus,
 )
 
 from services.chain.client import (
@@ -167,6 +168,10 @@ class SolanaRpc(Protocol):
 
     async def transaction(self, signature: Signature) -> Landed | None: ...
 
+    async def transactions(self, signatures: Sequence[Signature]) -> list[Landed | None]:
+        """`transaction` of each, in one request."""
+        ...
+
     async def simulate(self, wire: bytes) -> Simulated: ...
 
 
@@ -219,6 +224,16 @@ class AiohttpProvider:
             raise RPCException(parsed)
         return cast(_Parsed, parsed)
 
+    async def post(self, body: bytes) -> bytes:
+        """POST a JSON body as it is; the answer's bytes."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        async with self._session.post(
+            self.endpoint_uri, data=body, headers={"Content-Type": "application/json"}
+        ) as response:
+            response.raise_for_status()
+            return await response.read()
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -229,12 +244,101 @@ def unreachable(exc: BaseException) -> ChainUnreachable:
     return ChainUnreachable(f"Solana RPC: {type(exc).__name__}: {exc}".splitlines()[0])
 
 
-class AsyncClientRpc:
-    """`SolanaRpc` over the `solana` library's AsyncClient, at Confirmed commitment."""
+def transaction_error(raw: object) -> TransactionErrorType | None:
+    """Solana's JSON for a TransactionError ("BlockhashNotFound", {"InstructionError": ...}) as
+    solders' type, which `svm.errors.map_error` reads; None for success."""
+    if raw is None:
+        return None
+    status = {
+        "slot": 0,
+        "confirmations": None,
+        "err": raw,
+        "status": {"Err": raw},
+        "confirmationStatus": None,
+    }
+    return TransactionStatus.from_json(orjson.dumps(status).decode()).err
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+
+def _token_balances(raw: object) -> list[TokenBalance] | None:
+    if not isinstance(raw, list):
+        return None
+    return [
+        TokenBalance(str(b["mint"]), str(b.get("owner")), int(b["uiTokenAmount"]["amount"]))
+        for b in raw
+    ]
+
+
+def _landed(result: object) -> Landed | None:
+    """A `getTransaction` result (any encoding: only its meta is read) as `Landed`."""
+    if not isinstance(result, dict) or not isinstance(result.get("meta"), dict):
+        return None
+    meta = result["meta"]
+    return Landed(
+        int(result["slot"]),
+        transaction_error(meta.get("err")),
+        list(meta.get("logMessages") or []),
+        _token_balances(meta.get("preTokenBalances")),
+        _token_balances(meta.get("postTokenBalances")),
+    )
+
+
+class AsyncClientRpc:
+    """`SolanaRpc` over the `solana` library's AsyncClient, at Confirmed commitment.
+
+    The calls each order makes (its send, the statuses and fills every router polls) skip the
+    library: they go as JSON-RPC 2.0 batches (one HTTP request carrying a JSON array of calls)
+    read with orjson. Sends within `send_window_seconds` of each other share one request.
+    """
+
+    def __init__(
+        self, url: str, *, timeout: float = 10.0, send_window_seconds: float = 0.002
+    ) -> None:
         self.client = AsyncClient(url, commitment=Confirmed, timeout=timeout)
-        self.client._provider = AiohttpProvider(url, timeout=timeout)  # type: ignore[assignment]
+        self._provider = AiohttpProvider(url, timeout=timeout)
+        self.client._provider = self._provider  # type: ignore[assignment]
+        self._send_window = send_window_seconds
+        self._sending: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._send_flush: asyncio.Task[None] | None = None
+
+    async def batch(self, calls: Sequence[tuple[str, list[object]]]) -> list[object]:
+        """The results of `calls` ((method, params) each) made in one HTTP request, in order.
+
+        Raises `ChainUnreachable` when the request fails or any call answers an error: the
+        callers treat every RPC failure as the chain being unreachable."""
+        results = []
+        for answer in await self._answers(calls):
+            if isinstance(answer, ChainUnreachable):
+                raise answer
+            results.append(answer)
+        return results
+
+    async def _answers(self, calls: Sequence[tuple[str, list[object]]]) -> list[object]:
+        """Each call's result, or its error as a `ChainUnreachable`, from one HTTP request;
+        raises `ChainUnreachable` when the request itself fails."""
+        body = orjson.dumps(
+            [
+                {"jsonrpc": "2.0", "id": n, "method": method, "params": params}
+                for n, (method, params) in enumerate(calls)
+            ]
+        )
+        try:
+            answers = orjson.loads(await self._provider.post(body))
+        except (*RPC_DOWN, orjson.JSONDecodeError) as exc:
+            raise unreachable(exc) from None
+        if not isinstance(answers, list):  # one error object for the whole batch
+            raise ChainUnreachable(f"Solana RPC: the batch was refused: {answers!r}"[:300])
+        # A server may answer a batch in any order (JSON-RPC 2.0): match by id.
+        by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
+        results: list[object] = []
+        for n, (method, _) in enumerate(calls):
+            answer = by_id.get(n)
+            if answer is None or "error" in answer:
+                error = None if answer is None else answer["error"]
+                message = f"Solana RPC: {method}: {error or 'no answer'}"[:300]
+                results.append(ChainUnreachable(message))
+            else:
+                results.append(answer.get("result"))
+        return results
 
     async def close(self) -> None:
         await self.client.close()
@@ -247,31 +351,65 @@ class AsyncClientRpc:
         return value.blockhash, value.last_valid_block_height
 
     async def send(self, wire: bytes) -> None:
-        # No preflight: a simulation failing now proves nothing about bytes that may already be
-        # in flight, and a program error lands as a failed transaction whose status says why.
-        opts = TxOpts(skip_preflight=True, skip_confirmation=True)
-        try:
-            await self.client.send_raw_transaction(wire, opts)
-        except RPC_DOWN as exc:
-            raise unreachable(exc) from None
+        """Send without preflight, in one request with the sends of the same moment."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sending.append((wire, future))
+        if self._send_flush is None or self._send_flush.done():
+            self._send_flush = asyncio.create_task(self._send_after_window())
+        await future
+
+    async def _send_after_window(self) -> None:
+        await asyncio.sleep(self._send_window)
+        while self._sending:
+            sending, self._sending = (
+                self._sending[:MAX_CALLS_PER_BATCH],
+                self._sending[MAX_CALLS_PER_BATCH:],
+            )
+            # No preflight: a simulation failing now proves nothing about bytes that may already
+            # be in flight, and a program error lands as a failed transaction whose status says
+            # why.
+            config = {"encoding": "base64", "skipPreflight": True}
+            calls: list[tuple[str, list[object]]] = [
+                ("sendTransaction", [b64encode(wire).decode(), config]) for wire, _ in sending
+            ]
+            try:
+                # One send's error is that send's alone: the others went through.
+                answers = await self._answers(calls)
+            except ChainUnreachable as exc:
+                answers = [ChainUnreachable(str(exc)) for _ in sending]
+            for (_, future), answer in zip(sending, answers, strict=True):
+                if future.done():
+                    continue
+                if isinstance(answer, ChainUnreachable):
+                    future.set_exception(answer)
+                else:
+                    future.set_result(None)
 
     async def status(self, signature: Signature) -> Status | None:
         return (await self.statuses([signature]))[0]
 
     async def statuses(self, signatures: Sequence[Signature]) -> list[Status | None]:
-        try:
-            resp = await self.client.get_signature_statuses(
-                list(signatures), search_transaction_history=True
-            )
-        except RPC_DOWN as exc:
-            raise unreachable(exc) from None
+        names = [str(s) for s in signatures]
+        chunks = [
+            names[n : n + MAX_STATUSES_PER_REQUEST]
+            for n in range(0, len(names), MAX_STATUSES_PER_REQUEST)
+        ]
+        config = {"searchTransactionHistory": True}
+        results = await self.batch([("getSignatureStatuses", [chunk, config]) for chunk in chunks])
+        found: list[object] = []
+        for result in results:
+            value = result.get("value") if isinstance(result, dict) else None
+            if not isinstance(value, list):
+                raise ChainUnreachable(
+                    f"Solana RPC: getSignatureStatuses answered {result!r}"[:300]
+                )
+            found.extend(value)
         return [
-            Status(found.slot, found.err)
-            if found is not None
-            and found.confirmation_status
-            in (TransactionConfirmationStatus.Confirmed, TransactionConfirmationStatus.Finalized)
+            Status(int(status["slot"]), transaction_error(status.get("err")))
+            if isinstance(status, dict)
+            and status.get("confirmationStatus") in ("confirmed", "finalized")
             else None  # "processed" may still be rolled back
-            for found in resp.value
+            for status in found
         ]
 
     async def blockhash_valid(self, blockhash: Hash) -> bool:
@@ -284,33 +422,23 @@ class AsyncClientRpc:
         return bool(resp.value)
 
     async def transaction(self, signature: Signature) -> Landed | None:
-        try:
-            resp = await self.client.get_transaction(
-                signature, "json", Confirmed, max_supported_transaction_version=0
-            )
-        except RPC_DOWN as exc:
-            raise unreachable(exc) from None
-        if resp.value is None:
-            return None
-        meta = resp.value.transaction.meta
-        if meta is None:
-            return None
+        return (await self.transactions([signature]))[0]
 
-        def balances(found: object) -> list[TokenBalance] | None:
-            if found is None:
-                return None
-            return [
-                TokenBalance(str(b.mint), str(b.owner), int(b.ui_token_amount.amount))
-                for b in found  # type: ignore[attr-defined]
+    async def transactions(self, signatures: Sequence[Signature]) -> list[Landed | None]:
+        # base64: only the meta is read, and the node need not decode the message into JSON.
+        config = {
+            "encoding": "base64",
+            "commitment": "confirmed",
+            "maxSupportedTransactionVersion": 0,
+        }
+        found: list[Landed | None] = []
+        names = [str(s) for s in signatures]
+        for n in range(0, len(names), MAX_CALLS_PER_BATCH):
+            calls: list[tuple[str, list[object]]] = [
+                ("getTransaction", [name, config]) for name in names[n : n + MAX_CALLS_PER_BATCH]
             ]
-
-        return Landed(
-            resp.value.slot,
-            meta.err,
-            list(meta.log_messages or []),
-            balances(meta.pre_token_balances),
-            balances(meta.post_token_balances),
-        )
+            found.extend(_landed(result) for result in await self.batch(calls))
+        return found
 
     async def simulate(self, wire: bytes) -> Simulated:
         try:
@@ -347,49 +475,85 @@ def guarded_legs(tx: Transaction) -> list[tuple[SwapInstruction, LegGuard]]:
 
 BLOCKHASH_REUSE_SECONDS = 0.4  # one slot
 MAX_STATUSES_PER_REQUEST = 256  # getSignatureStatuses' limit on Solana's nodes
+MAX_CALLS_PER_BATCH = 100  # calls in one JSON-RPC batch (a sendTransaction is ~1 KB of JSON)
 
 
-class StatusBatcher:
-    """Status look-ups of every order in flight, coalesced into one request per moment.
+class LandingWatcher:
+    """Every signature the router waits on, watched by one poller, which wakes each waiter with
+    its transaction once it lands.
 
-    Each order confirming polls its signature's status every 0.2 s; one request each was
-    the router's largest cost (45 % of its CPU in the solana client's HTTP stack at 60
-    orders/s, py-spy) and its event loop's longest queue. Look-ups asked within the same
-    few milliseconds share one `getSignatureStatuses` (up to 256 signatures), and each
-    caller still gets the status as of its own request.
+    Each order used to poll its own signature's status every 0.2 s and then read its fill with a
+    `getTransaction` of its own: at 150 orders/s that was a quarter of the router's CPU (py-spy:
+    the statuses, the reads and their HTTP), and a PostgreSQL query per read on the node. Now
+    one round every `poll_seconds` asks the statuses of all of them (one request) and reads the
+    fills of those that landed (one batched request). A poll that fails is every current
+    waiter's failure (`ChainUnreachable`), as its own poll's would have been.
     """
 
-    def __init__(self, rpc: SolanaRpc, window_seconds: float = 0.005) -> None:
+    def __init__(self, rpc: SolanaRpc, poll_seconds: float) -> None:
         self._rpc = rpc
-        self._window = window_seconds
-        self._pending: dict[Signature, list[asyncio.Future[Status | None]]] = {}
-        self._flush: asyncio.Task[None] | None = None
+        self._poll_seconds = poll_seconds
+        self._watched: dict[Signature, _Watch] = {}
+        self._poller: asyncio.Task[None] | None = None
 
-    async def status(self, signature: Signature) -> Status | None:
-        future: asyncio.Future[Status | None] = asyncio.get_running_loop().create_future()
-        self._pending.setdefault(signature, []).append(future)
-        if self._flush is None or self._flush.done():
-            self._flush = asyncio.create_task(self._after_window())
-        return await future
+    @contextlib.asynccontextmanager
+    async def watching(self, signature: Signature) -> AsyncIterator[asyncio.Future[Landed]]:
+        """A future of the signature's landed transaction, polled for while the block lasts.
+        Each watcher gets its own (a shield of the shared one): cancelling it leaves the others
+        waiting."""
+        watch = self._watched.get(signature)
+        if watch is None:
+            watch = self._watched[signature] = _Watch(asyncio.get_running_loop().create_future())
+            watch.landed.add_done_callback(_retrieved)
+        watch.watchers += 1
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll())
+        landing = asyncio.shield(watch.landed)
+        landing.add_done_callback(_retrieved)
+        try:
+            yield landing
+        finally:
+            watch.watchers -= 1
+            if watch.watchers == 0 and self._watched.get(signature) is watch:
+                del self._watched[signature]
 
-    async def _after_window(self) -> None:
-        await asyncio.sleep(self._window)
-        while self._pending:
-            batch = dict(itertools.islice(self._pending.items(), MAX_STATUSES_PER_REQUEST))
-            for signature in batch:
-                del self._pending[signature]
+    async def _poll(self) -> None:
+        while self._watched:
+            await asyncio.sleep(self._poll_seconds)
+            asked = list(self._watched)
+            if not asked:
+                return
             try:
-                found: list[Status | None] | BaseException = await self._rpc.statuses(list(batch))
-            except Exception as exc:  # ChainUnreachable: every caller of this batch sees it
-                found = exc
-            for n, futures in enumerate(batch.values()):
-                for future in futures:
-                    if future.done():
-                        continue
-                    if isinstance(found, BaseException):
-                        future.set_exception(found)
-                    else:
-                        future.set_result(found[n])
+                statuses = await self._rpc.statuses(asked)
+                landed = [s for s, status in zip(asked, statuses, strict=True) if status]
+                fills = await self._rpc.transactions(landed) if landed else []
+            except Exception as exc:  # every waiter sees it, as its own poll's would have been
+                for signature in asked:
+                    watch = self._watched.pop(signature, None)
+                    if watch is not None and not watch.landed.done():
+                        unreachable = isinstance(exc, ChainUnreachable)
+                        watch.landed.set_exception(
+                            ChainUnreachable(str(exc)) if unreachable else exc
+                        )
+                continue
+            for signature, fill in zip(landed, fills, strict=True):
+                if fill is None:
+                    continue  # a status whose transaction is not readable yet: the next round
+                watch = self._watched.pop(signature, None)
+                if watch is not None and not watch.landed.done():
+                    watch.landed.set_result(fill)
+
+
+def _retrieved(future: asyncio.Future[Landed]) -> None:
+    """Mark a failure as seen: the waiter may have left (an expired blockhash) before it came."""
+    if not future.cancelled():
+        future.exception()
+
+
+@dataclass(slots=True)
+class _Watch:
+    landed: asyncio.Future[Landed]
+    watchers: int = 0
 
 
 class PoolDirectory(Protocol):
@@ -414,9 +578,13 @@ class SolanaChain:
         self._rpc = rpc
         self._wallet = wallet
         self._dry_run = dry_run
-        self._poll = poll_seconds
         self._resend = resend_seconds
-        self._statuses = StatusBatcher(rpc)
+        self._landings = LandingWatcher(rpc, poll_seconds)
+        # Blockhashes known valid, until when (monotonic): positive answers only, kept no
+        # longer than the resend period, so a check still comes at least once per re-send.
+        # A stale "valid" costs at most one send that cannot land; a "dead" is always asked.
+        self._known_valid: dict[Hash, float] = {}
+        self._valid_for = min(BLOCKHASH_REUSE_SECONDS, resend_seconds)
         # A blockhash stays valid for 150 slots; one fetched within the last slot serves
         # every order signed meanwhile (the memo keeps their bytes apart).
         self._latest: tuple[float, Hash, int] | None = None
@@ -449,19 +617,36 @@ class SolanaChain:
         try:
             asked_at = time.monotonic()
             self._latest = (asked_at, *await self._rpc.latest_blockhash())
+            self._known_valid_until(self._latest[1], asked_at + self._valid_for)
             return self._latest
         finally:
             self._fetching_latest = None
 
     async def _blockhash_valid(self, blockhash: Hash) -> bool:
         """Orders signed in the same slot share a blockhash: one question asked at a time
-        answers all who ask it meanwhile."""
+        answers all who ask it meanwhile, and a "valid" answers those who ask soon after
+        (without it, each order's first send asked: ~1 request per order)."""
+        if self._known_valid.get(blockhash, 0.0) > time.monotonic():
+            return True
         asking = self._validity.get(blockhash)
         if asking is None:
+            asked_at = time.monotonic()
             asking = asyncio.ensure_future(self._rpc.blockhash_valid(blockhash))
             self._validity[blockhash] = asking
-            asking.add_done_callback(lambda _: self._validity.pop(blockhash, None))
+
+            def answered(done: asyncio.Future[bool]) -> None:
+                self._validity.pop(blockhash, None)
+                if not done.cancelled() and done.exception() is None and done.result():
+                    self._known_valid_until(blockhash, asked_at + self._valid_for)
+
+            asking.add_done_callback(answered)
         return await asyncio.shield(asking)
+
+    def _known_valid_until(self, blockhash: Hash, until: float) -> None:
+        if len(self._known_valid) > 64:
+            now = time.monotonic()
+            self._known_valid = {h: t for h, t in self._known_valid.items() if t > now}
+        self._known_valid[blockhash] = max(until, self._known_valid.get(blockhash, 0.0))
 
     async def sign(self, tx: Transaction) -> Transaction:
         blockhash, last_valid = await self._latest_blockhash()
@@ -483,32 +668,30 @@ class SolanaChain:
             return self._dry_run_receipt(tx, await self._rpc.simulate(tx.wire))
         signature = Signature.from_string(tx.signature)
         blockhash = Hash.from_string(tx.blockhash)
-        sent_at: float | None = None
-        while True:
-            status = await self._statuses.status(signature)
-            if status is not None:
-                return await self._receipt(tx, signature, status)
-            if sent_at is None or time.monotonic() - sent_at >= self._resend:
+        async with self._landings.watching(signature) as landing:
+            while True:
                 if not await self._blockhash_valid(blockhash):
                     # It can no longer land; did it land before the hash expired?
-                    status = await self._rpc.status(signature)
-                    if status is not None:
-                        return await self._receipt(tx, signature, status)
+                    if await self._rpc.status(signature) is not None:
+                        return await self._read_receipt(tx, signature)
                     msg = (
                         f"blockhash {tx.blockhash} expired (last valid block height"
                         f" {tx.last_valid_block_height}) before the transaction landed"
                     )
                     raise BlockhashExpired(msg)
+                # The same bytes every time (a signature lands once); already landed ones are
+                # ignored by the node, and the watcher then finds them.
                 await self._rpc.send(tx.wire)
-                sent_at = time.monotonic()
-            await asyncio.sleep(self._poll)
+                done, _ = await asyncio.wait((landing,), timeout=self._resend)
+                if done:
+                    return self._receipt(tx, landing.result())
 
     async def receipt(self, tx: Transaction) -> Receipt | None:
         if tx.wire is None:
             return None  # never signed, so never sent
         signature = Signature.from_string(tx.signature)
         status = await self._rpc.status(signature)
-        return None if status is None else await self._receipt(tx, signature, status)
+        return None if status is None else await self._read_receipt(tx, signature)
 
     # --- building ----------------------------------------------------------------------
 
@@ -569,11 +752,15 @@ class SolanaChain:
 
     # --- reading the outcome -------------------------------------------------------------
 
-    async def _receipt(self, tx: Transaction, signature: Signature, status: Status) -> Receipt:
+    async def _read_receipt(self, tx: Transaction, signature: Signature) -> Receipt:
         landed = await self._rpc.transaction(signature)
         if landed is None:  # a status without its transaction: ask again shortly
             msg = f"{signature} has a status but getTransaction does not return it yet"
             raise ChainUnreachable(msg)
+        return self._receipt(tx, landed)
+
+    def _receipt(self, tx: Transaction, landed: Landed) -> Receipt:
+        """The order's outcome from its landed transaction (module docstring: receipts)."""
         venues = tuple(sorted({i.venue.value for i in tx.instructions}))
         if landed.err is not None:
             error = map_error(landed.err, self._programs(tx), landed.logs)
@@ -584,7 +771,7 @@ class SolanaChain:
                 raise RetryableLandedFailure(msg, "SLIPPAGE_EXCEEDED")
             return self._failed(tx, landed.slot, error)
         if landed.pre_token_balances is None or landed.post_token_balances is None:
-            msg = f"the RPC reports no token balances for {signature}: cannot read the fill"
+            msg = f"the RPC reports no token balances for {tx.signature}: cannot read the fill"
             raise ChainUnreachable(msg)
         owner = str(self._wallet.pubkey())
 

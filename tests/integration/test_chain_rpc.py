@@ -35,18 +35,25 @@ from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import Transaction
-from solders.transaction_status import UiRawMessage, UiTransaction
+from solders.transaction_status import (
+    InstructionErrorCustom,
+    TransactionErrorInstructionError,
+    UiRawMessage,
+    UiTransaction,
+)
 
 from infra.kafka.launcher import free_port
 from services.chain.genesis import Genesis, wallet_keypair
 from services.chain.history import replay
 from services.chain.node import MAX_PROCESSING_AGE, ChainNode
 from services.chain.rpc import serve
+from services.chain.solana_client import AsyncClientRpc, TokenBalance
 from services.chain.store import Block, ChainStore
 from services.chain.svm.vm import CpmmPoolKeys, CpmmSwap, SolanaVm
 from services.common.db import migrate
 from services.pricing.accounts.cpmm import decode_amm_config, decode_pool_state, quote_base_input
 from services.pricing.accounts.spl import decode_token_amount
+from services.pricing.ports import ChainUnreachable
 
 SEED = 7
 WALLETS = 4
@@ -337,6 +344,74 @@ async def test_program_errors_have_solanas_shape(chain: Running) -> None:
     status = await wait_landed(client, str(sent))
     assert str(status.err) == str(refused.value.args[0].data.err)
     assert lamports - (await client.get_balance(wallet.pubkey())).value == 5000
+
+
+async def test_the_routers_batched_calls_read_what_the_library_reads(chain: Running) -> None:
+    """The router's JSON-RPC batches (sends, statuses, fills) against the node: each call
+    answered in its batch; fills and errors as the `solana` library parses them; recent
+    transactions served from the node's memory equal to what its store holds."""
+    client, wallet = chain.client, wallet_keypair(SEED, 2)
+    rpc = AsyncClientRpc(chain.url)
+    try:
+        blockhash, _ = await rpc.latest_blockhash()
+        expected = await quote(client, SOL, 10**8)
+        good = swap_tx(wallet, SOL, 10**8, 0, blockhash)
+        slipped = swap_tx(wallet, SOL, 10**8 + 1, expected * 2, blockhash)
+        await asyncio.gather(rpc.send(good), rpc.send(slipped))  # one request, two sends
+        signatures = [Transaction.from_bytes(raw).signatures[0] for raw in (good, slipped)]
+        unknown = Signature.new_unique()
+        for signature in signatures:
+            await wait_landed(client, str(signature))
+
+        statuses = await rpc.statuses([*signatures, unknown])
+        fills = await rpc.transactions([*signatures, unknown])
+
+        assert statuses[2] is None
+        assert fills[2] is None
+        for signature, status, fill in zip(signatures, statuses, fills, strict=False):
+            read = (await client.get_transaction(signature, "json")).value
+            assert read is not None
+            meta = read.transaction.meta
+            assert meta is not None
+            assert status is not None
+            assert fill is not None
+            assert status.slot == fill.slot == read.slot
+            assert str(status.err) == str(fill.err) == str(meta.err)
+            assert fill.logs == meta.log_messages
+            assert fill.post_token_balances == [
+                TokenBalance(str(b.mint), str(b.owner), int(b.ui_token_amount.amount))
+                for b in meta.post_token_balances or []
+            ]
+            assert await chain.node.transaction(str(signature)) == await chain.store.transaction(
+                str(signature)
+            )
+        assert fills[0] is not None
+        assert fills[0].err is None
+        assert fills[1] is not None
+        assert fills[1].err == TransactionErrorInstructionError(1, InstructionErrorCustom(6005))
+
+        # One bad call in a batch is that call's error; an empty batch is one invalid request.
+        with pytest.raises(ChainUnreachable, match="Method not found"):
+            await rpc.batch([("getSlot", []), ("getNothing", [])])
+        slot, health = await rpc.batch([("getSlot", []), ("getHealth", [])])
+        assert isinstance(slot, int)
+        assert slot >= fills[0].slot
+        assert health == "ok"
+        async with httpx.AsyncClient() as http:
+            empty = (await http.post(chain.url, json=[])).json()
+        assert empty["error"]["code"] == -32600
+
+        # Sends sharing a request: a refused one fails alone, the other lands.
+        another = swap_tx(wallet, SOL, 10**8 + 2, 0, blockhash)
+        refused, sent = await asyncio.gather(
+            rpc.send(b"not a transaction"), rpc.send(another), return_exceptions=True
+        )
+        assert isinstance(refused, ChainUnreachable)
+        assert "invalid transaction" in str(refused)
+        assert sent is None
+        await wait_landed(client, str(Transaction.from_bytes(another).signatures[0]))
+    finally:
+        await rpc.close()
 
 
 async def test_crash_between_landing_and_commit_loses_nothing_confirmed(chain_db: str) -> None:

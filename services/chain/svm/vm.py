@@ -10,6 +10,7 @@ which decodes the same accounts the programs read.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from collections.abc import Mapping
@@ -181,10 +182,13 @@ def token_account_data(mint: Pubkey, owner: Pubkey, amount: int, *, native: bool
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def associated_token_address(
     owner: Pubkey, mint: Pubkey, token_program: Pubkey = TOKEN_PROGRAM_ID
 ) -> Pubkey:
-    """The wallet's canonical token account for `mint`, as wallets and routers derive it."""
+    """The wallet's canonical token account for `mint`, as wallets and routers derive it.
+    Cached: a program-address search hashes until it finds a bump, and the router derives
+    its wallet's accounts for every transaction it builds."""
     seeds = [bytes(owner), bytes(token_program), bytes(mint)]
     return Pubkey.find_program_address(seeds, ATA_PROGRAM_ID)[0]
 

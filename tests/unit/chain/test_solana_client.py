@@ -43,6 +43,7 @@ from services.chain.solana_client import (
     describe,
     failure_code,
     guarded_legs,
+    transaction_error,
 )
 from services.chain.svm.constants import CPMM_PROGRAM_ID, DLMM_PROGRAM_ID
 from services.chain.svm.errors import map_error
@@ -126,6 +127,9 @@ class FakeRpc:
         if self.err is not None:
             return Landed(1001, self.err, self.logs, None, None)
         return Landed(1001, None, self.logs, balances(10**10, 0), balances(9 * 10**9, 151_000_000))
+
+    async def transactions(self, signatures: Sequence[Signature]) -> list[Landed | None]:
+        return [await self.transaction(signature) for signature in signatures]
 
     async def simulate(self, wire: bytes) -> Simulated:
         self.simulated.append(wire)
@@ -491,3 +495,44 @@ async def test_a_first_hops_slippage_is_retryable_the_last_hops_is_the_orders(
     else:
         receipt = await chain.send_and_confirm(signed, 1)
         assert (receipt.status, receipt.error_code) == ("failed", "SLIPPAGE_EXCEEDED")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (None, None),
+        ({"InstructionError": [1, {"Custom": 6005}]}, "SLIPPAGE_EXCEEDED"),
+        ({"InstructionError": [2, {"Custom": 6000}]}, "POOL_NOT_OPEN"),
+        ({"InstructionError": [1, "InvalidAccountData"]}, "INVALID_TRANSACTION"),
+        ("BlockhashNotFound", "INVALID_TRANSACTION"),
+    ],
+)
+def test_a_json_transaction_error_reads_as_the_librarys_type(
+    raw: object, expected: str | None
+) -> None:
+    # The router's batched reads parse statuses and fills with orjson; the error must still be
+    # solders' type, which the program-error mapping reads (a failed swap under load once
+    # stopped every order's poll when this did not parse).
+    err = transaction_error(raw)
+    if expected is None:
+        assert err is None
+        return
+    assert err is not None
+    programs = [COMPUTE_BUDGET, CPMM_PROGRAM_ID, CPMM_PROGRAM_ID, MEMO_PROGRAM_ID]
+    assert failure_code(map_error(err, programs, [])) == expected
+
+
+async def test_orders_signed_on_a_fresh_blockhash_send_without_asking_if_it_is_valid() -> None:
+    # The blockhash fetched for signing is valid for a slot at least: asking isBlockhashValid
+    # before each order's first send was a request per order. A "dead" answer is never reused
+    # (the expiry tests above ask on every re-send).
+    rpc = FakeRpc(lands_after=1)
+    chain = SolanaChain(rpc, WALLET, poll_seconds=0.001, resend_seconds=2.0)
+
+    signed = [await signed_tx(chain) for _ in range(20)]
+    receipts = await asyncio.gather(*(chain.send_and_confirm(s, 1) for s in signed))
+
+    assert rpc.checks == 0
+    assert len(rpc.sent) == 20  # each order's bytes once
+    assert set(rpc.sent) == {s.wire for s in signed}
+    assert {r.status for r in receipts} == {"confirmed"}
