@@ -247,7 +247,9 @@ def _best_split(
         inward = amount - sliver if best.venue is pool_a.venue else sliver
         if value(inward) <= best.amount_out:
             return None
-    step = max(1, amount // _SPLIT_RESOLUTION)
+    # At least 2: with three points left the thirds are empty, and equal values would leave
+    # the bracket as it is, forever (an order of a few base units on two like pools).
+    step = max(2, amount // _SPLIT_RESOLUTION)
     lo, hi = 1, amount - 1
     while hi - lo > step:
         third = (hi - lo) // 3

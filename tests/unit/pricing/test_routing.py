@@ -1,5 +1,6 @@
 from collections.abc import Collection
 from decimal import ROUND_FLOOR, Decimal
+from typing import cast
 
 import pytest
 from hypothesis import given, settings
@@ -10,12 +11,13 @@ from services.pricing.routing import (
     NoRouteError,
     Route,
     RouteKind,
+    _best_split,
     plan_route,
 )
 from services.venues.cpmm import CpmmPool
 from services.venues.dlmm import DlmmPool
 from services.venues.market import Market
-from services.venues.pool import PoolBook, Venue
+from services.venues.pool import Pool, PoolBook, Venue
 from tests.strategies import seeds
 
 SOL = 10**9
@@ -162,3 +164,27 @@ def test_same_seed_same_decisions(seed):
         market = Market(seed=seed)
         plans.append(_plan(market.pools, "SOL", "USDC", 3_000 * SOL, now=0))
     assert plans[0] == plans[1]
+
+
+class _EvenPool:
+    """Two of these split any amount to the same total: every probe of a split is equal."""
+
+    venue = Venue.RAYDIUM
+
+    def amount_out(self, token_in: str, amount: int, now: int) -> int:
+        return 2 * amount
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("amount", [2, 3, 4, 5, 9, 600])
+def test_a_split_whose_probes_are_all_equal_still_ends(amount: int) -> None:
+    # Regression: with three base units left between the bounds the thirds were empty, and
+    # equal values kept the bracket as it was: routing an order of 4 base units over two
+    # like pools never returned (found by the property test above, replayed from its
+    # example database).
+    pool = cast(Pool, _EvenPool())
+    found = _best_split(pool, pool, "SOL", amount, 0, None)
+    assert found is not None
+    a, total = found
+    assert 1 <= a <= amount - 1
+    assert total == 2 * amount
