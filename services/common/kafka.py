@@ -8,7 +8,7 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -385,12 +385,39 @@ class RenewingProducer:
         try:
             return await producer.send_and_wait(topic, value=value, key=key, headers=headers)
         except (OutOfOrderSequenceNumber, ProducerFenced):
-            if self.current is producer:
-                if self._renewal is None:
-                    self._renewal = asyncio.create_task(self._renew(producer))
-                # Shielded: a caller that gives up (a request's timeout) leaves it running.
-                await asyncio.shield(self._renewal)
+            await self._renew_after_refusal(producer)
             raise
+
+    async def send_all_and_wait(
+        self, topic: str, *, values: Sequence[bytes], key: bytes
+    ) -> list[RecordMetadata]:
+        """Several records under one key, in this order, acknowledged together: they share a
+        produce request instead of each waiting for the acknowledgement of the one before."""
+        if len(values) == 1:
+            return [await self.send_and_wait(topic, value=values[0], key=key)]
+        producer = self.current
+        try:
+            pending = [await producer.send(topic, value=value, key=key) for value in values]
+        except (OutOfOrderSequenceNumber, ProducerFenced):
+            await self._renew_after_refusal(producer)
+            raise
+        # Every outcome retrieved, then the first failure raised: none left unobserved.
+        outcomes = await asyncio.gather(*pending, return_exceptions=True)
+        written: list[RecordMetadata] = []
+        for outcome in outcomes:
+            if isinstance(outcome, OutOfOrderSequenceNumber | ProducerFenced):
+                await self._renew_after_refusal(producer)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            written.append(outcome)
+        return written
+
+    async def _renew_after_refusal(self, producer: AIOKafkaProducer) -> None:
+        if self.current is producer:
+            if self._renewal is None:
+                self._renewal = asyncio.create_task(self._renew(producer))
+            # Shielded: a caller that gives up (a request's timeout) leaves it running.
+            await asyncio.shield(self._renewal)
 
     async def _renew(self, broken: AIOKafkaProducer) -> None:
         try:

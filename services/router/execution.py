@@ -24,7 +24,7 @@ from typing import Protocol
 
 from schemas import events
 from schemas.envelope import Envelope, genesis_hash
-from schemas.events import FailureCode, OrderStatus
+from schemas.events import FailureCode, OrderStatus, RoutePlan
 from services.chain.client import (
     ChainClient,
     RetryableLandedFailure,
@@ -43,7 +43,13 @@ from services.venues.pool import InsufficientLiquidityError, Venue
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[OrderState, events.OrderEvent], Awaitable[OrderState]]
+
+class Emit(Protocol):
+    """Append the order's next events in order; the state once they are on the log."""
+
+    async def __call__(self, state: OrderState, *payloads: events.OrderEvent) -> OrderState: ...
+
+
 Submit = Callable[[Envelope], Awaitable[None]]  # appends another order's first event
 AUTO_SELL_EXPIRY = timedelta(days=7)  # as a conditional order's default expiry
 _AUTO_SELL_IDS = uuid.UUID("9d7c3a1e-52b4-4f0c-9a61-0b8e4c2d7f35")
@@ -150,13 +156,8 @@ class OrderExecution:
         if step is Step.ROUTE:
             return await self._route(state, max(state.attempts, 1))
         assert state.plan is not None
-        if step is Step.BUILD:
-            return await self.emit(
-                state,
-                events.TransactionBuilt(
-                    attempt=state.attempts, min_amount_out=state.plan.min_amount_out
-                ),
-            )
+        if step is Step.BUILD:  # routed, not yet built: a router stopped between the two
+            return await self.emit(state, built(state.attempts, state.plan))
         if step is Step.SUBMIT:
             if self._expired(state):
                 return await self._route(state, state.attempts)  # re-quote, same attempt
@@ -264,9 +265,11 @@ class OrderExecution:
             plan = plan.model_copy(update={"min_amount_out": floor})
             part = "" if amount == state.remaining else f" (part: {amount} of {state.remaining})"
             reason = f"{reason}; min out {floor} = {amount} x limit {state.min_price}{part}"
+        # Building is pure (the plan's guards): routed and built go to the log together.
         return await self.emit(
             state,
             events.OrderRouted(attempt=attempt, quotes=quote.quotes, plan=plan, reason=reason),
+            built(attempt, plan),
         )
 
     async def _largest_fill(self, state: OrderState) -> tuple[Quote, Decimal] | None:
@@ -422,6 +425,11 @@ def _failure_code(chain_code: str | None) -> FailureCode:
         return FailureCode(chain_code or FailureCode.INVALID_TRANSACTION)
     except ValueError:
         return FailureCode.INVALID_TRANSACTION
+
+
+def built(attempt: int, plan: RoutePlan) -> events.TransactionBuilt:
+    """The event that follows a route: the transaction's guard is the plan's minimum out."""
+    return events.TransactionBuilt(attempt=attempt, min_amount_out=plan.min_amount_out)
 
 
 def transaction_for(state: OrderState) -> Transaction:

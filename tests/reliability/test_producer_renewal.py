@@ -65,3 +65,32 @@ async def values_on(servers: str, tp: TopicPartition) -> list[bytes | None]:
         return values
     finally:
         await consumer.stop()
+
+
+async def test_records_sent_together_land_in_order_and_a_broken_sequence_renews_them_too(
+    make_settings: MakeSettings,
+) -> None:
+    # The router appends an order's routed and built events together (send_all_and_wait).
+    settings = make_settings()
+    servers = settings.kafka_bootstrap_servers
+    assert servers is not None
+    topic = settings.orders_topic
+    await ensure_topics(servers, topic_specs(settings))
+    producer = RenewingProducer(servers, client_id="oee-test-together", linger_ms=5)
+    await producer.start()
+    broken = producer.current
+    try:
+        written = await producer.send_all_and_wait(topic, values=[b"a", b"b", b"c"], key=b"o")
+        tp = TopicPartition(topic, written[0].partition)
+        assert [w.offset for w in written] == [written[0].offset + i for i in range(3)]
+        assert broken._txn_manager is not None
+        broken._txn_manager.increment_sequence_number(tp, 1)
+
+        with pytest.raises(OutOfOrderSequenceNumber):
+            await producer.send_all_and_wait(topic, values=[b"d", b"e"], key=b"o")
+        assert producer.current is not broken
+        await producer.send_all_and_wait(topic, values=[b"d", b"e"], key=b"o")  # the retry
+    finally:
+        await producer.stop()
+
+    assert await values_on(servers, tp) == [b"a", b"b", b"c", b"d", b"e"]

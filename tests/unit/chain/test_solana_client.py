@@ -409,7 +409,7 @@ async def test_the_submission_records_the_signed_bytes_and_a_takeover_resends_th
     chain = client(rpc)
     execution = OrderExecution(POLICY, raydium(), chain, log.emit)
     # Route, build and submit (record) the transaction, as the first router did.
-    for _ in range(3):
+    while state.status is not OrderStatus.SUBMITTED:
         state = await execution._do(next_step(state), state)
     assert state.status is OrderStatus.SUBMITTED
     sent = log.payloads[-1]

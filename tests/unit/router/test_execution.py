@@ -165,8 +165,10 @@ class Log:
         self.envelopes.append(envelope)
         return evolve(state, envelope, record_hash(encode(envelope)))
 
-    async def emit(self, state: OrderState, payload: events.OrderEvent) -> OrderState:
-        return self.append(state, state.order_id, payload)
+    async def emit(self, state: OrderState, *payloads: events.OrderEvent) -> OrderState:
+        for payload in payloads:
+            state = self.append(state, state.order_id, payload)
+        return state
 
 
 def submitted(
