@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench.launcher import Launched, Topology, run_launched
+from bench.launcher import Launched, Topology, auth_headers, run_launched
 from bench.orderlog import epoch
 from bench.polling import TimedOut, eventually
 from bench.report import machine, percentiles
@@ -53,12 +53,18 @@ class Subscriber:
 
 
 async def subscribe(
-    session: aiohttp.ClientSession, url: str, subscriber: Subscriber, window: list[float]
+    session: aiohttp.ClientSession,
+    url: str,
+    subscriber: Subscriber,
+    window: list[float],
+    headers: dict[str, str],
 ) -> None:
     """Record the ticks whose `at` falls in the window: from window[0] (set once every socket is
     connected) to window[1] (set when listening ends), the stored tick sent on connect aside."""
     try:
-        async with session.ws_connect(url, max_msg_size=1 << 20, heartbeat=None) as socket:
+        async with session.ws_connect(
+            url, max_msg_size=1 << 20, heartbeat=None, headers=headers
+        ) as socket:
             async for message in socket:
                 if message.type is not aiohttp.WSMsgType.TEXT:
                     break
@@ -99,7 +105,10 @@ async def run(args: argparse.Namespace, launched: Launched) -> dict[str, Any]:
     tasks = []
     try:
         for subscriber in subscribers:
-            tasks.append(asyncio.create_task(subscribe(sockets, url, subscriber, window)))
+            # With the system's generated key: authentication is on, as users run it (every
+            # socket was refused UNAUTHORIZED before the bench sent one).
+            headers = auth_headers(launched.api_key)
+            tasks.append(asyncio.create_task(subscribe(sockets, url, subscriber, window, headers)))
             if len(tasks) % 200 == 0:
                 await asyncio.sleep(0)  # let the handshakes progress as we go
 
