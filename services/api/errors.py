@@ -45,35 +45,26 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+# A dependency that did not answer: 503, what was not done, and when to try again.
+_UNAVAILABLE: dict[type[Exception], tuple[str, str]] = {
+    LogUnavailable: ("LOG_UNAVAILABLE", "The order was not accepted"),
+    ReadModelUnavailable: ("READ_MODEL_UNAVAILABLE", "Order data is unavailable"),
+    ChainUnavailableError: ("CHAIN_UNAVAILABLE", "No quote"),
+}
+
+
 def error_response(exc: Exception) -> JSONResponse | None:
     """The answer for an error the API knows (None for any other): the exception handlers'
-    and the submission route's (which runs in front of FastAPI, `routes/orders.py`) one map."""
+    and the submission route's (which runs in front of FastAPI, `routes/intake.py`) one map."""
     if isinstance(exc, ApiError):
         return _json(exc.status, exc.body, exc.headers)
-    if isinstance(exc, LogUnavailable):
-        return _json(
-            503,
-            {
-                "error": "LOG_UNAVAILABLE",
-                "message": f"The order was not accepted: {exc}; retry later",
-            },
-            {"Retry-After": RETRY_AFTER_SECONDS},
-        )
-    if isinstance(exc, ReadModelUnavailable):
-        return _json(
-            503,
-            {
-                "error": "READ_MODEL_UNAVAILABLE",
-                "message": f"Order data is unavailable: {exc}; retry later",
-            },
-            {"Retry-After": RETRY_AFTER_SECONDS},
-        )
-    if isinstance(exc, ChainUnavailableError):
-        return _json(
-            503,
-            {"error": "CHAIN_UNAVAILABLE", "message": f"No quote: {exc}; retry later"},
-            {"Retry-After": RETRY_AFTER_SECONDS},
-        )
+    for unavailable, (error, what) in _UNAVAILABLE.items():
+        if isinstance(exc, unavailable):
+            return _json(
+                503,
+                {"error": error, "message": f"{what}: {exc}; retry later"},
+                {"Retry-After": RETRY_AFTER_SECONDS},
+            )
     return None
 
 
@@ -116,7 +107,8 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    for known in (ApiError, LogUnavailable, ReadModelUnavailable, ChainUnavailableError):
-        app.add_exception_handler(known, _known_error)
+    known: list[type[Exception]] = [ApiError, *_UNAVAILABLE]
+    for error in known:
+        app.add_exception_handler(error, _known_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
