@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 
 from aiokafka.errors import KafkaError
 
@@ -47,26 +48,23 @@ class Emitter:
             values.append(value)
             appended.append((state, envelope))
             state = evolve(state, envelope, record_hash(value))
-        await retry_while_down(
-            lambda: self._producer.send_all_and_wait(
-                self._settings.orders_topic, values=values, key=str(state.order_id).encode()
-            ),
-            is_outage=lambda exc: isinstance(exc, KafkaError),
-            what=f"Kafka, for order {state.order_id},",
-        )
+        await self._append(state.order_id, values)
         for before, envelope in appended:
             metrics.record(before, envelope)
         return state
 
     async def submit(self, envelope: Envelope) -> None:
         """Append another order's first event (a sniper's autoSell OCO), durably."""
-        value = encode(envelope)
+        await self._append(envelope.order_id, [encode(envelope)])
+
+    async def _append(self, order_id: uuid.UUID, values: list[bytes]) -> None:
+        """Write an order's records under its key, waiting out Kafka outages until acknowledged."""
         await retry_while_down(
-            lambda: self._producer.send_and_wait(
-                self._settings.orders_topic, value=value, key=str(envelope.order_id).encode()
+            lambda: self._producer.send_all_and_wait(
+                self._settings.orders_topic, values=values, key=str(order_id).encode()
             ),
             is_outage=lambda exc: isinstance(exc, KafkaError),
-            what=f"Kafka, for order {envelope.order_id},",
+            what=f"Kafka, for order {order_id},",
         )
 
     async def dead_letter(

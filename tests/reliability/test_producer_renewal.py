@@ -11,6 +11,9 @@ without a batch being sent.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import OutOfOrderSequenceNumber
@@ -19,18 +22,28 @@ from services.common.kafka import RenewingProducer, ensure_topics, topic_specs
 from tests.fixtures.settings import MakeSettings
 
 
-async def test_a_producer_whose_sequence_numbers_broke_is_replaced_and_nothing_is_doubled(
-    make_settings: MakeSettings,
-) -> None:
+@contextlib.asynccontextmanager
+async def started_producer(
+    make_settings: MakeSettings, linger_ms: int
+) -> AsyncIterator[tuple[RenewingProducer, str, str]]:
+    """(a started producer, the broker, the orders topic), stopped afterwards."""
     settings = make_settings()
     servers = settings.kafka_bootstrap_servers
     assert servers is not None
-    topic = settings.orders_topic
     await ensure_topics(servers, topic_specs(settings))
-    producer = RenewingProducer(servers, client_id="oee-test-renewal", linger_ms=0)
+    producer = RenewingProducer(servers, client_id="oee-test-renewal", linger_ms=linger_ms)
     await producer.start()
-    broken = producer.current
     try:
+        yield producer, servers, settings.orders_topic
+    finally:
+        await producer.stop()
+
+
+async def test_a_producer_whose_sequence_numbers_broke_is_replaced_and_nothing_is_doubled(
+    make_settings: MakeSettings,
+) -> None:
+    async with started_producer(make_settings, linger_ms=0) as (producer, servers, topic):
+        broken = producer.current
         first = await producer.send_and_wait(topic, value=b"first", key=b"order")
         tp = TopicPartition(topic, first.partition)
         # What aiokafka does to a batch it fails unsent: the sequence moves on regardless.
@@ -42,8 +55,6 @@ async def test_a_producer_whose_sequence_numbers_broke_is_replaced_and_nothing_i
         assert producer.current is not broken  # replaced, by the failed write itself
         await producer.send_and_wait(topic, value=b"second", key=b"order")  # the retry lands
         await producer.send_and_wait(topic, value=b"third", key=b"order")
-    finally:
-        await producer.stop()
 
     assert await values_on(servers, tp) == [b"first", b"second", b"third"]
 
@@ -71,15 +82,8 @@ async def test_records_sent_together_land_in_order_and_a_broken_sequence_renews_
     make_settings: MakeSettings,
 ) -> None:
     # The router appends an order's routed and built events together (send_all_and_wait).
-    settings = make_settings()
-    servers = settings.kafka_bootstrap_servers
-    assert servers is not None
-    topic = settings.orders_topic
-    await ensure_topics(servers, topic_specs(settings))
-    producer = RenewingProducer(servers, client_id="oee-test-together", linger_ms=5)
-    await producer.start()
-    broken = producer.current
-    try:
+    async with started_producer(make_settings, linger_ms=5) as (producer, servers, topic):
+        broken = producer.current
         written = await producer.send_all_and_wait(topic, values=[b"a", b"b", b"c"], key=b"o")
         tp = TopicPartition(topic, written[0].partition)
         assert [w.offset for w in written] == [written[0].offset + i for i in range(3)]
@@ -90,7 +94,5 @@ async def test_records_sent_together_land_in_order_and_a_broken_sequence_renews_
             await producer.send_all_and_wait(topic, values=[b"d", b"e"], key=b"o")
         assert producer.current is not broken
         await producer.send_all_and_wait(topic, values=[b"d", b"e"], key=b"o")  # the retry
-    finally:
-        await producer.stop()
 
     assert await values_on(servers, tp) == [b"a", b"b", b"c", b"d", b"e"]
