@@ -45,6 +45,9 @@ PARTITIONS = 6
 # leader, the producer's 10 s request timeout, rather than refuse: docs/deployment.md
 # sets it the same way.
 PRODUCE_TIMEOUT_SECONDS = 15.0
+# Slots for the scaling test: every order waits a slot or more to land, so orders are
+# always in flight when partitions move.
+SLOW_SLOT_MS = 1500
 
 
 @dataclass
@@ -148,6 +151,7 @@ async def under_steady_load(
     *,
     rate: float = RATE_PER_SECOND,
     around: float = 3.0,
+    **overrides: Any,
 ) -> System:
     """Start a system on the cluster, run `fault` under a steady load, prove the outcome.
 
@@ -163,6 +167,7 @@ async def under_steady_load(
         kafka_bootstrap_servers=cluster.bootstrap_servers,
         orders_topic_partitions=PARTITIONS,
         produce_timeout_seconds=PRODUCE_TIMEOUT_SECONDS,
+        **overrides,
     )
     ready = await router_ready(system)
     load = SteadyLoad(system.base_url, rate)
@@ -376,7 +381,12 @@ async def test_routers_and_projectors_scaled_one_three_one_under_load(
         assert all(code == 0 for _, code in exits), exits
 
     # 8 orders/s and 2 s around the scaling: the rebalances, not the volume, are the point.
-    system = await under_steady_load(start_system, cluster, scale, report, rate=8.0, around=2.0)
+    # Slots of 1.5 s keep every order in flight for a slot or more, so about a dozen are
+    # mid-way whenever the partitions move. With 400 ms slots an order lands within
+    # ~0.5 s and a rebalance could meet none (CI saw that once the router got faster).
+    system = await under_steady_load(
+        start_system, cluster, scale, report, rate=8.0, around=2.0, slot_ms=SLOW_SLOT_MS
+    )
     envelopes = [envelope for _, _, envelope in await read_log(system.settings)]
     # Every event here is valid: none may be dead-lettered (bug 6: routers taking
     # partitions over did, ~260 per run, for orders finished before the resume position).
