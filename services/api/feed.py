@@ -22,7 +22,7 @@ from schemas.codec import UndecodableEvent, decode
 from schemas.envelope import Envelope
 from schemas.events import OrderRouted, OrderSubmitted
 from services.api.inbox import Inbox
-from services.common.kafka import unreachable
+from services.common.kafka import batch_fetches_while_busy, unreachable
 
 log = logging.getLogger(__name__)
 Pair = tuple[str, str]
@@ -69,6 +69,7 @@ class LiveFeed:
             for tp in tps:
                 # Resolve "end" now, so every event written after start() returns is seen.
                 await self.consumer.position(tp)
+            batch_fetches_while_busy(self.consumer)
         except (KafkaError, OSError) as exc:
             await self.consumer.stop()
             raise unreachable(self.servers, exc) from None
