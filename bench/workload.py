@@ -9,24 +9,30 @@ from dataclasses import dataclass
 
 import orjson
 
-# (tokenIn, tokenOut, dollar price of one tokenIn): direct pools and two-hop pairs. JUP, RAY and
-# BONK are bought as often as sold: sold only, their DLMM pairs were walked past their seeded
-# bins within a run (DLMM 6036, INSUFFICIENT_LIQUIDITY) and the bench measured an empty pool.
-PAIRS = (
-    ("SOL", "USDC", 150.0),
-    ("USDC", "SOL", 1.0),
-    ("SOL", "USDT", 150.0),
-    ("USDT", "USDC", 1.0),
-    ("JUP", "USDC", 0.9),
-    ("USDC", "JUP", 1.0),
-    ("RAY", "USDC", 2.5),
-    ("USDC", "RAY", 1.0),
-    ("BONK", "USDC", 0.00002),
-    ("USDC", "BONK", 1.0),
-    ("JUP", "SOL", 0.9),  # two hops through USDC
-    ("BONK", "SOL", 0.00002),
+# Dollar prices of the seeded tokens, to size orders in dollars.
+PRICES = {"SOL": 150.0, "USDC": 1.0, "USDT": 1.0, "JUP": 0.9, "RAY": 2.5, "BONK": 0.00002}
+# (token, token, weight): each pair is traded both ways at the same weight and the same dollar
+# sizes, so no pool is drained over a run. One-sided (SOL sold twice as often as bought), the
+# bench's DLMM pairs were walked past their seeded bins within 30 s at 300 orders/s (6036,
+# INSUFFICIENT_LIQUIDITY) and `--find-max` measured the pools running dry, not the engine:
+# no market process runs in this bench to bring prices back. JUP/SOL and BONK/SOL take two hops.
+TRADED = (
+    ("SOL", "USDC", 20),
+    ("SOL", "USDT", 8),
+    ("USDT", "USDC", 8),
+    ("JUP", "USDC", 5),
+    ("RAY", "USDC", 5),
+    ("BONK", "USDC", 5),
+    ("JUP", "SOL", 3),
+    ("BONK", "SOL", 3),
 )
-PAIR_WEIGHTS = (30, 10, 10, 10, 5, 5, 5, 5, 5, 5, 5, 5)
+# (tokenIn, tokenOut, dollar price of one tokenIn), and how often each is drawn.
+PAIRS = tuple(
+    (token_in, token_out, PRICES[token_in])
+    for a, b, _ in TRADED
+    for token_in, token_out in ((a, b), (b, a))
+)
+PAIR_WEIGHTS = tuple(weight for _, _, weight in TRADED for _ in range(2))
 DECIMALS = {"SOL": 9, "USDC": 6, "USDT": 6, "JUP": 6, "RAY": 6, "BONK": 5}
 
 
