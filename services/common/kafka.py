@@ -299,13 +299,16 @@ def next_fetch_wait(got_records: bool, idle: FetchWait) -> FetchWait:
 def batch_fetches_while_busy(consumer: AIOKafkaConsumer) -> None:
     """Choose each fetch's wait of a started consumer by `next_fetch_wait`.
 
-    For readers where BUSY_FETCH_MAX_WAIT_MS more latency is nothing: the projector (it
-    lingers for a batch anyway) and the API's live feed (a socket's event at most 5 ms
-    later; at 300 orders/s its CPU an order fell from 1.19 to 1.06 ms). Not the router: with
-    every engine process fetching this way (the router's faust consumer too), two
-    runs at 150 orders/s completed 67 and 62 orders/s against 121 and 105 for main run
-    between them, routing p50 17 s against 2-7 s; later runs of main alone spread from 79
-    to 121/s, so not proven harmful, but not shown safe for the router's latency either.
+    For every live reader of the order log: the projector (it lingers for a batch anyway),
+    the API's live feed and the router's faust consumer. A record at most 5 ms later is
+    nothing to a socket; for the router it is the price of answering fewer fetches.
+    `bench.load`, alternating runs with and without:
+    - API's feed, 300 orders/s: its CPU an order 1.19 and 1.23 ms before, 1.06 and 1.11 after.
+    - Router, 300/s: routing p50 746 and 380 ms before, 105 and 83 ms after (p99 1,969 and
+      1,664 against 941 and 311 ms); the router's CPU an order 2.14 -> 2.05 ms, summed 6.8
+      -> 6.4 ms. At 150/s: routing p50 6.8 -> 11.1 ms (the wait), router 3.95 -> 3.53 ms.
+    An earlier trial (every consumer of every process, on a busier machine) was
+    inconclusive; these runs were quiet and alternated.
     """
     fetcher = consumer._fetcher
     assert fetcher is not None, "start the consumer first: it makes its fetcher then"
