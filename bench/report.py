@@ -36,6 +36,21 @@ def percentiles(values: list[float]) -> dict[str, float | int]:
     }
 
 
+def completion_rate(times: list[float]) -> float | None:
+    """Completions a second over the middle 98 % of the (sorted) completion times.
+
+    The whole span let one order stretch it: a retried order waits out its 2-8 s backoff
+    by design, so a single retry at the end of a 20 s step read as the engine falling 25 %
+    behind (4,820 of 4,880 completed in 20 s counted 205/s). A system that does fall
+    behind spreads all its completions, which the middle of the span still shows.
+    """
+    if len(times) < 2:
+        return None
+    low, high = times[int(0.01 * (len(times) - 1))], times[math.ceil(0.99 * (len(times) - 1))]
+    inside = sum(1 for t in times if low <= t <= high)
+    return round((inside - 1) / (high - low), 1) if high > low else None
+
+
 def analyse(
     config: LoadConfig,
     traces: list[OrderTrace],
@@ -107,7 +122,6 @@ def analyse(
         for t in traces
         if t.order_id in on_log and on_log[t.order_id].final == "completed"
     )
-    completed_span = completed_times[-1] - completed_times[0] if len(completed_times) > 1 else 0
     return {
         "target_rate": config.rate,
         "duration_s": config.duration,
@@ -117,9 +131,7 @@ def analyse(
         "accepted": accepted,
         "completed": outcomes["completed"],
         "failed": outcomes["failed"],
-        "completion_rate": round(len(completed_times) / completed_span, 1)
-        if completed_span
-        else None,
+        "completion_rate": completion_rate(completed_times),
         "watched": sum(1 for t in traces if t.watch and t.order_id),
         "errors": dict(errors),
         "failures": dict(failures.most_common()),  # "CODE tokenIn/tokenOut" -> orders
