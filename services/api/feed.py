@@ -1,30 +1,26 @@
 """The live side of the sockets: one log consumer per API process, fanned out to bounded queues.
 
-The consumer has no group (every API process sees every event), reads only
-committed records, and starts at the end of the log: history comes from the
-read model. It never waits on a socket: a subscriber whose queue is full is
-marked overflowed and dropped, and its socket closes with 1013.
+The consumer (a `TopicTail`: no group, committed records only) starts at the end of the
+log: history comes from the read model. It never waits on a socket: a subscriber whose
+queue is full is marked overflowed and dropped, and its socket closes with 1013.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from schemas.codec import UndecodableEvent, decode
 from schemas.envelope import Envelope
 from schemas.events import OrderRouted, OrderSubmitted
 from services.api.inbox import Inbox
-from services.common.kafka import batch_fetches_while_busy, unreachable
+from services.api.tail import TopicTail
+from services.common.kafka import batch_fetches_while_busy
 
-log = logging.getLogger(__name__)
 Pair = tuple[str, str]
 # How many orders' pairs the firehose filter remembers without asking PostgreSQL.
 _PAIR_CACHE_SIZE = 100_000
@@ -34,20 +30,12 @@ _PAIR_CACHE_SIZE = 100_000
 Subscription = Inbox[Envelope]
 
 
-class LiveFeed:
+class LiveFeed(TopicTail):
     """Consumes the orders topic from its end and hands each event to the order's subscribers."""
 
     def __init__(self, servers: str, topic: str, queue_size: int) -> None:
-        self.servers = servers
-        self.topic = topic
+        super().__init__(servers, topic, name="oee-api-feed")
         self.queue_size = queue_size
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=servers,
-            client_id="oee-api-feed",
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-        )
         self._by_order: dict[uuid.UUID, set[Subscription]] = {}
         self._firehose: set[Subscription] = set()
         self._pairs: OrderedDict[uuid.UUID, Pair] = OrderedDict()
@@ -57,54 +45,20 @@ class LiveFeed:
         # proposal that lost its sequence to another writer (a cancel racing a trigger), which
         # every reader drops; sockets never show it.
         self._sequences: OrderedDict[uuid.UUID, int] = OrderedDict()
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self, partitions: Iterable[int]) -> None:
-        """Assign these partitions and pin each position to the current end before returning."""
-        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+    async def position(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+        """Pin each position to the current end: every event written after start() is seen."""
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)  # resolve "end" now, not at the first fetch
+        batch_fetches_while_busy(consumer)
+
+    def take(self, value: bytes | None) -> None:
         try:
-            await self.consumer.start()
-            self.consumer.assign(tps)
-            await self.consumer.seek_to_end(*tps)
-            for tp in tps:
-                # Resolve "end" now, so every event written after start() returns is seen.
-                await self.consumer.position(tp)
-            batch_fetches_while_busy(self.consumer)
-        except (KafkaError, OSError) as exc:
-            await self.consumer.stop()
-            raise unreachable(self.servers, exc) from None
-        except BaseException:
-            await self.consumer.stop()
-            raise
-        self._task = asyncio.create_task(self._run(), name="api-live-feed")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.consumer.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                batches = await self.consumer.getmany(timeout_ms=500, max_records=1000)
-            except KafkaError as exc:
-                # aiokafka reconnects by itself; keep reading once the broker is back.
-                log.warning("live feed read failed (%s); retrying", exc)
-                await asyncio.sleep(1)
-                continue
-            for records in batches.values():
-                for record in records:
-                    try:
-                        envelope = decode(record.value)
-                    except UndecodableEvent:
-                        continue  # the projector dead-letters it; sockets have nothing to show
-                    self.publish(envelope)
+            envelope = decode(value)
+        except UndecodableEvent:
+            return  # the projector dead-letters it; sockets have nothing to show
+        self.publish(envelope)
 
     def publish(self, envelope: Envelope) -> None:
         """Fan one event out to the order's subscribers and the firehose."""

@@ -1,6 +1,6 @@
 """The live side of the market sockets: one `market.ticks` consumer per API process.
 
-Like the order feed (`feed.py`) it has no group and reads committed records only,
+Like the order feed (`feed.py`) it is a `TopicTail`: no group, committed records only; it
 never waits on a socket (a full inbox drops that subscriber), and fans out per pair.
 It also keeps each pair's most recent ticks in memory (`RECENT_TICKS`), starting a
 little before the topic's end: a socket whose latest stored tick is behind the live
@@ -10,20 +10,16 @@ order, without a hole or a repeat.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 from collections import deque
 from collections.abc import Iterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from schemas.market import MarketTick, UndecodableMarketRecord, decode_market
 from services.api.inbox import Inbox
-from services.common.kafka import unreachable
+from services.api.tail import TopicTail
 
-log = logging.getLogger(__name__)
 RECENT_TICKS = 500  # per pair: over three minutes of 400 ms slots
 
 Numbered = tuple[int, MarketTick]
@@ -33,78 +29,31 @@ Numbered = tuple[int, MarketTick]
 TickSubscription = Inbox[Numbered]
 
 
-class MarketFeed:
+class MarketFeed(TopicTail):
     """Consumes `market.ticks` and hands each tick to its pair's subscribers."""
 
     def __init__(self, servers: str, topic: str, queue_size: int) -> None:
-        self.servers = servers
-        self.topic = topic
+        super().__init__(servers, topic, name="oee-api-market-feed")
         self.queue_size = queue_size
-        self._consumer: AIOKafkaConsumer | None = None  # made by start()
         self._recent: dict[str, deque[Numbered]] = {}
         self._by_pair: dict[str, set[TickSubscription]] = {}
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self, partitions: list[int]) -> None:
-        """Assign the partitions, a little before their ends so recent ticks are at hand."""
-        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.servers,
-            client_id="oee-api-market-feed",
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-        )
+    async def position(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+        """A little before the partitions' ends, so recent ticks are at hand."""
+        if tps:
+            begin = await consumer.beginning_offsets(tps)
+            ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                # A partition holds several pairs: a generous window of records.
+                consumer.seek(tp, max(begin[tp], ends[tp] - 4 * RECENT_TICKS))
+
+    def take(self, value: bytes | None) -> None:
         try:
-            await self.consumer.start()
-            self.consumer.assign(tps)
-            if tps:
-                begin = await self.consumer.beginning_offsets(tps)
-                ends = await self.consumer.end_offsets(tps)
-                for tp in tps:
-                    # A partition holds several pairs: a generous window of records.
-                    self.consumer.seek(tp, max(begin[tp], ends[tp] - 4 * RECENT_TICKS))
-        except (KafkaError, OSError) as exc:
-            await self.consumer.stop()
-            raise unreachable(self.servers, exc) from None
-        except BaseException:
-            await self.consumer.stop()
-            raise
-        self._task = asyncio.create_task(self._run(), name="api-market-feed")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
-
-    @property
-    def consumer(self) -> AIOKafkaConsumer:
-        assert self._consumer is not None, "start the feed first"
-        return self._consumer
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                batches = await self.consumer.getmany(timeout_ms=500, max_records=1000)
-            except KafkaError as exc:
-                log.warning("market feed read failed (%s); retrying", exc)
-                await asyncio.sleep(1)
-                continue
-            for records in batches.values():
-                for record in records:
-                    try:
-                        decoded = decode_market(record.value)
-                    except UndecodableMarketRecord:
-                        continue  # the market projector dead-letters it
-                    if isinstance(decoded.payload, MarketTick):
-                        self.publish(decoded.sequence, decoded.payload)
+            decoded = decode_market(value)
+        except UndecodableMarketRecord:
+            return  # the market projector dead-letters it
+        if isinstance(decoded.payload, MarketTick):
+            self.publish(decoded.sequence, decoded.payload)
 
     def publish(self, sequence: int, tick: MarketTick) -> None:
         recent = self._recent.setdefault(tick.pair, deque(maxlen=RECENT_TICKS))
