@@ -3,37 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 import uuid
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import TopicPartition
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from services.common.db import migrate, open_pool
-from services.common.kafka import (
-    DeadLetter,
-    RenewingProducer,
-    batch_fetches_while_busy,
-    ensure_topics,
-    send_to_dead_letter,
-    topic_specs,
-    unreachable,
-)
+from services.common.kafka import batch_fetches_while_busy, ensure_topics, topic_specs
 from services.common.logging import configure_logging
-from services.common.metrics import (
-    PROJECT,
-    dead_letters_start_at_zero,
-    observe_stage,
-    start_metrics_server,
-)
-from services.common.process import retry_while_down, stop_event_on_signals
+from services.common.metrics import PROJECT, observe_stage, start_metrics_server
+from services.common.process import stop_event_on_signals
 from services.common.settings import Settings
 from services.domain.order import OrderState
-from services.projector.batching import BATCH_LINGER_SECONDS, MAX_BATCH, is_outage
+from services.projector.batching import BatchProjector
 from services.projector.cache import StateCache
 from services.projector.market import MarketProjector
 from services.projector.market_store import MarketStore
@@ -47,46 +32,21 @@ log = logging.getLogger(__name__)
 _CACHED_ORDERS = 20_000
 
 
-class _SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Resume each assigned partition where PostgreSQL says, not where Kafka's group offset says."""
-
-    def __init__(self, projector: Projector) -> None:
-        self._projector = projector
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        return None
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self._projector.seek_to_stored_positions(assigned)
-
-
-class Projector:
+class Projector(BatchProjector):
     """Consumes the order log and applies it to one read-model schema, exactly once."""
 
     def __init__(
         self, settings: Settings, pool: AsyncConnectionPool, store: ReadModelStore
     ) -> None:
-        assert settings.kafka_bootstrap_servers
-        self.settings = settings
+        super().__init__(
+            settings,
+            (settings.orders_topic,),
+            group=settings.projector_group,
+            client_id="oee-projector",
+        )
         self.topic = settings.orders_topic
         self.pool = pool
         self.store = store
-        dead_letters_start_at_zero(settings.projector_group)
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id=settings.projector_group,
-            client_id="oee-projector",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            max_poll_records=2000,
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=1000,
-        )
-        self.producer = RenewingProducer(
-            settings.kafka_bootstrap_servers, client_id="oee-projector-dlq"
-        )
-        self.applied = 0
         self.cache = StateCache(_CACHED_ORDERS)
 
     async def seek_to_stored_positions(self, assigned: list[TopicPartition]) -> None:
@@ -99,20 +59,9 @@ class Projector:
                 await self.consumer.seek_to_beginning(tp)
 
     async def start(self) -> None:
-        servers = str(self.settings.kafka_bootstrap_servers)
-        await self.producer.start()
-        self.consumer.subscribe([self.topic], listener=_SeekToStoredPositions(self))
-        try:
-            await self.consumer.start()
-        except (KafkaError, OSError) as exc:
-            await self.producer.stop()
-            raise unreachable(servers, exc) from None
+        await super().start()
         # It waits BATCH_LINGER_SECONDS for more records anyway: fewer, fuller fetches.
         batch_fetches_while_busy(self.consumer)
-
-    async def stop(self) -> None:
-        await self.consumer.stop()
-        await self.producer.stop()
 
     async def apply(self, records: list[LogRecord]) -> int:
         """Project one batch: rows, dead letters and positions, atomically in PostgreSQL."""
@@ -128,20 +77,7 @@ class Projector:
             prior = await self._prior_states(conn, stored, order_ids_in(records))
             projection = project(records, prior)
             for rejected in projection.rejected:
-                record = rejected.record
-                await send_to_dead_letter(
-                    self.producer,
-                    self.settings.dead_letter_topic,
-                    DeadLetter(
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                        rejected.reason,
-                        self.settings.projector_group,
-                    ),
-                    record.key,
-                    record.value,
-                )
+                await self.dead_letter(rejected)
             await self.store.write(conn, self.topic, projection)
         self.cache.remember(projection.states)  # only once committed
         committed = time.time()
@@ -168,41 +104,6 @@ class Projector:
         }
         prior.update(await self.store.load_states(conn, stored.keys() - prior.keys()))
         return prior
-
-    async def _fetch(self, timeout_ms: int, max_records: int) -> list[LogRecord]:
-        batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
-        return [
-            LogRecord(m.topic, m.partition, m.offset, m.key, m.value)
-            for messages in batches.values()
-            for m in messages
-        ]
-
-    async def next_batch(self) -> list[LogRecord]:
-        """The next records to apply: whatever arrived, plus what arrives in the next moment.
-
-        A batch costs about the same whatever its size (one transaction, six statements),
-        so once records come in, waiting BATCH_LINGER_SECONDS for more applies them in
-        fewer, larger batches. An idle log costs nothing extra: the first fetch blocks.
-        """
-        records = await self._fetch(200, MAX_BATCH)
-        if records and len(records) < MAX_BATCH:
-            await asyncio.sleep(BATCH_LINGER_SECONDS)
-            records += await self._fetch(0, MAX_BATCH - len(records))  # partition order kept
-        return records
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            records = await self.next_batch()
-            if not records:
-                continue
-            applied = await retry_while_down(
-                functools.partial(self.apply, records),
-                is_outage=is_outage,
-                what="PostgreSQL or Kafka",
-                stop=stop,
-            )
-            if applied is None:
-                return  # asked to stop while PostgreSQL was down: read again at the next start
 
 
 async def _main(settings: Settings) -> None:
