@@ -33,9 +33,9 @@ from services.replay.reading import read_below_stops
 from services.replay.rebuilder import (
     Interrupted,
     Progress,
-    RebuildError,
     check_schema_name,
-    schema_exists,
+    create_schema_like,
+    drop_schema,
     stamp,
     topic_partitions,
 )
@@ -141,23 +141,10 @@ class MarketRebuilder:
         return bool(self._partitions)
 
     async def create_schema(self, template: str = MARKET_SCHEMA) -> None:
-        if await schema_exists(self.conn, self.schema):
-            raise RebuildError(f"schema {self.schema!r} exists already; name another one")
-        if not await schema_exists(self.conn, template):
-            raise RebuildError(f"template schema {template!r} is missing; run `oee migrate`")
-        async with self.conn.transaction():
-            await self.conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
-            for table in MARKET_TABLES:
-                await self.conn.execute(
-                    sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(
-                        sql.Identifier(self.schema, table), sql.Identifier(template, table)
-                    )
-                )
+        await create_schema_like(self.conn, self.schema, template, MARKET_TABLES)
 
     async def drop_schema(self) -> None:
-        await self.conn.execute(
-            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.schema))
-        )
+        await drop_schema(self.conn, self.schema)
 
     async def end_offsets(self) -> Positions:
         if not self._partitions:

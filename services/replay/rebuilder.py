@@ -298,23 +298,10 @@ class Rebuilder:
 
     async def create_schema(self, template: str = LIVE_SCHEMA) -> None:
         """Create the empty target schema with the template's tables, indexes and defaults."""
-        if await schema_exists(self.conn, self.schema):
-            raise RebuildError(f"schema {self.schema!r} exists already; name another one")
-        if not await schema_exists(self.conn, template):
-            raise RebuildError(f"template schema {template!r} is missing; run `oee migrate`")
-        async with self.conn.transaction():
-            await self.conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
-            for table in TABLES:
-                await self.conn.execute(
-                    sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(
-                        sql.Identifier(self.schema, table), sql.Identifier(template, table)
-                    )
-                )
+        await create_schema_like(self.conn, self.schema, template, TABLES)
 
     async def drop_schema(self) -> None:
-        await self.conn.execute(
-            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.schema))
-        )
+        await drop_schema(self.conn, self.schema)
 
     # -- where to stop -------------------------------------------------------------------
 
@@ -461,6 +448,29 @@ async def topic_partitions(servers: str, topic: str) -> list[int]:
 async def schema_exists(conn: AsyncConnection[Any], name: str) -> bool:
     cursor = await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (name,))
     return await cursor.fetchone() is not None
+
+
+async def create_schema_like(
+    conn: AsyncConnection[Any], schema: str, template: str, tables: Iterable[str]
+) -> None:
+    """A new schema holding empty copies of the template's `tables` (indexes and defaults
+    included), in one transaction; refused if it exists or the template does not."""
+    if await schema_exists(conn, schema):
+        raise RebuildError(f"schema {schema!r} exists already; name another one")
+    if not await schema_exists(conn, template):
+        raise RebuildError(f"template schema {template!r} is missing; run `oee migrate`")
+    async with conn.transaction():
+        await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        for table in tables:
+            await conn.execute(
+                sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(
+                    sql.Identifier(schema, table), sql.Identifier(template, table)
+                )
+            )
+
+
+async def drop_schema(conn: AsyncConnection[Any], schema: str) -> None:
+    await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 async def live_positions(conn: AsyncConnection[Any], schema: str, topic: str) -> dict[int, int]:
