@@ -301,14 +301,9 @@ def batch_fetches_while_busy(consumer: AIOKafkaConsumer) -> None:
 
     For every live reader of the order log: the projector (it lingers for a batch anyway),
     the API's live feed and the router's faust consumer. A record at most 5 ms later is
-    nothing to a socket; for the router it is the price of answering fewer fetches.
-    `bench.load`, alternating runs with and without:
-    - API's feed, 300 orders/s: its CPU an order 1.19 and 1.23 ms before, 1.06 and 1.11 after.
-    - Router, 300/s: routing p50 746 and 380 ms before, 105 and 83 ms after (p99 1,969 and
-      1,664 against 941 and 311 ms); the router's CPU an order 2.14 -> 2.05 ms, summed 6.8
-      -> 6.4 ms. At 150/s: routing p50 6.8 -> 11.1 ms (the wait), router 3.95 -> 3.53 ms.
-    An earlier trial (every consumer of every process, on a busier machine) was
-    inconclusive; these runs were quiet and alternated.
+    nothing to a socket; for the router it is the price of answering fewer fetches, which
+    at 300 orders/s cut its routing p50 from 0.4-0.7 s to 0.1 s (docs/benchmarks.md,
+    "Issue 20, fourth pass").
     """
     fetcher = consumer._fetcher
     assert fetcher is not None, "start the consumer first: it makes its fetcher then"

@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import OutOfOrderSequenceNumber
 
 from services.common.kafka import RenewingProducer, ensure_topics, topic_specs
@@ -39,16 +39,22 @@ async def started_producer(
         await producer.stop()
 
 
+def skip_a_sequence_number(producer: RenewingProducer, tp: TopicPartition) -> AIOKafkaProducer:
+    """Break the current producer's sequence on `tp` as aiokafka does to a batch it fails
+    unsent (the number moves on regardless); the broken producer."""
+    broken = producer.current
+    assert broken._txn_manager is not None
+    broken._txn_manager.increment_sequence_number(tp, 1)
+    return broken
+
+
 async def test_a_producer_whose_sequence_numbers_broke_is_replaced_and_nothing_is_doubled(
     make_settings: MakeSettings,
 ) -> None:
     async with started_producer(make_settings, linger_ms=0) as (producer, servers, topic):
-        broken = producer.current
         first = await producer.send_and_wait(topic, value=b"first", key=b"order")
         tp = TopicPartition(topic, first.partition)
-        # What aiokafka does to a batch it fails unsent: the sequence moves on regardless.
-        assert broken._txn_manager is not None
-        broken._txn_manager.increment_sequence_number(tp, 1)
+        broken = skip_a_sequence_number(producer, tp)
 
         with pytest.raises(OutOfOrderSequenceNumber):
             await producer.send_and_wait(topic, value=b"second", key=b"order")
@@ -83,12 +89,10 @@ async def test_records_sent_together_land_in_order_and_a_broken_sequence_renews_
 ) -> None:
     # The router appends an order's routed and built events together (send_all_and_wait).
     async with started_producer(make_settings, linger_ms=5) as (producer, servers, topic):
-        broken = producer.current
         written = await producer.send_all_and_wait(topic, values=[b"a", b"b", b"c"], key=b"o")
         tp = TopicPartition(topic, written[0].partition)
         assert [w.offset for w in written] == [written[0].offset + i for i in range(3)]
-        assert broken._txn_manager is not None
-        broken._txn_manager.increment_sequence_number(tp, 1)
+        broken = skip_a_sequence_number(producer, tp)
 
         with pytest.raises(OutOfOrderSequenceNumber):
             await producer.send_all_and_wait(topic, values=[b"d", b"e"], key=b"o")
