@@ -7,6 +7,7 @@ Opened once when the faust worker starts (aiokafka clients bind to the running l
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from psycopg_pool import AsyncConnectionPool
@@ -23,7 +24,7 @@ from services.common.kafka import RenewingProducer
 from services.common.settings import Settings
 from services.domain.launches import LaunchedToken
 from services.pricing.ports import VenueAdapter
-from services.router.catchup import catch_up
+from services.router.catchup import catch_up, read_range
 from services.router.emitter import Emitter
 from services.router.execution import ExecutionPolicy, OrderExecution
 from services.router.positions import ResumePositions
@@ -85,7 +86,10 @@ class RouterRuntime:
                 policy, venues, chain, emitter.emit, launches=launches, submit=emitter.submit
             )
             self.router = OrderRouter(
-                execution.run, emitter.dead_letter, self.settings.router_max_in_flight
+                execution.run,
+                emitter.dead_letter,
+                self.settings.router_max_in_flight,
+                read_range=functools.partial(read_range, self.servers, self.settings.orders_topic),
             )
             return self.router
 

@@ -655,3 +655,49 @@ async def test_a_high_priority_order_starts_ahead_of_waiting_market_orders() -> 
     await settle(router)
     async with asyncio.timeout(WAIT):
         await market
+
+
+async def test_live_records_that_skip_offsets_bring_the_missed_ones_from_the_log() -> None:
+    """faust's delivery can drop records across a rebalance; the log has no gaps, so the
+    router reads the skipped offsets itself: an order among them runs, and the resume
+    position stays below it until it ends."""
+    runner = FakeRunner(block=True)
+    missed, seen = uuid.uuid4(), uuid.uuid4()
+    log = {5: (key(missed), record(missed, 1)), 6: (key(seen), record(seen, 1))}
+    asked: list[tuple[int, int, int]] = []
+
+    async def read_range(
+        partition: int, start: int, end: int
+    ) -> list[tuple[int, bytes | None, bytes | None]]:
+        asked.append((partition, start, end))
+        return [(o, *log[o]) for o in range(start, end)]
+
+    router = OrderRouter(runner, DeadLetters(), 10, read_range=read_range)
+    router.begin_catch_up(0, 5, 5)
+    await router.finish_catch_up(0)
+    await live(router, 0, 6, seen, log[6][1])  # offset 5 never came live
+
+    assert asked == [(0, 5, 6)]
+    await until(lambda: set(runner.started) == {missed, seen})
+    assert router.resume_offsets() == {0: 5}
+    runner.release(missed)
+    runner.release(seen)
+    await settle(router)
+    assert router.resume_offsets() == {0: 7}
+
+
+async def test_contiguous_live_records_read_nothing_more() -> None:
+    runner = FakeRunner()
+    order = uuid.uuid4()
+
+    async def read_range(
+        partition: int, start: int, end: int
+    ) -> list[tuple[int, bytes | None, bytes | None]]:
+        raise AssertionError(f"read {partition} [{start}, {end}) with no gap")
+
+    router = OrderRouter(runner, DeadLetters(), 10, read_range=read_range)
+    router.begin_catch_up(0, 5, 5)
+    await router.finish_catch_up(0)
+    await live(router, 0, 5, order, record(order, 1))
+    await settle(router)
+    assert runner.finished == [order]
