@@ -63,7 +63,12 @@ class SteadyLoad:
 
     async def run(self) -> None:
         pending: set[asyncio.Task[None]] = set()
-        async with httpx.AsyncClient(timeout=30) as client:
+        # Idle connections are dropped after 2 s, before the API's (uvicorn's 5 s): with
+        # both at 5 s, a request could go out on a connection the server was closing that
+        # instant (httpx ReadError, seen once in CI about 5 s after a failover left dozens
+        # of connections idle). Any client of a server with a keep-alive timeout must do so.
+        limits = httpx.Limits(keepalive_expiry=2.0)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
             n = 0
             began = time.monotonic()
             while not self._stop.is_set():
